@@ -1,0 +1,51 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Module boundaries follow docs/ARCHITECTURE.md: codecs, storage and the Raft core are
+// pure libraries (no threads of their own); processes are thin executables over them.
+let package = Package(
+  name: "StreamBus",
+  platforms: [.macOS(.v14)],
+  products: [
+    .library(name: "StreamBusRecords", targets: ["StreamBusRecords"]),
+    .library(name: "StreamBusStorage", targets: ["StreamBusStorage"]),
+    .library(name: "StreamBusProtocol", targets: ["StreamBusProtocol"]),
+    .library(name: "StreamBusRaft", targets: ["StreamBusRaft"]),
+    .executable(name: "raft-sim", targets: ["raft-sim"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+  ],
+  targets: [
+    // CRC-32C with the SSE4.2 instruction where the CPU has it, software otherwise.
+    .target(name: "CStreamBusCRC32C"),
+    .target(name: "StreamBusRecords", dependencies: ["CStreamBusCRC32C"]),
+    .target(name: "StreamBusStorage", dependencies: ["StreamBusRecords"]),
+    .target(name: "StreamBusProtocol"),
+
+    // Raft: pure core, SQLite persistence, deterministic simulator.
+    .target(name: "StreamBusRaft"),
+    .systemLibrary(
+      name: "CSQLite3", pkgConfig: "sqlite3",
+      providers: [.apt(["libsqlite3-dev"])]),
+    .target(name: "StreamBusSQLite", dependencies: ["CSQLite3"]),
+    .target(name: "StreamBusRaftSQLite", dependencies: ["StreamBusRaft", "StreamBusSQLite"]),
+    .target(name: "StreamBusRaftSimulation", dependencies: ["StreamBusRaft"]),
+    .executableTarget(
+      name: "raft-sim",
+      dependencies: [
+        "StreamBusRaftSimulation",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]),
+
+    .testTarget(name: "StreamBusRecordsTests", dependencies: ["StreamBusRecords"]),
+    .testTarget(name: "StreamBusStorageTests", dependencies: ["StreamBusStorage"]),
+    .testTarget(name: "StreamBusProtocolTests", dependencies: ["StreamBusProtocol"]),
+    .testTarget(
+      name: "StreamBusRaftTests",
+      dependencies: ["StreamBusRaft", "StreamBusRaftSimulation"]),
+    .testTarget(
+      name: "StreamBusRaftSQLiteTests",
+      dependencies: ["StreamBusRaftSQLite", "StreamBusSQLite"]),
+  ]
+)

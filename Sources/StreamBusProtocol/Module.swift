@@ -1,0 +1,1 @@
+// Module StreamBusProtocol: see docs/ARCHITECTURE.md.

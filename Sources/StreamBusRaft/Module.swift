@@ -1,0 +1,1 @@
+// Module StreamBusRaft: see docs/ARCHITECTURE.md.

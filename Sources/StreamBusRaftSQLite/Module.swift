@@ -1,0 +1,1 @@
+// Module StreamBusRaftSQLite: see docs/ARCHITECTURE.md.

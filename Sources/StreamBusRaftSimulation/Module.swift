@@ -1,0 +1,1 @@
+// Module StreamBusRaftSimulation: see docs/ARCHITECTURE.md.

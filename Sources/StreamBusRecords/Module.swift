@@ -1,0 +1,1 @@
+// Module StreamBusRecords: see docs/ARCHITECTURE.md.

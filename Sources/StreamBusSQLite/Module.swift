@@ -1,0 +1,1 @@
+// Module StreamBusSQLite: see docs/ARCHITECTURE.md.

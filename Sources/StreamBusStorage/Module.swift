@@ -1,0 +1,1 @@
+// Module StreamBusStorage: see docs/ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+print("raft-sim: simulator not built yet")

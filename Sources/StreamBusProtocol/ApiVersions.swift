@@ -1,0 +1,59 @@
+/// ApiVersions (api key 18): which APIs and versions the server accepts.
+public struct ApiVersionsRequest: WireBody {
+  public static let apiKey = ApiKey.apiVersions
+
+  public init() {}
+
+  public init(from reader: inout WireReader, version: Int16) throws {}
+
+  public func encode(into writer: inout WireWriter, version: Int16) {}
+}
+
+public struct ApiVersionsResponse: WireBody {
+  public static let apiKey = ApiKey.apiVersions
+
+  public var apiKeys: [ApiVersionRange]
+
+  public struct ApiVersionRange: Sendable, Equatable {
+    public var apiKey: ApiKey
+    public var minVersion: Int16
+    public var maxVersion: Int16
+
+    public init(apiKey: ApiKey, minVersion: Int16, maxVersion: Int16) {
+      self.apiKey = apiKey
+      self.minVersion = minVersion
+      self.maxVersion = maxVersion
+    }
+  }
+
+  public init(apiKeys: [ApiVersionRange]) {
+    self.apiKeys = apiKeys
+  }
+
+  /// What this build supports (``ApiKey/supported``), sorted by api key.
+  public static var supportedByThisBuild: ApiVersionsResponse {
+    ApiVersionsResponse(
+      apiKeys: ApiKey.supported.sorted { $0.key.rawValue < $1.key.rawValue }.map {
+        ApiVersionRange(
+          apiKey: $0.key, minVersion: $0.value.lowerBound, maxVersion: $0.value.upperBound)
+      })
+  }
+
+  public init(from reader: inout WireReader, version: Int16) throws {
+    apiKeys = try reader.readArray("apiVersionsResponse.apiKeys", elementBytesMin: 6) { reader in
+      let field = "apiVersionsResponse.apiKeys"
+      return ApiVersionRange(
+        apiKey: ApiKey(rawValue: try reader.readInt16("\(field).apiKey")),
+        minVersion: try reader.readInt16("\(field).minVersion"),
+        maxVersion: try reader.readInt16("\(field).maxVersion"))
+    }
+  }
+
+  public func encode(into writer: inout WireWriter, version: Int16) {
+    writer.writeArray(apiKeys) { writer, range in
+      writer.writeInt16(range.apiKey.rawValue)
+      writer.writeInt16(range.minVersion)
+      writer.writeInt16(range.maxVersion)
+    }
+  }
+}

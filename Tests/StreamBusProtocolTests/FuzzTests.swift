@@ -2,23 +2,34 @@ import Testing
 
 @testable import StreamBusProtocol
 
+/// How fuzz inputs ended, so a test can check that it explored both outcomes.
+private struct Outcomes {
+  var decoded = 0
+  var errorKinds: Set<String> = []
+}
+
 /// Random and mutated inputs must only ever produce the documented errors, and anything that
 /// decodes must re-encode to the same bytes.
 @Suite struct FuzzTests {
   static let seed: UInt64 = 0x5EED_2026
 
-  private func checkRequest(_ payload: [UInt8], context: String) {
+  private func checkRequest(_ payload: [UInt8], context: String, _ outcomes: inout Outcomes) {
     do {
       let (header, request) = try Request.decode(payload: payload)
       #expect(request.encodePayload(header: header) == payload, "\(context)")
-    } catch is ProtocolError {
-    } catch is RequestBodyError {
+      outcomes.decoded += 1
+    } catch let error as ProtocolError {
+      outcomes.errorKinds.insert("header \(error.code)")
+    } catch let error as RequestBodyError {
+      outcomes.errorKinds.insert("body \(error.underlying.code)")
     } catch {
       Issue.record("\(context): unexpected error type \(error)")
     }
   }
 
-  private func checkResponse(_ payload: [UInt8], apiKey: ApiKey, context: String) {
+  private func checkResponse(
+    _ payload: [UInt8], apiKey: ApiKey, context: String, _ outcomes: inout Outcomes
+  ) {
     do {
       let (header, response) = try Response.decode(apiKey: apiKey, version: 0, payload: payload)
       if let response {
@@ -27,7 +38,9 @@ import Testing
         #expect(header.errorCode != .none)
         #expect(header.encodeErrorOnly() == payload, "\(context)")
       }
-    } catch is ProtocolError {
+      outcomes.decoded += 1
+    } catch let error as ProtocolError {
+      outcomes.errorKinds.insert("\(error.code)")
     } catch {
       Issue.record("\(context): unexpected error type \(error)")
     }
@@ -36,6 +49,8 @@ import Testing
   @Test func randomBytesNeverCrash() {
     var generator = SplitMix64(seed: Self.seed)
     let apiKeys = ApiKey.supported.keys.sorted { $0.rawValue < $1.rawValue }
+    var requestOutcomes = Outcomes()
+    var responseOutcomes = Outcomes()
     for iteration in 0..<20_000 {
       let length = Int.random(in: 0..<160, using: &generator)
       var payload = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
@@ -50,13 +65,19 @@ import Testing
         payload[9] = 0xFF
       }
       let context = "seed \(Self.seed) iteration \(iteration)"
-      checkRequest(payload, context: context)
-      checkResponse(payload, apiKey: apiKeys[iteration % apiKeys.count], context: context)
+      checkRequest(payload, context: context, &requestOutcomes)
+      checkResponse(
+        payload, apiKey: apiKeys[iteration % apiKeys.count], context: context, &responseOutcomes)
     }
+    for kind in ["header truncated", "body truncated", "body countTooLarge", "body negativeCount"] {
+      #expect(requestOutcomes.errorKinds.contains(kind), "\(kind)")
+    }
+    #expect(responseOutcomes.errorKinds.isSuperset(of: ["truncated", "negativeCount"]))
   }
 
   @Test func mutatedValidEncodingsNeverCrash() {
-    var generator = SplitMix64(seed: Self.seed ^ 0xABCD)
+    let seed = Self.seed ^ 0xABCD
+    var generator = SplitMix64(seed: seed)
     let requests = Fixtures.smallRequests.map { request in
       request.1.encodePayload(header: Fixtures.header(for: request.1))
     }
@@ -66,18 +87,28 @@ import Testing
         response.1.encodePayload(header: ResponseHeader(correlationId: 2), version: 0)
       )
     }
+    var requestOutcomes = Outcomes()
+    var responseOutcomes = Outcomes()
     for iteration in 0..<10_000 {
-      let context = "seed \(Self.seed ^ 0xABCD) iteration \(iteration)"
+      let context = "seed \(seed) iteration \(iteration)"
       var request = requests[iteration % requests.count]
       mutate(&request, using: &generator)
-      checkRequest(request, context: context)
+      checkRequest(request, context: context, &requestOutcomes)
       var (apiKey, response) = responses[iteration % responses.count]
       mutate(&response, using: &generator)
-      checkResponse(response, apiKey: apiKey, context: context)
+      checkResponse(response, apiKey: apiKey, context: context, &responseOutcomes)
+    }
+    // Some mutations leave a valid message (a changed integer), which must then re-encode
+    // byte for byte; the rest must be caught by the bounds checks.
+    #expect(requestOutcomes.decoded > 500)
+    #expect(responseOutcomes.decoded > 500)
+    for kind in ["truncated", "countTooLarge", "negativeCount", "trailingBytes", "invalidLength"] {
+      #expect(requestOutcomes.errorKinds.contains("body \(kind)"), "\(kind)")
+      #expect(responseOutcomes.errorKinds.contains(kind), "\(kind)")
     }
   }
 
-  /// Flips bytes, writes boundary values over 1, 2 or 4 bytes, or cuts/extends the tail.
+  /// Flips bits, writes boundary values over 1 to 4 bytes, or cuts/extends the tail.
   private func mutate(_ bytes: inout [UInt8], using generator: inout SplitMix64) {
     let edits = Int.random(in: 1...3, using: &generator)
     for _ in 0..<edits {

@@ -26,6 +26,10 @@ public struct ApiVersionsResponse: WireBody {
     }
   }
 
+  /// Version of the body sent with an UNSUPPORTED_VERSION answer to ApiVersions, so a
+  /// client newer than the server still learns what the server supports.
+  public static let fallbackVersion: Int16 = 0
+
   public init(apiKeys: [ApiVersionRange]) {
     self.apiKeys = apiKeys
   }

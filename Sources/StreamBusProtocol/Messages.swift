@@ -140,15 +140,21 @@ public enum Response: Sendable, Equatable {
         .unknownApiKey, field: "response", offset: nil,
         message: "api key \(apiKey.rawValue) has no response decoder")
     }
-    guard versions.contains(version) else {
-      throw ProtocolError(
-        .unsupportedVersion, field: "response", offset: nil,
-        message: "\(apiKey.name) version \(version) is not supported")
-    }
     var reader = WireReader(payload)
     let header = try ResponseHeader(from: &reader)
     if header.errorCode != .none && reader.isAtEnd {
       return (header, nil)
+    }
+    var version = version
+    if apiKey == .apiVersions && header.errorCode == .unsupportedVersion {
+      // The server could not speak the requested ApiVersions version, so it listed its
+      // versions in the one layout every client understands.
+      version = ApiVersionsResponse.fallbackVersion
+    }
+    guard versions.contains(version) else {
+      throw ProtocolError(
+        .unsupportedVersion, field: "response", offset: nil,
+        message: "\(apiKey.name) version \(version) is not supported")
     }
     let response: Response
     switch apiKey {

@@ -107,6 +107,19 @@ public struct RequestBodyError: Error, Sendable, Hashable, CustomStringConvertib
       errorMessage: underlying.description)
   }
 
+  /// The complete framed answer to send back for this request.
+  ///
+  /// Header only, except for an unsupported ApiVersions version: then the body lists this
+  /// build's versions at ``ApiVersionsResponse/fallbackVersion`` so the client can retry
+  /// with a version both sides speak.
+  public func errorResponseFrame() -> [UInt8] {
+    if header.apiKey == .apiVersions && underlying.code == .unsupportedVersion {
+      return Response.apiVersions(.supportedByThisBuild).encodeFrame(
+        header: errorResponseHeader, version: ApiVersionsResponse.fallbackVersion)
+    }
+    return errorResponseHeader.encodeErrorOnlyFrame()
+  }
+
   public var description: String {
     "request apiKey=\(header.apiKey.rawValue) version=\(header.apiVersion) "
       + "correlationId=\(header.correlationId): \(underlying)"

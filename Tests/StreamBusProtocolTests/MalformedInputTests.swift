@@ -103,7 +103,9 @@ private let headerBytes = 2 + 2 + 4 + 2 + 1  // clientId "c"
       #expect(error?.errorResponseHeader.errorCode == .unsupportedVersion)
     }
     let responseError = thrownError(ProtocolError.self) {
-      _ = try Response.decode(apiKey: .fetch, version: 3, payload: [])
+      _ = try Response.decode(
+        apiKey: .fetch, version: 3,
+        payload: ResponseHeader(correlationId: 1).encodeErrorOnly() + [0, 0, 0, 0])
     }
     #expect(responseError?.code == .unsupportedVersion)
     let unknownResponse = thrownError(ProtocolError.self) {
@@ -251,5 +253,42 @@ private let headerBytes = 2 + 2 + 4 + 2 + 1  // clientId "c"
       .truncated, field: "fetch.topics.name", offset: 17, message: "needs 5 bytes, 2 left")
     #expect(
       error.description == "truncated in 'fetch.topics.name' at byte 17: needs 5 bytes, 2 left")
+  }
+}
+
+@Suite struct ErrorResponseTests {
+  @Test func bodyErrorAnswersWithHeaderOnlyFrame() throws {
+    let payload = rawRequest(apiKey: 20, correlationId: 77) { $0.writeInt32(-3) }
+    let error = try #require(bodyError(payload))
+    var decoder = FrameDecoder()
+    let frames = try decoder.feed(error.errorResponseFrame())
+    #expect(frames.count == 1)
+    let (header, body) = try Response.decode(
+      apiKey: .deleteTopics, version: 0, payload: frames[0])
+    #expect(header.correlationId == 77)
+    #expect(header.errorCode == .invalidRequest)
+    #expect(header.errorMessage?.contains("deleteTopics.names") == true)
+    #expect(body == nil)
+  }
+
+  @Test func unsupportedApiVersionsStillListsVersions() throws {
+    let payload = rawRequest(apiKey: 18, version: 9, correlationId: 5) { _ in }
+    let error = try #require(bodyError(payload))
+    var decoder = FrameDecoder()
+    let frame = try #require(try decoder.feed(error.errorResponseFrame()).first)
+    // A client that asked for version 9 (which this build cannot decode either) still reads
+    // the fallback body.
+    let (header, body) = try Response.decode(apiKey: .apiVersions, version: 9, payload: frame)
+    #expect(header.correlationId == 5)
+    #expect(header.errorCode == .unsupportedVersion)
+    #expect(body == .apiVersions(.supportedByThisBuild))
+  }
+
+  @Test func unsupportedVersionOfOtherApisIsHeaderOnly() throws {
+    let payload = rawRequest(apiKey: 1, version: 4) { _ in }
+    let error = try #require(bodyError(payload))
+    let frame = error.errorResponseFrame()
+    #expect(frame == Framing.frame(error.errorResponseHeader.encodeErrorOnly()))
+    #expect(error.errorResponseHeader.errorCode == .unsupportedVersion)
   }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 
 @testable import StreamBusProtocol
@@ -63,5 +64,44 @@ import Testing
       #expect(!code.meaning.isEmpty)
       #expect(code.description.contains(code.name))
     }
+  }
+}
+
+@Suite struct ProtocolDocsTests {
+  /// docs/protocol.md's error table must list exactly the codes this build names.
+  @Test func errorTableMatchesTheCode() throws {
+    let testsDirectory = URLPath(#filePath).parent
+    let docsPath = testsDirectory.parent.parent.appending("docs/protocol.md")
+    let text = try String(contentsOfFile: docsPath.value, encoding: .utf8)
+    var rows: [Int16: (name: String, retriable: Bool)] = [:]
+    for line in text.split(separator: "\n") {
+      let cells = line.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+      guard cells.count == 4, let code = Int16(cells[0]), cells[1].hasPrefix("`") else { continue }
+      rows[code] = (String(cells[1].dropFirst().dropLast()), cells[2] == "yes")
+    }
+    #expect(rows.count == ErrorCode.known.count)
+    for code in ErrorCode.known {
+      let row = try #require(rows[code.rawValue], "\(code.name) missing from docs")
+      #expect(row.name == code.name)
+      #expect(row.retriable == code.isRetriable, "\(code.name)")
+    }
+  }
+}
+
+/// Minimal path helper so the test needs no Foundation URL handling.
+private struct URLPath {
+  let value: String
+
+  init(_ value: String) {
+    self.value = value
+  }
+
+  var parent: URLPath {
+    guard let slash = value.lastIndex(of: "/") else { return URLPath(".") }
+    return URLPath(String(value[..<slash]))
+  }
+
+  func appending(_ component: String) -> URLPath {
+    URLPath(value + "/" + component)
   }
 }

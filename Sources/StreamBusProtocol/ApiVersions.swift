@@ -45,11 +45,10 @@ public struct ApiVersionsResponse: WireBody {
 
   public init(from reader: inout WireReader, version: Int16) throws {
     apiKeys = try reader.readArray("apiVersionsResponse.apiKeys", elementBytesMin: 6) { reader in
-      let field = "apiVersionsResponse.apiKeys"
       return ApiVersionRange(
-        apiKey: ApiKey(rawValue: try reader.readInt16("\(field).apiKey")),
-        minVersion: try reader.readInt16("\(field).minVersion"),
-        maxVersion: try reader.readInt16("\(field).maxVersion"))
+        apiKey: ApiKey(rawValue: try reader.readInt16("apiVersionsResponse.apiKeys.apiKey")),
+        minVersion: try reader.readInt16("apiVersionsResponse.apiKeys.minVersion"),
+        maxVersion: try reader.readInt16("apiVersionsResponse.apiKeys.maxVersion"))
     }
   }
 

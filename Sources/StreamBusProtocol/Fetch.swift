@@ -74,14 +74,13 @@ public struct FetchRequest: WireBody {
         partitions: try reader.readArray(
           "fetch.topics.partitions", elementBytesMin: Self.partitionBytesMin
         ) { reader in
-          let field = "fetch.topics.partitions"
           return Partition(
-            partition: try reader.readInt32("\(field).partition"),
-            currentLeaderEpoch: try reader.readInt32("\(field).currentLeaderEpoch"),
-            fetchOffset: try reader.readInt64("\(field).fetchOffset"),
-            lastFetchedEpoch: try reader.readInt32("\(field).lastFetchedEpoch"),
-            logStartOffset: try reader.readInt64("\(field).logStartOffset"),
-            partitionMaxBytes: try reader.readInt32("\(field).partitionMaxBytes"))
+            partition: try reader.readInt32("fetch.topics.partitions.partition"),
+            currentLeaderEpoch: try reader.readInt32("fetch.topics.partitions.currentLeaderEpoch"),
+            fetchOffset: try reader.readInt64("fetch.topics.partitions.fetchOffset"),
+            lastFetchedEpoch: try reader.readInt32("fetch.topics.partitions.lastFetchedEpoch"),
+            logStartOffset: try reader.readInt64("fetch.topics.partitions.logStartOffset"),
+            partitionMaxBytes: try reader.readInt32("fetch.topics.partitions.partitionMaxBytes"))
         })
     }
   }
@@ -189,20 +188,23 @@ public struct FetchResponse: WireBody {
         partitions: try reader.readArray(
           "fetchResponse.topics.partitions", elementBytesMin: Self.partitionBytesMin
         ) { reader in
-          let field = "fetchResponse.topics.partitions"
           return Partition(
-            partition: try reader.readInt32("\(field).partition"),
-            errorCode: ErrorCode(rawValue: try reader.readInt16("\(field).errorCode")),
-            highWatermark: try reader.readInt64("\(field).highWatermark"),
-            logStartOffset: try reader.readInt64("\(field).logStartOffset"),
-            logEndOffset: try reader.readInt64("\(field).logEndOffset"),
+            partition: try reader.readInt32("fetchResponse.topics.partitions.partition"),
+            errorCode: ErrorCode(
+              rawValue: try reader.readInt16("fetchResponse.topics.partitions.errorCode")),
+            highWatermark: try reader.readInt64("fetchResponse.topics.partitions.highWatermark"),
+            logStartOffset: try reader.readInt64("fetchResponse.topics.partitions.logStartOffset"),
+            logEndOffset: try reader.readInt64("fetchResponse.topics.partitions.logEndOffset"),
             divergingEpoch: EpochEndOffset(
-              epoch: try reader.readInt32("\(field).divergingEpoch.epoch"),
-              endOffset: try reader.readInt64("\(field).divergingEpoch.endOffset")),
+              epoch: try reader.readInt32("fetchResponse.topics.partitions.divergingEpoch.epoch"),
+              endOffset: try reader.readInt64(
+                "fetchResponse.topics.partitions.divergingEpoch.endOffset")),
             currentLeader: LeaderIdAndEpoch(
-              leaderId: try reader.readInt32("\(field).currentLeader.leaderId"),
-              leaderEpoch: try reader.readInt32("\(field).currentLeader.leaderEpoch")),
-            records: try reader.readBytes("\(field).records"))
+              leaderId: try reader.readInt32(
+                "fetchResponse.topics.partitions.currentLeader.leaderId"),
+              leaderEpoch: try reader.readInt32(
+                "fetchResponse.topics.partitions.currentLeader.leaderEpoch")),
+            records: try reader.readBytes("fetchResponse.topics.partitions.records"))
         })
     }
   }

@@ -51,11 +51,11 @@ public struct ListOffsetsRequest: WireBody {
         partitions: try reader.readArray(
           "listOffsets.topics.partitions", elementBytesMin: Self.partitionBytesMin
         ) { reader in
-          let field = "listOffsets.topics.partitions"
           return Partition(
-            partition: try reader.readInt32("\(field).partition"),
-            currentLeaderEpoch: try reader.readInt32("\(field).currentLeaderEpoch"),
-            timestamp: try reader.readInt64("\(field).timestamp"))
+            partition: try reader.readInt32("listOffsets.topics.partitions.partition"),
+            currentLeaderEpoch: try reader.readInt32(
+              "listOffsets.topics.partitions.currentLeaderEpoch"),
+            timestamp: try reader.readInt64("listOffsets.topics.partitions.timestamp"))
         })
     }
   }
@@ -123,13 +123,13 @@ public struct ListOffsetsResponse: WireBody {
         partitions: try reader.readArray(
           "listOffsetsResponse.topics.partitions", elementBytesMin: Self.partitionBytesMin
         ) { reader in
-          let field = "listOffsetsResponse.topics.partitions"
           return Partition(
-            partition: try reader.readInt32("\(field).partition"),
-            errorCode: ErrorCode(rawValue: try reader.readInt16("\(field).errorCode")),
-            timestamp: try reader.readInt64("\(field).timestamp"),
-            offset: try reader.readInt64("\(field).offset"),
-            leaderEpoch: try reader.readInt32("\(field).leaderEpoch"))
+            partition: try reader.readInt32("listOffsetsResponse.topics.partitions.partition"),
+            errorCode: ErrorCode(
+              rawValue: try reader.readInt16("listOffsetsResponse.topics.partitions.errorCode")),
+            timestamp: try reader.readInt64("listOffsetsResponse.topics.partitions.timestamp"),
+            offset: try reader.readInt64("listOffsetsResponse.topics.partitions.offset"),
+            leaderEpoch: try reader.readInt32("listOffsetsResponse.topics.partitions.leaderEpoch"))
         })
     }
   }

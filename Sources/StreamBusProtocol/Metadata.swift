@@ -109,35 +109,36 @@ public struct MetadataResponse: WireBody {
     brokers = try reader.readArray(
       "metadataResponse.brokers", elementBytesMin: Self.brokerBytesMin
     ) { reader in
-      let field = "metadataResponse.brokers"
       return Broker(
-        nodeId: try reader.readInt32("\(field).nodeId"),
-        host: try reader.readString("\(field).host"),
-        port: try reader.readInt32("\(field).port"),
-        rack: try reader.readNullableString("\(field).rack"))
+        nodeId: try reader.readInt32("metadataResponse.brokers.nodeId"),
+        host: try reader.readString("metadataResponse.brokers.host"),
+        port: try reader.readInt32("metadataResponse.brokers.port"),
+        rack: try reader.readNullableString("metadataResponse.brokers.rack"))
     }
     clusterId = try reader.readNullableString("metadataResponse.clusterId")
     controllerId = try reader.readInt32("metadataResponse.controllerId")
     topics = try reader.readArray("metadataResponse.topics", elementBytesMin: Self.topicBytesMin) {
       reader in
-      let field = "metadataResponse.topics"
       return Topic(
-        errorCode: ErrorCode(rawValue: try reader.readInt16("\(field).errorCode")),
-        name: try reader.readString("\(field).name"),
+        errorCode: ErrorCode(rawValue: try reader.readInt16("metadataResponse.topics.errorCode")),
+        name: try reader.readString("metadataResponse.topics.name"),
         partitions: try reader.readArray(
-          "\(field).partitions", elementBytesMin: Self.partitionBytesMin
+          "metadataResponse.topics.partitions", elementBytesMin: Self.partitionBytesMin
         ) { reader in
-          let field = "metadataResponse.topics.partitions"
           return Partition(
-            errorCode: ErrorCode(rawValue: try reader.readInt16("\(field).errorCode")),
-            partition: try reader.readInt32("\(field).partition"),
-            leaderId: try reader.readInt32("\(field).leaderId"),
-            leaderEpoch: try reader.readInt32("\(field).leaderEpoch"),
-            replicas: try reader.readInt32Array("\(field).replicas"),
-            isr: try reader.readInt32Array("\(field).isr"),
-            offlineReplicas: try reader.readInt32Array("\(field).offlineReplicas"))
+            errorCode: ErrorCode(
+              rawValue: try reader.readInt16("metadataResponse.topics.partitions.errorCode")),
+            partition: try reader.readInt32("metadataResponse.topics.partitions.partition"),
+            leaderId: try reader.readInt32("metadataResponse.topics.partitions.leaderId"),
+            leaderEpoch: try reader.readInt32("metadataResponse.topics.partitions.leaderEpoch"),
+            replicas: try reader.readInt32Array("metadataResponse.topics.partitions.replicas"),
+            isr: try reader.readInt32Array("metadataResponse.topics.partitions.isr"),
+            offlineReplicas: try reader.readInt32Array(
+              "metadataResponse.topics.partitions.offlineReplicas"))
         },
-        configs: try reader.readArray("\(field).configs", elementBytesMin: Self.configBytesMin) {
+        configs: try reader.readArray(
+          "metadataResponse.topics.configs", elementBytesMin: Self.configBytesMin
+        ) {
           reader in
           Config(
             key: try reader.readString("metadataResponse.topics.configs.key"),

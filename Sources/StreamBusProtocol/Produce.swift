@@ -133,14 +133,17 @@ public struct ProduceResponse: WireBody {
         partitions: try reader.readArray(
           "produceResponse.topics.partitions", elementBytesMin: Self.partitionBytesMin
         ) { reader in
-          let field = "produceResponse.topics.partitions"
           return Partition(
-            partition: try reader.readInt32("\(field).partition"),
-            errorCode: ErrorCode(rawValue: try reader.readInt16("\(field).errorCode")),
-            errorMessage: try reader.readNullableString("\(field).errorMessage"),
-            baseOffset: try reader.readInt64("\(field).baseOffset"),
-            logStartOffset: try reader.readInt64("\(field).logStartOffset"),
-            logAppendTimeMs: try reader.readInt64("\(field).logAppendTimeMs"))
+            partition: try reader.readInt32("produceResponse.topics.partitions.partition"),
+            errorCode: ErrorCode(
+              rawValue: try reader.readInt16("produceResponse.topics.partitions.errorCode")),
+            errorMessage: try reader.readNullableString(
+              "produceResponse.topics.partitions.errorMessage"),
+            baseOffset: try reader.readInt64("produceResponse.topics.partitions.baseOffset"),
+            logStartOffset: try reader.readInt64(
+              "produceResponse.topics.partitions.logStartOffset"),
+            logAppendTimeMs: try reader.readInt64(
+              "produceResponse.topics.partitions.logAppendTimeMs"))
         })
     }
     throttleTimeMs = try reader.readInt32("produceResponse.throttleTimeMs")

@@ -48,12 +48,13 @@ public struct CreateTopicsRequest: WireBody {
   public init(from reader: inout WireReader, version: Int16) throws {
     topics = try reader.readArray("createTopics.topics", elementBytesMin: Self.topicBytesMin) {
       reader in
-      let field = "createTopics.topics"
       return Topic(
-        name: try reader.readString("\(field).name"),
-        numPartitions: try reader.readInt32("\(field).numPartitions"),
-        replicationFactor: try reader.readInt16("\(field).replicationFactor"),
-        configs: try reader.readArray("\(field).configs", elementBytesMin: Self.configBytesMin) {
+        name: try reader.readString("createTopics.topics.name"),
+        numPartitions: try reader.readInt32("createTopics.topics.numPartitions"),
+        replicationFactor: try reader.readInt16("createTopics.topics.replicationFactor"),
+        configs: try reader.readArray(
+          "createTopics.topics.configs", elementBytesMin: Self.configBytesMin
+        ) {
           reader in
           Config(
             key: try reader.readString("createTopics.topics.configs.key"),
@@ -113,13 +114,13 @@ public struct CreateTopicsResponse: WireBody {
     topics = try reader.readArray(
       "createTopicsResponse.topics", elementBytesMin: Self.topicBytesMin
     ) { reader in
-      let field = "createTopicsResponse.topics"
       return Topic(
-        name: try reader.readString("\(field).name"),
-        errorCode: ErrorCode(rawValue: try reader.readInt16("\(field).errorCode")),
-        errorMessage: try reader.readNullableString("\(field).errorMessage"),
-        numPartitions: try reader.readInt32("\(field).numPartitions"),
-        replicationFactor: try reader.readInt16("\(field).replicationFactor"))
+        name: try reader.readString("createTopicsResponse.topics.name"),
+        errorCode: ErrorCode(
+          rawValue: try reader.readInt16("createTopicsResponse.topics.errorCode")),
+        errorMessage: try reader.readNullableString("createTopicsResponse.topics.errorMessage"),
+        numPartitions: try reader.readInt32("createTopicsResponse.topics.numPartitions"),
+        replicationFactor: try reader.readInt16("createTopicsResponse.topics.replicationFactor"))
     }
   }
 
@@ -186,11 +187,11 @@ public struct DeleteTopicsResponse: WireBody {
     topics = try reader.readArray(
       "deleteTopicsResponse.topics", elementBytesMin: Self.topicBytesMin
     ) { reader in
-      let field = "deleteTopicsResponse.topics"
       return Topic(
-        name: try reader.readString("\(field).name"),
-        errorCode: ErrorCode(rawValue: try reader.readInt16("\(field).errorCode")),
-        errorMessage: try reader.readNullableString("\(field).errorMessage"))
+        name: try reader.readString("deleteTopicsResponse.topics.name"),
+        errorCode: ErrorCode(
+          rawValue: try reader.readInt16("deleteTopicsResponse.topics.errorCode")),
+        errorMessage: try reader.readNullableString("deleteTopicsResponse.topics.errorMessage"))
     }
   }
 

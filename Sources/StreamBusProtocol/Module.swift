@@ -1,1 +1,0 @@
-// Module StreamBusProtocol: see docs/ARCHITECTURE.md.

@@ -230,7 +230,9 @@ final class FrameClientHandler: ChannelDuplexHandler {
     guard let correlationId = frame.getInteger(at: frame.readerIndex, as: Int32.self) else {
       oldest.response?.fail(
         TransportError(
-          .protocolViolation, "response from \(remote) is \(frame.readableBytes) bytes, too short for a correlation id"))
+          .protocolViolation,
+          "response from \(remote) is \(frame.readableBytes) bytes, too short for a correlation id")
+      )
       fail(
         TransportError(
           .protocolViolation,

@@ -15,7 +15,8 @@ public struct FrameDecoder: NIOSingleStepByteToMessageDecoder {
   public let frameBytesMax: Int
 
   public init(frameBytesMax: Int = FrameDecoder.frameBytesMaxDefault) {
-    precondition(frameBytesMax >= 0 && frameBytesMax <= Int(Int32.max), "frameBytesMax out of range")
+    precondition(
+      frameBytesMax >= 0 && frameBytesMax <= Int(Int32.max), "frameBytesMax out of range")
     self.frameBytesMax = frameBytesMax
   }
 

@@ -59,6 +59,7 @@ extension ByteBuffer {
   /// Appends one frame (length prefix and payload) in a single write.
   @inlinable
   mutating func writeFrame(payload: [UInt8]) {
+    precondition(payload.count <= Int32.max, "frame payload of \(payload.count) bytes")
     writeInteger(UInt32(truncatingIfNeeded: payload.count))
     writeBytes(payload)
   }

@@ -315,9 +315,31 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
   }
 
   func read(context: ChannelHandlerContext) {
-    if isStoppingReads || dispatchedCount >= inflightRequestsMax || !queuedFrames.isEmpty {
-      isReadHeld = true
+    if canRead(context: context) {
+      context.read()
     } else {
+      isReadHeld = true
+    }
+  }
+
+  func channelWritabilityChanged(context: ChannelHandlerContext) {
+    if context.channel.isWritable && !isClosed {
+      dispatchQueuedFrames(context: context)
+      releaseHeldRead(context: context)
+    }
+    context.fireChannelWritabilityChanged()
+  }
+
+  /// Reading stops while the handler window is full, frames wait in the queue, or replies
+  /// pile up behind a peer that does not read them: memory per connection stays bounded.
+  private func canRead(context: ChannelHandlerContext) -> Bool {
+    !isStoppingReads && dispatchedCount < inflightRequestsMax && queuedFrames.isEmpty
+      && context.channel.isWritable
+  }
+
+  private func releaseHeldRead(context: ChannelHandlerContext) {
+    if isReadHeld && canRead(context: context) {
+      isReadHeld = false
       context.read()
     }
   }
@@ -360,7 +382,9 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
   }
 
   private func dispatchQueuedFrames(context: ChannelHandlerContext) {
-    while !isClosed && dispatchedCount < inflightRequestsMax, let frame = queuedFrames.popFirst() {
+    while !isClosed && dispatchedCount < inflightRequestsMax && context.channel.isWritable,
+      let frame = queuedFrames.popFirst()
+    {
       let sequence = nextSequenceToAssign
       nextSequenceToAssign += 1
       dispatchedCount += 1
@@ -404,12 +428,7 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
       context.flush()
     }
     dispatchQueuedFrames(context: context)
-    if isReadHeld && !isStoppingReads && queuedFrames.isEmpty
-      && dispatchedCount < inflightRequestsMax
-    {
-      isReadHeld = false
-      context.read()
-    }
+    releaseHeldRead(context: context)
     closeIfDrained(context: context)
   }
 

@@ -136,7 +136,8 @@ import Testing
       return try await group.reduce(into: []) { $0.append($1) }
     }
     #expect(connections.allSatisfy { $0 === connections[0] })
-    try await Task.sleep(for: .milliseconds(20))
+    // A round trip guarantees the server has registered the connection.
+    _ = try await connections[0].send(makeRequest(correlationId: 1))
     #expect(server.connectionCount == 1)
     await pool.closeAll()
     await server.shutdownGracefully()

@@ -181,6 +181,37 @@ import Testing
     await server.shutdownGracefully()
   }
 
+  @Test func peerThatDoesNotReadStopsRequestProcessing() async throws {
+    let arrivals = Gate()
+    await arrivals.open()
+    let responseBytes = 256 * 1024
+    let handler = ClosureHandler { frame, _ in
+      await arrivals.pass()
+      let request = ParsedRequest(frame)
+      return .respond(
+        makeResponse(
+          correlationId: request.correlationId, body: [UInt8](repeating: 1, count: responseBytes)))
+    }
+    let server = try await startServer(handler) { $0.inflightRequestsMax = 8 }
+    let requestCount = 200
+    var bytes: [UInt8] = []
+    for id in 0..<requestCount {
+      bytes +=
+        ByteBufferAllocator().frameBuffer(payload: makeRequest(correlationId: Int32(id)))
+        .readableBytesView
+    }
+    let peer = try await RawPeer.connect(to: server.localAddress)
+    let collect = Task { try await peer.send(bytes, readDelayMs: 400) }
+    try await Task.sleep(for: .milliseconds(300))
+    // Socket buffers hold a few MiB; without backpressure all 200 (50 MiB) would be built.
+    let handledWhileBlocked = await arrivals.started
+    #expect(handledWhileBlocked < requestCount / 2)
+    await arrivals.waitUntilStarted(requestCount)
+    await server.shutdownGracefully()
+    let received = try await collect.value
+    #expect(received.count == requestCount * (4 + 4 + responseBytes))
+  }
+
   @Test func oneWayRequestsKeepOrderWithAnsweredOnes() async throws {
     let received = Counter()
     let handler = ClosureHandler { frame, _ in

@@ -111,12 +111,15 @@ struct RawPeer {
 
   /// Writes `bytes`, then either closes at once or collects everything until the server
   /// closes the connection.
-  func send(_ bytes: [UInt8], thenClose: Bool = false) async throws -> [UInt8] {
+  func send(_ bytes: [UInt8], thenClose: Bool = false, readDelayMs: Int = 0) async throws
+    -> [UInt8]
+  {
     try await channel.executeThenClose { inbound, outbound in
       try await outbound.write(ByteBuffer(bytes: bytes))
       if thenClose {
         return []
       }
+      try await Task.sleep(for: .milliseconds(readDelayMs))
       var received: [UInt8] = []
       do {
         for try await chunk in inbound {

@@ -185,6 +185,7 @@ final class FrameClientHandler: ChannelDuplexHandler {
   private var nextRequestNumber: UInt64 = 0
   /// Set once the connection is unusable; every later request fails with it.
   private var failure: TransportError?
+  private var isFlushScheduled = false
 
   init(remote: HostPort, logger: Logger) {
     self.remote = remote
@@ -214,6 +215,19 @@ final class FrameClientHandler: ChannelDuplexHandler {
     context.write(
       wrapOutboundOut(context.channel.allocator.frameBuffer(payload: request.payload)),
       promise: promise)
+  }
+
+  /// Every `send` asks for a flush; requests queued in the same event loop tick share one
+  /// (one syscall for a burst of concurrent sends).
+  func flush(context: ChannelHandlerContext) {
+    guard !isFlushScheduled else { return }
+    isFlushScheduled = true
+    context.eventLoop.assumeIsolated().execute {
+      self.isFlushScheduled = false
+      if self.failure == nil {
+        context.flush()
+      }
+    }
   }
 
   func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -249,7 +263,7 @@ final class FrameClientHandler: ChannelDuplexHandler {
       fail(error, context: context)
       return
     }
-    oldest.response?.succeed(Array(frame.readableBytesView))
+    oldest.response?.succeed(frame.copyReadableBytes())
   }
 
   func channelInactive(context: ChannelHandlerContext) {

@@ -73,3 +73,16 @@ extension ByteBufferAllocator {
     return buffer
   }
 }
+
+extension ByteBuffer {
+  /// The readable bytes as a new array: one memcpy, also fast in debug builds, where
+  /// `Array(readableBytesView)` copies byte by byte.
+  func copyReadableBytes() -> [UInt8] {
+    withUnsafeReadableBytes { source in
+      [UInt8](unsafeUninitializedCapacity: source.count) { destination, initializedCount in
+        UnsafeMutableRawBufferPointer(destination).copyMemory(from: source)
+        initializedCount = source.count
+      }
+    }
+  }
+}

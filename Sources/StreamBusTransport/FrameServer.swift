@@ -278,6 +278,7 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
   private var isReadHeld = false
   private var isStoppingReads = false
   private var isClosed = false
+  private var isFlushScheduled = false
   private var context: ChannelHandlerContext?
 
   init(
@@ -310,7 +311,7 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
     let frame = unwrapInboundIn(data)
     registry.requestsStarted(1)
     // The one copy per request: the handler gets an owned array, free of NIO types.
-    queuedFrames.append(Array(frame.readableBytesView))
+    queuedFrames.append(frame.copyReadableBytes())
     dispatchQueuedFrames(context: context)
   }
 
@@ -423,13 +424,24 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
       }
     }
     guard !isClosed, let context else { return }
-    // One flush for every reply that became writable together.
     if wroteResponse {
-      context.flush()
+      scheduleFlush(context: context)
     }
     dispatchQueuedFrames(context: context)
     releaseHeldRead(context: context)
     closeIfDrained(context: context)
+  }
+
+  /// Replies finishing in the same event loop tick share one flush (one syscall).
+  private func scheduleFlush(context: ChannelHandlerContext) {
+    guard !isFlushScheduled else { return }
+    isFlushScheduled = true
+    context.eventLoop.assumeIsolated().execute {
+      self.isFlushScheduled = false
+      if !self.isClosed {
+        context.flush()
+      }
+    }
   }
 
   private func closeIfDrained(context: ChannelHandlerContext) {

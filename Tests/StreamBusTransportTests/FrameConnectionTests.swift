@@ -53,8 +53,7 @@ import Testing
     }
     #expect(error?.code == .protocolViolation)
     #expect(error?.message.contains("correlation id 11 where 10 was expected") == true)
-    try await Task.sleep(for: .milliseconds(20))
-    #expect(!connection.isActive)
+    #expect(try await eventually { !connection.isActive })
     await server.shutdownGracefully()
   }
 

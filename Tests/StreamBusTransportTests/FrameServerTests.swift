@@ -287,11 +287,7 @@ import Testing
       await group.triggerGracefulShutdown()
       try await tasks.waitForAll()
       // The client notices the close asynchronously.
-      let deadline = ContinuousClock.now + .seconds(5)
-      while connection.isActive && ContinuousClock.now < deadline {
-        try await Task.sleep(for: .milliseconds(2))
-      }
-      #expect(!connection.isActive)
+      #expect(try await eventually { !connection.isActive })
     }
   }
 

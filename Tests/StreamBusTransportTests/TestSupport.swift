@@ -31,7 +31,12 @@ func makeRequest(apiKey: Int16 = 0, correlationId: Int32, body: [UInt8] = []) ->
   buffer.writeInteger(Int16(1))
   buffer.writeInteger(correlationId)
   buffer.writeBytes(body)
-  return Array(buffer.readableBytesView)
+  return buffer.copyReadableBytes()
+}
+
+/// Bytes 4..<8 of a request, without copying the body.
+func correlationId(of request: [UInt8]) -> Int32 {
+  Int32(bitPattern: request[4...7].reduce(0) { $0 << 8 | UInt32($1) })
 }
 
 struct ParsedRequest {
@@ -44,7 +49,7 @@ struct ParsedRequest {
     apiKey = buffer.readInteger() ?? -1
     _ = buffer.readInteger(as: Int16.self)
     correlationId = buffer.readInteger() ?? -1
-    body = Array(buffer.readableBytesView)
+    body = buffer.copyReadableBytes()
   }
 }
 
@@ -53,7 +58,7 @@ func makeResponse(correlationId: Int32, body: [UInt8]) -> [UInt8] {
   var buffer = ByteBuffer()
   buffer.writeInteger(correlationId)
   buffer.writeBytes(body)
-  return Array(buffer.readableBytesView)
+  return buffer.copyReadableBytes()
 }
 
 func responseBody(_ response: [UInt8]) -> [UInt8] {
@@ -164,4 +169,16 @@ actor Gate {
       try? await Task.sleep(for: .milliseconds(2))
     }
   }
+}
+
+/// Polls `condition` until it holds or `timeoutMs` passes (for state other tasks change).
+func eventually(timeoutMs: Int = 5000, _ condition: () async -> Bool) async throws -> Bool {
+  let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
+  while ContinuousClock.now < deadline {
+    if await condition() {
+      return true
+    }
+    try await Task.sleep(for: .milliseconds(2))
+  }
+  return await condition()
 }

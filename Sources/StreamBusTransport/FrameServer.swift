@@ -98,6 +98,12 @@ public final class FrameServer: Service, Sendable {
       .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
       .childChannelOption(.socketOption(.so_keepalive), value: 1)
       .childChannelOption(.recvAllocator, value: transportReceiveAllocator)
+      // Writability gates dispatch of further requests; the default 64 KiB high mark would
+      // stall pipelining behind every large fetch response.
+      .childChannelOption(
+        .writeBufferWaterMark,
+        value: ChannelOptions.Types.WriteBufferWaterMark(low: 512 * 1024, high: 2 * 1024 * 1024)
+      )
       .childChannelInitializer { channel in
         channel.eventLoop.makeCompletedFuture {
           guard let connectionId = registry.register(channel) else {

@@ -2,6 +2,14 @@ import Logging
 import NIOCore
 import NIOPosix
 
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
 public struct FrameConnectionConfiguration: Sendable {
   public var connectTimeoutMs: Int64 = 10_000
   /// Default for `send`; long polls pass their own, longer timeout.
@@ -148,7 +156,9 @@ private func mapWriteError(_ error: any Error, remote: HostPort) -> any Error {
 
 private func describeConnectError(_ error: any Error) -> String {
   if let connectionError = error as? NIOConnectionError {
-    let reasons = connectionError.connectionErrors.map { "\($0.target): \($0.error)" }
+    let reasons = connectionError.connectionErrors.map {
+      "\(describeSocketAddress($0.target)) \(describeSystemError($0.error))"
+    }
     if let dnsError = connectionError.dnsAAAAError ?? connectionError.dnsAError, reasons.isEmpty {
       return "name resolution failed (\(dnsError))"
     }
@@ -313,4 +323,12 @@ final class FrameClientHandler: ChannelDuplexHandler {
       request.response?.fail(failure)
     }
   }
+}
+
+/// "Connection refused (errno 111)" rather than NIO's description of the failed syscall.
+private func describeSystemError(_ error: any Error) -> String {
+  guard let ioError = error as? IOError else {
+    return "\(error)"
+  }
+  return "\(String(cString: strerror(ioError.errnoCode))) (errno \(ioError.errnoCode))"
 }

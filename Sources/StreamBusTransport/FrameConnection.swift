@@ -53,7 +53,7 @@ public final class FrameConnection: Sendable {
     connectionLogger[metadataKey: "remote"] = "\(remote)"
     let handlerLogger = connectionLogger
     let bootstrap = ClientBootstrap(group: eventLoopGroup)
-      .connectTimeout(.milliseconds(configuration.connectTimeoutMs))
+      .connectTimeout(.clampedMilliseconds(configuration.connectTimeoutMs))
       .channelOption(.socketOption(.tcp_nodelay), value: 1)
       .channelOption(.socketOption(.so_keepalive), value: 1)
       .channelOption(.recvAllocator, value: transportReceiveAllocator)
@@ -213,7 +213,7 @@ final class FrameClientHandler: ChannelDuplexHandler {
       let requestNumber = nextRequestNumber
       nextRequestNumber += 1
       let timeout = context.eventLoop.assumeIsolated().scheduleTask(
-        in: .milliseconds(request.timeoutMs)
+        in: .clampedMilliseconds(request.timeoutMs)
       ) {
         self.timeOut(requestNumber: requestNumber, timeoutMs: request.timeoutMs)
       }

@@ -86,3 +86,11 @@ extension ByteBuffer {
     }
   }
 }
+
+extension TimeAmount {
+  /// Milliseconds from configuration, capped so that a "forever" value such as `Int64.max`
+  /// does not overflow the nanosecond count.
+  static func clampedMilliseconds(_ milliseconds: Int64) -> TimeAmount {
+    .milliseconds(min(max(milliseconds, 0), Int64.max / 1_000_000 - 1))
+  }
+}

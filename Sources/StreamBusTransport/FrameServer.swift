@@ -174,7 +174,7 @@ public final class FrameServer: Service, Sendable {
     for channel in channels {
       channel.triggerUserOutboundEvent(StopReadingEvent(), promise: nil)
     }
-    let deadline = NIODeadline.now() + .milliseconds(configuration.shutdownGracePeriodMs)
+    let deadline = NIODeadline.now() + .clampedMilliseconds(configuration.shutdownGracePeriodMs)
     // Connections close themselves once their last reply is written; poll rather than wire
     // a notification path that only shutdown would use.
     while registry.connectionCount > 0 && NIODeadline.now() < deadline {

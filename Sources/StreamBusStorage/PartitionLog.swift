@@ -355,7 +355,9 @@ public final class PartitionLog {
 
   /// File position of the batch whose offsets include `offset` (or the first batch after
   /// it), nil when the segment ends before `offset`.
-  private func batchPosition(in segment: LogSegment, containing offset: Int64) throws -> Int64? {
+  private func batchPosition(
+    in segment: LogSegment, containing offset: Int64, mayRebuildIndex: Bool = true
+  ) throws -> Int64? {
     guard offset < segment.nextOffset else { return nil }
     if let hint = readHint, hint.offset == offset, hint.segmentBaseOffset == segment.baseOffset,
       hint.position < segment.size
@@ -368,26 +370,35 @@ public final class PartitionLog {
     var found: Int64?
     var firstHeader = true
     var indexMismatch = false
-    try walkHeaders(segment, from: start, windowBytes: config.indexIntervalBytes + 4096) {
-      position, header in
-      if firstHeader, let entry,
-        header.baseOffset != segment.baseOffset + Int64(entry.relativeOffset)
-      {
-        indexMismatch = true
-        return false
+    do {
+      try walkHeaders(segment, from: start, windowBytes: config.indexIntervalBytes + 4096) {
+        position, header in
+        if firstHeader, let entry,
+          header.baseOffset != segment.baseOffset + Int64(entry.relativeOffset)
+        {
+          indexMismatch = true
+          return false
+        }
+        firstHeader = false
+        if header.lastOffset >= offset {
+          found = position
+          return false
+        }
+        return true
       }
-      firstHeader = false
-      if header.lastOffset >= offset {
-        found = position
-        return false
-      }
-      return true
+    } catch let error as StorageError where error.code == .corruptLog && firstHeader && entry != nil {
+      indexMismatch = true
     }
     if indexMismatch {
       // The index points somewhere that is not the batch it names: rebuild it from the
       // data once and look again.
+      guard mayRebuildIndex else {
+        throw StorageError(
+          .corruptLog, "index of \(segment.logPath) disagrees with its data after a rebuild",
+          path: segment.indexPath)
+      }
       try rebuildIndex(segment)
-      return try batchPosition(in: segment, containing: offset)
+      return try batchPosition(in: segment, containing: offset, mayRebuildIndex: false)
     }
     return found
   }

@@ -103,8 +103,9 @@ func scanSegment(
     guard remaining >= Int64(RecordBatchHeader.byteCount) else {
       return stop("\(remaining) trailing bytes, shorter than a batch header")
     }
-    if position < windowStart || position + Int64(RecordBatchHeader.byteCount)
-      > windowStart + Int64(windowCount)
+    if position < windowStart
+      || position + Int64(RecordBatchHeader.byteCount)
+        > windowStart + Int64(windowCount)
     {
       windowStart = position
       windowCount = try window.withUnsafeMutableBytes { buffer in

@@ -219,7 +219,11 @@ public final class PartitionLog {
 
     segment.size = position
     segment.nextOffset = lastOffset + 1
-    segment.index = (segment.index ?? []) + newEntries
+    if !newEntries.isEmpty {
+      // Appended in place: the active index can hold hundreds of thousands of entries.
+      if segment.index == nil { segment.index = [] }
+      segment.index?.append(contentsOf: newEntries)
+    }
     segment.maxTimestamp = max(segment.maxTimestamp ?? maxTimestamp, maxTimestamp)
     segment.firstAppendMs = segment.firstAppendMs ?? nowMs
     segment.hasUnsyncedData = true
@@ -386,7 +390,8 @@ public final class PartitionLog {
         }
         return true
       }
-    } catch let error as StorageError where error.code == .corruptLog && firstHeader && entry != nil {
+    } catch let error as StorageError where error.code == .corruptLog && firstHeader && entry != nil
+    {
       indexMismatch = true
     }
     if indexMismatch {
@@ -467,8 +472,7 @@ public final class PartitionLog {
   }
 
   /// `count` bytes from `position` with one pread, into a buffer that is not zeroed first.
-  private func readBytes(_ segment: LogSegment, at position: Int64, count: Int) throws -> [UInt8]
-  {
+  private func readBytes(_ segment: LogSegment, at position: Int64, count: Int) throws -> [UInt8] {
     do {
       return try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
         initialized = try fileSystem.readFully(
@@ -529,7 +533,8 @@ public final class PartitionLog {
   private func loadedIndex(_ segment: LogSegment) throws -> [IndexEntry] {
     if let index = segment.index { return index }
     let limit = segmentOffsetSpan(segment)
-    if let bytes = try? AtomicFile.read(segment.indexPath, fileSystem: fileSystem),
+    if let bytes = try? OffsetIndex.readFile(
+      segment.indexPath, sizeMax: segment.size, fileSystem: fileSystem),
       let index = OffsetIndex.decode(bytes, segmentBytes: segment.size, relativeOffsetLimit: limit)
     {
       segment.index = index
@@ -566,7 +571,8 @@ public final class PartitionLog {
   }
 
   func writeIndexFile(_ segment: LogSegment, _ index: [IndexEntry]) throws {
-    let descriptor = try segment.indexDescriptor ?? fileSystem.open(segment.indexPath, .createReadWrite)
+    let descriptor =
+      try segment.indexDescriptor ?? fileSystem.open(segment.indexPath, .createReadWrite)
     defer { if segment.indexDescriptor == nil { fileSystem.close(descriptor) } }
     try fileSystem.truncate(descriptor, to: 0)
     try OffsetIndex.encode(index).withUnsafeBytes {

@@ -9,7 +9,8 @@ import Testing
   func fill(_ log: PartitionLog, batches count: Int, epoch: Int32 = 1) throws -> [UInt8] {
     var expected: [UInt8] = []
     for number in 0..<count {
-      let batch = makeBatch(records: 1 + number % 4, valueBytes: 10 + (number * 37) % 300, seed: number)
+      let batch = makeBatch(
+        records: 1 + number % 4, valueBytes: 10 + (number * 37) % 300, seed: number)
       let before = log.logEndOffset
       let result = try log.append(batch, partitionLeaderEpoch: epoch)
       #expect(result.baseOffset == before)
@@ -166,7 +167,8 @@ import Testing
     var tooBig = LogConfig()
     tooBig.batchBytesMax = 100
     let cases: [[UInt8]] = [
-      [], Array(good.dropLast()), good + badCRC, badCount, good + [1, 2, 3], [UInt8](repeating: 0, count: 70),
+      [], Array(good.dropLast()), good + badCRC, badCount, good + [1, 2, 3],
+      [UInt8](repeating: 0, count: 70),
     ]
     for bytes in cases {
       let error = #expect(throws: StorageError.self) {

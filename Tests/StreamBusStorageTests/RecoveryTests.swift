@@ -122,7 +122,9 @@ import Testing
     let stored = try writeLog(directory.path)
     let path = try lastSegmentPath(directory)
     let original = fileBytes(path)
-    for garbage in [[UInt8](repeating: 0, count: 100), [UInt8](repeating: 0xFF, count: 5), Array(stored[0])] {
+    for garbage in [
+      [UInt8](repeating: 0, count: 100), [UInt8](repeating: 0xFF, count: 5), Array(stored[0]),
+    ] {
       writeFileBytes(path, original + garbage)
       let log = try open(directory)
       #expect(try readAll(log) == Array(stored.joined()))
@@ -227,4 +229,3 @@ import Testing
     #expect(reopened.recoveryReport.isClean, "\(reopened.recoveryReport)")
   }
 }
-

@@ -106,7 +106,8 @@ import Testing
     try AtomicFile.write(
       directory.path + "/" + PartitionLog.logStartOffsetCheckpointName,
       Array("0\n\(bases[2])\n".utf8))
-    let reopened = try PartitionLog(directory: directory.path, config: smallConfig(segmentBytes: 600))
+    let reopened = try PartitionLog(
+      directory: directory.path, config: smallConfig(segmentBytes: 600))
     #expect(reopened.logStartOffset == bases[2])
     #expect(reopened.segmentBaseOffsets == Array(bases[2...]))
     #expect(reopened.recoveryReport.deletedSegments == Array(bases[..<2]))

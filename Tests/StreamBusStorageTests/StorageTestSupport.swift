@@ -12,7 +12,8 @@ struct TemporaryDirectory {
 
   init(_ label: String = #function) throws {
     let cleaned = label.filter { $0.isLetter || $0.isNumber }
-    var template = Array("\(NSTemporaryDirectory())/streambus-\(cleaned.prefix(40))-XXXXXX".utf8CString)
+    var template = Array(
+      "\(NSTemporaryDirectory())/streambus-\(cleaned.prefix(40))-XXXXXX".utf8CString)
     let created = template.withUnsafeMutableBufferPointer { buffer -> String? in
       guard let base = buffer.baseAddress, let result = mkdtemp(base) else { return nil }
       return String(cString: result)
@@ -32,7 +33,9 @@ struct TemporaryDirectory {
 
 /// A batch of `count` records with values of `valueBytes` bytes; offsets start at 0 (the
 /// log assigns real ones) and timestamps at `timestamp`.
-func makeBatch(records count: Int = 3, valueBytes: Int = 20, timestamp: Int64 = 1_000, seed: Int = 0)
+func makeBatch(
+  records count: Int = 3, valueBytes: Int = 20, timestamp: Int64 = 1_000, seed: Int = 0
+)
   -> [UInt8]
 {
   var builder = RecordBatchBuilder()

@@ -6,6 +6,12 @@ import Testing
 
 @testable import StreamBusStorage
 
+extension String {
+  func trimmingSuffix(_ suffix: String) -> String {
+    hasSuffix(suffix) ? String(dropLast(suffix.count)) : self
+  }
+}
+
 /// A fresh directory under the system temp directory, removed by `remove()`.
 struct TemporaryDirectory {
   let path: String
@@ -13,7 +19,7 @@ struct TemporaryDirectory {
   init(_ label: String = #function) throws {
     let cleaned = label.filter { $0.isLetter || $0.isNumber }
     var template = Array(
-      "\(NSTemporaryDirectory())/streambus-\(cleaned.prefix(40))-XXXXXX".utf8CString)
+      "\(NSTemporaryDirectory().trimmingSuffix("/"))/streambus-\(cleaned.prefix(40))-XXXXXX".utf8CString)
     let created = template.withUnsafeMutableBufferPointer { buffer -> String? in
       guard let base = buffer.baseAddress, let result = mkdtemp(base) else { return nil }
       return String(cString: result)

@@ -66,7 +66,7 @@ public final class PartitionLog {
   var activeSegment: LogSegment { segments[segments.count - 1] }
 
   /// The offset the next appended record gets.
-  public var logEndOffset: Int64 { activeSegment.nextOffset }
+  public var logEndOffset: Int64 { segments.last?.nextOffset ?? logStartOffset }
 
   /// Base offsets of the segments, oldest first.
   public var segmentBaseOffsets: [Int64] { segments.map(\.baseOffset) }
@@ -608,31 +608,42 @@ public final class PartitionLog {
         return false
       }
     }
-    for removed in segments[(keep + 1)...].reversed() {
-      try delete(removed)
-    }
-    segments.removeLast(segments.count - keep - 1)
-
     let index = try loadedIndex(segment).filter { Int64($0.position) < cut }
-    do {
+    try closingOnFailure("truncate of \(segment.logPath)", path: segment.logPath) {
+      // Newest first, and durably, before cutting the kept segment: at every moment the
+      // files on disk are a contiguous prefix of the log.
+      while segments.count > keep + 1 {
+        try delete(segments.removeLast())
+      }
+      try fileSystem.syncDirectory(directory)
       try fileSystem.truncate(segment.descriptor, to: cut)
       try fileSystem.syncData(segment.descriptor)
-    } catch {
-      throw annotate(error, "truncate of \(segment.logPath)", path: segment.logPath)
+      segment.size = cut
+      segment.nextOffset = newEnd
+      segment.index = index
+      segment.maxTimestamp = nil
+      segment.hasUnsyncedData = false
+      if segment.indexDescriptor == nil {
+        segment.indexDescriptor = try fileSystem.open(segment.indexPath, .createReadWrite)
+      }
+      try writeIndexFile(segment, index)
+      segment.hasUnsyncedIndex = false
     }
-    segment.size = cut
-    segment.nextOffset = newEnd
-    segment.index = index
-    segment.maxTimestamp = nil
-    segment.hasUnsyncedData = false
-    if segment.indexDescriptor == nil {
-      segment.indexDescriptor = try fileSystem.open(segment.indexPath, .createReadWrite)
-    }
-    try writeIndexFile(segment, index)
-    segment.hasUnsyncedIndex = false
-    try fileSystem.syncDirectory(directory)
     durableEndOffset = min(durableEndOffset, newEnd)
     return newEnd
+  }
+
+  /// Runs a multi-step change of files; if a step fails, the in-memory state may no longer
+  /// match the disk, so the log closes itself and the owner reopens it (recovery then
+  /// works from what is on disk).
+  private func closingOnFailure(_ what: String, path: String, _ body: () throws -> Void) throws {
+    do {
+      try body()
+    } catch {
+      for segment in segments { segment.closeFiles(fileSystem) }
+      isClosed = true
+      throw annotate(error, "\(what) (log closed; reopen to recover)", path: path)
+    }
   }
 
   /// Deletes all data and restarts the log empty at `offset`, which becomes both the log
@@ -642,11 +653,13 @@ public final class PartitionLog {
     precondition(offset >= 0, "offsets are never negative")
     readHint = nil
     try writeLogStartOffsetCheckpoint(offset)
-    for segment in segments.reversed() { try delete(segment) }
-    segments = [
-      try LogSegment.create(baseOffset: offset, directory: directory, fileSystem: fileSystem)
-    ]
-    try fileSystem.syncDirectory(directory)
+    try closingOnFailure("restart of \(directory) at \(offset)", path: directory) {
+      while let segment = segments.popLast() { try delete(segment) }
+      segments = [
+        try LogSegment.create(baseOffset: offset, directory: directory, fileSystem: fileSystem)
+      ]
+      try fileSystem.syncDirectory(directory)
+    }
     logStartOffset = offset
     durableEndOffset = offset
   }
@@ -684,13 +697,15 @@ public final class PartitionLog {
     logStartOffset = newStart
     readHint = nil
     var result = RetentionResult(logStartOffset: newStart)
-    for segment in segments[..<expired] {
-      result.deletedSegments.append(segment.baseOffset)
-      result.deletedBytes += segment.size
-      try delete(segment)
+    try closingOnFailure("retention in \(directory)", path: directory) {
+      for _ in 0..<expired {
+        let segment = segments.removeFirst()
+        result.deletedSegments.append(segment.baseOffset)
+        result.deletedBytes += segment.size
+        try delete(segment)
+      }
+      try fileSystem.syncDirectory(directory)
     }
-    segments.removeFirst(expired)
-    try fileSystem.syncDirectory(directory)
     return result
   }
 

@@ -207,3 +207,35 @@ import Testing
     #expect(LogStartOffsetCheckpoint.decode([0xFF, 0xFE]) == nil)
   }
 }
+
+@Suite struct FailedMaintenanceTests {
+  @Test func failedTruncationClosesTheLogAndReopeningRecovers() throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let fileSystem = FaultInjectingFileSystem()
+    let log = try PartitionLog(
+      directory: directory.path, config: smallConfig(segmentBytes: 1024), fileSystem: fileSystem)
+    var stored: [[UInt8]] = []
+    for number in 0..<40 {
+      let result = try log.append(makeBatch(seed: number), partitionLeaderEpoch: 0)
+      stored.append(
+        StreamBusStorageTests.stored(
+          makeBatch(seed: number), baseOffset: result.baseOffset, epoch: 0))
+    }
+    try log.flush()
+    fileSystem.update { $0.syncErrno = EIO }
+    let error = #expect(throws: StorageError.self) { try log.truncate(to: 30) }
+    #expect(error?.code == .ioFailure)
+    #expect(error?.message.contains("reopen") == true)
+    #expect(throws: StorageError.self) { try log.read(from: 0, maxBytes: 100) }
+    fileSystem.update { $0.syncErrno = nil }
+    let reopened = try PartitionLog(
+      directory: directory.path, config: smallConfig(segmentBytes: 1024))
+    // Whatever the failed truncation got done, the log is a whole-batch prefix that keeps
+    // everything below the truncation point.
+    let contents = try readAll(reopened)
+    let keptBatches = try batchHeaders(contents).count
+    #expect(keptBatches >= 10)
+    #expect(contents == Array(stored[..<keptBatches].joined()))
+  }
+}

@@ -19,7 +19,8 @@ struct TemporaryDirectory {
   init(_ label: String = #function) throws {
     let cleaned = label.filter { $0.isLetter || $0.isNumber }
     var template = Array(
-      "\(NSTemporaryDirectory().trimmingSuffix("/"))/streambus-\(cleaned.prefix(40))-XXXXXX".utf8CString)
+      "\(NSTemporaryDirectory().trimmingSuffix("/"))/streambus-\(cleaned.prefix(40))-XXXXXX"
+        .utf8CString)
     let created = template.withUnsafeMutableBufferPointer { buffer -> String? in
       guard let base = buffer.baseAddress, let result = mkdtemp(base) else { return nil }
       return String(cString: result)

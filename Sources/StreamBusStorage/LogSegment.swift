@@ -143,6 +143,9 @@ func scanSegment(
         "record count \(header.recordCount) and last offset delta \(header.lastOffsetDelta) disagree"
       )
     }
+    guard position <= Int64(UInt32.max) else {
+      return stop("segment larger than the 4 GiB the index can address")
+    }
     guard header.lastOffset - segment.baseOffset <= Int64(UInt32.max) else {
       return stop("offset \(header.lastOffset) too far from the segment base for the index")
     }

@@ -554,6 +554,11 @@ public final class PartitionLog {
     var bytesSinceIndexEntry: Int64 = 0
     var maxTimestamp: Int64?
     try walkHeaders(segment, from: 0, windowBytes: 256 << 10) { position, header in
+      guard position <= Int64(UInt32.max) else {
+        throw StorageError(
+          .corruptLog, "\(segment.logPath) is larger than the 4 GiB the index can address",
+          path: segment.logPath)
+      }
       if bytesSinceIndexEntry >= Int64(config.indexIntervalBytes) {
         index.append(
           IndexEntry(

@@ -106,7 +106,9 @@ import Testing
       writeFileBytes(path, damaged)
       let log = try open(directory)
       let contents = try readAll(log)
-      let kept = try #require(prefixLength(contents, of: stored), "flip at \(flip)")
+      // Compared outside #require so a failure prints a sentence, not the whole log.
+      let prefix = prefixLength(contents, of: stored)
+      let kept = try #require(prefix, "flip at \(flip): recovered log is not a prefix")
       #expect(kept < stored.count, "flip at \(flip) went unnoticed")
       #expect(kept >= stored.count - activeBatches)
       if !log.recoveryReport.truncations.isEmpty { truncatedRuns += 1 }
@@ -196,7 +198,8 @@ import Testing
     #expect(log.segmentBaseOffsets.count == 2)
     #expect(log.recoveryReport.deletedSegments.count == logs.count - 2)
     let contents = try readAll(log)
-    let kept = try #require(prefixLength(contents, of: stored))
+    let prefix = prefixLength(contents, of: stored)
+    let kept = try #require(prefix, "recovered log is not a prefix of what was written")
     #expect(kept < stored.count)
     #expect(log.logEndOffset == (try batchHeaders(stored[kept])[0].baseOffset))
     #expect(directory.files().filter { $0.hasSuffix(".log") }.count == 2)

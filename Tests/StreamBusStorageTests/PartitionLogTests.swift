@@ -329,3 +329,30 @@ import Testing
     }
   }
 }
+
+@Suite struct CompressedBatchStorageTests {
+  /// Compressed batches cannot be decoded yet but are stored and served as opaque,
+  /// CRC-checked bytes, the way a Kafka broker keeps producer compression.
+  @Test func gzipBatchFromKafkaIsStoredAndServedUnchanged() throws {
+    let corpus = URL(fileURLWithPath: #filePath)
+      .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+      .deletingLastPathComponent()
+      .appendingPathComponent("shared/testdata/kafka-record-batches")
+    let gzip = [UInt8](try Data(contentsOf: corpus.appendingPathComponent("gzip-compressed.bin")))
+    let keyed = [UInt8](try Data(contentsOf: corpus.appendingPathComponent("keyed-three.bin")))
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let log = try PartitionLog(directory: directory.path, config: smallConfig())
+    try log.append(keyed, partitionLeaderEpoch: 4)
+    let result = try log.append(gzip, partitionLeaderEpoch: 4)
+    #expect(result.baseOffset == 3 && result.lastOffset == 52)
+    let read = try log.read(from: 10, maxBytes: 1 << 20)
+    #expect(read.bytes == stored(gzip, baseOffset: 3, epoch: 4))
+    let header = try RecordBatch.validate(read.bytes)
+    #expect(header.compression == .gzip && header.recordCount == 50)
+    // The uncompressed one decodes with the log's offsets and epoch.
+    let first = try RecordBatch.decode(try log.read(from: 0, maxBytes: 1).bytes)
+    #expect(first.records.map(\.offset) == [0, 1, 2])
+    #expect(first.header.partitionLeaderEpoch == 4)
+  }
+}

@@ -22,7 +22,9 @@ let package = Package(
   ],
   targets: [
     // CRC-32C with the SSE4.2 instruction where the CPU has it, software otherwise.
-    .target(name: "CStreamBusCRC32C"),
+    // Optimized even in debug builds: at -O0 the checksum runs at a fifth of its speed and
+    // every produced and recovered byte goes through it.
+    .target(name: "CStreamBusCRC32C", cSettings: [.unsafeFlags(["-O2"])]),
     .target(name: "StreamBusRecords", dependencies: ["CStreamBusCRC32C"]),
     .target(name: "StreamBusStorage", dependencies: ["StreamBusRecords"]),
     .target(name: "StreamBusProtocol"),

@@ -72,7 +72,9 @@ public actor PartitionReplica {
   public nonisolated let minInsyncReplicas: Int
 
   private var log: PartitionLog?
-  private var isClosing = false
+  /// Set when closing starts; no appends or reads are served from then on.
+  private var closeReason: ReplicaCloseReason?
+  private var isClosing: Bool { closeReason != nil }
   /// Offsets below it are visible to consumers and acknowledged to acks=all producers.
   private var highWatermark: Int64
   private let flushPolicy: FlushPolicy
@@ -222,7 +224,7 @@ public actor PartitionReplica {
       failAckWaiters(
         below: ticket.endOffset,
         BrokerRequestError(.storageError, "flush failed: \(failure.message)"))
-    } else {
+    } else if closeReason != .deleted {
       if consecutiveFlushFailures > 0 {
         logger.info("flush succeeded again after \(consecutiveFlushFailures) failures")
       }
@@ -460,7 +462,7 @@ public actor PartitionReplica {
   /// `.deleted` they and any later request get UNKNOWN_TOPIC_OR_PARTITION.
   public func close(_ reason: ReplicaCloseReason) async {
     guard !isClosing else { return }
-    isClosing = true
+    closeReason = reason
     for wakeup in fetchWakeups.values {
       wakeup.signal()
     }

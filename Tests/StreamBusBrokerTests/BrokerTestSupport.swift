@@ -324,8 +324,21 @@ func eventually(timeoutMs: Int = 5_000, _ condition: () async throws -> Bool) as
   return try await condition()
 }
 
+/// Runs blocking work on a thread of its own: blocking one of the few cooperative pool
+/// threads would stall the broker under test.
+func onOwnThread<Result: Sendable>(_ work: @escaping @Sendable () throws -> Result) async throws
+  -> Result
+{
+  try await withCheckedThrowingContinuation { continuation in
+    let thread = Thread {
+      continuation.resume(with: Swift.Result { try work() })
+    }
+    thread.start()
+  }
+}
+
 /// A blocking TCP socket for tests that must control exactly what goes on the wire
-/// (several frames in one write, malformed frames).
+/// (several frames in one write, malformed frames). Call it through `onOwnThread`.
 final class RawSocket: Sendable {
   let descriptor: Int32
 

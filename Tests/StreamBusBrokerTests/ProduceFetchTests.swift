@@ -157,10 +157,13 @@ import Testing
     // All requests leave in one write, so they are pipelined on the wire.
     let socket = try RawSocket(connectingTo: broker.address)
     defer { socket.close() }
-    try socket.send(frames)
+    let allFrames = frames
+    let payloads = try await onOwnThread {
+      try socket.send(allFrames)
+      return try (0..<count).map { _ in try socket.receiveFrame() }
+    }
     var expectedOffset: Int64 = 0
-    for index in 0..<count {
-      let payload = try socket.receiveFrame()
+    for (index, payload) in payloads.enumerated() {
       let (header, response) = try Response.decode(apiKey: .produce, version: 0, payload: payload)
       #expect(header.correlationId == Int32(1000 + index))
       guard case .produce(let body)? = response else {

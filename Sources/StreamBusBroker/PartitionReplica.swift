@@ -277,8 +277,10 @@ public actor PartitionReplica {
   // MARK: Fetch
 
   /// Batches from `fetchOffset`, up to about `maxBytes` (the first batch whole), all below
-  /// the high watermark. OFFSET_OUT_OF_RANGE below the log start or above the high
-  /// watermark.
+  /// the high watermark. OFFSET_OUT_OF_RANGE below the log start offset or above the log
+  /// end offset; between the high watermark and the log end offset the answer is empty
+  /// (as in Kafka): a consumer that just produced with acks=1 and fetches right after its
+  /// batch must wait for the commit, not reset its position.
   public func read(from fetchOffset: Int64, maxBytes: Int) -> ReadOutcome {
     guard let log, !isClosing else {
       return .failure(.unknownTopicOrPartition, "partition \(topicPartition) does not exist")
@@ -286,11 +288,11 @@ public actor PartitionReplica {
     var outcome = ReadOutcome(
       errorCode: .none, errorMessage: nil, highWatermark: highWatermark,
       logStartOffset: log.logStartOffset, logEndOffset: log.logEndOffset, records: [])
-    guard fetchOffset >= log.logStartOffset && fetchOffset <= highWatermark else {
+    guard fetchOffset >= log.logStartOffset && fetchOffset <= log.logEndOffset else {
       outcome.errorCode = .offsetOutOfRange
       outcome.errorMessage =
-        "offset \(fetchOffset) is outside \(log.logStartOffset)...\(highWatermark) "
-        + "(log start offset...high watermark) of \(topicPartition)"
+        "offset \(fetchOffset) is outside \(log.logStartOffset)...\(log.logEndOffset) "
+        + "(log start offset...log end offset) of \(topicPartition)"
       return outcome
     }
     guard fetchOffset < highWatermark, maxBytes > 0 else { return outcome }
@@ -343,6 +345,13 @@ public actor PartitionReplica {
 
   func removeFetchWakeup(_ wakeup: FetchWakeup) {
     fetchWakeups.removeValue(forKey: wakeup.id)
+  }
+
+  /// Wakes every waiting fetch (shutdown: they answer with what they have).
+  func wakeAllFetches() {
+    for wakeup in fetchWakeups.values {
+      wakeup.signal()
+    }
   }
 
   // MARK: Offsets

@@ -16,6 +16,8 @@ public final class RequestRouter: FrameRequestHandler {
   private let logger: Logger
   /// This broker as Metadata describes it; the port is known only once bound.
   private let advertisedBroker: NIOLockedValueBox<MetadataResponse.Broker>
+  /// Set when the broker begins to shut down: waiting fetches answer at once.
+  private let isShuttingDown = NIOLockedValueBox(false)
 
   public init(replicaManager: ReplicaManager, configuration: BrokerConfiguration, logger: Logger) {
     self.replicaManager = replicaManager
@@ -30,6 +32,14 @@ public final class RequestRouter: FrameRequestHandler {
   /// Sets the port Metadata announces (the bound one when listening on port 0).
   public func setAdvertisedPort(_ port: Int) {
     advertisedBroker.withLockedValue { $0.port = Int32(port) }
+  }
+
+  /// Ends every fetch long-poll now, so connections drain without waiting out maxWaitMs.
+  public func beginShutdown() async {
+    isShuttingDown.withLockedValue { $0 = true }
+    for replica in replicaManager.allReplicas() {
+      await replica.wakeAllFetches()
+    }
   }
 
   public func handle(frame: [UInt8], connection: ConnectionInfo) async -> FrameReply {
@@ -176,7 +186,9 @@ public final class RequestRouter: FrameRequestHandler {
     let deadline = clock.now.advanced(by: .milliseconds(maxWaitMs))
     let minBytes = Int(request.minBytes)
     var result = await readAll(request)
-    if result.isComplete(minBytes: minBytes) || maxWaitMs == 0 {
+    if result.isComplete(minBytes: minBytes) || maxWaitMs == 0
+      || isShuttingDown.withLockedValue({ $0 })
+    {
       return result.response
     }
 
@@ -198,7 +210,9 @@ public final class RequestRouter: FrameRequestHandler {
     }
     while true {
       result = await readAll(request)
-      if result.isComplete(minBytes: minBytes) || clock.now >= deadline {
+      if result.isComplete(minBytes: minBytes) || clock.now >= deadline
+        || isShuttingDown.withLockedValue({ $0 })
+      {
         break
       }
       await wakeup.wait()

@@ -29,14 +29,16 @@ public final class StandaloneBroker: Service, Sendable {
   public let localAddress: HostPort
   public let configuration: BrokerConfiguration
   public let replicaManager: ReplicaManager
+  private let router: RequestRouter
   private let server: FrameServer
   private let directoryLock: DataDirectoryLock
   private let logger: Logger
 
   private init(
-    configuration: BrokerConfiguration, replicaManager: ReplicaManager, server: FrameServer,
-    directoryLock: DataDirectoryLock, logger: Logger
+    configuration: BrokerConfiguration, replicaManager: ReplicaManager, router: RequestRouter,
+    server: FrameServer, directoryLock: DataDirectoryLock, logger: Logger
   ) {
+    self.router = router
     self.localAddress = server.localAddress
     self.configuration = configuration
     self.replicaManager = replicaManager
@@ -69,8 +71,8 @@ public final class StandaloneBroker: Service, Sendable {
       }
       router.setAdvertisedPort(server.localAddress.port)
       let broker = StandaloneBroker(
-        configuration: configuration, replicaManager: replicaManager, server: server,
-        directoryLock: directoryLock, logger: logger)
+        configuration: configuration, replicaManager: replicaManager, router: router,
+        server: server, directoryLock: directoryLock, logger: logger)
       if let readyFile = configuration.readyFile {
         do {
           try writeReadyFile(readyFile, address: server.localAddress)
@@ -91,16 +93,27 @@ public final class StandaloneBroker: Service, Sendable {
   /// partition log and releases the data directory.
   public func run() async throws {
     let maintenance = Task { await runMaintenance() }
-    try await server.run()
+    let router = router
+    try await withGracefulShutdownHandler {
+      try await server.run()
+    } onGracefulShutdown: {
+      Task { await router.beginShutdown() }
+    }
+    await router.beginShutdown()
     maintenance.cancel()
     _ = await maintenance.value
     await replicaManager.closeAll()
+    if let readyFile = configuration.readyFile {
+      // A script waiting for the next start must not find this run's address.
+      unlink(readyFile)
+    }
     directoryLock.release()
     logger.info("broker stopped; all partition logs flushed and closed")
   }
 
   /// Stops accepting connections and lets `run` finish its shutdown.
   public func shutdownGracefully() async {
+    await router.beginShutdown()
     await server.shutdownGracefully()
   }
 

@@ -54,6 +54,38 @@ import Testing
     try await broker.stop()
   }
 
+  @Test func shutdownAnswersWaitingFetchesAndFlushesEverything() async throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let readyFile = directory.path + "/ready"
+    let broker = try await TestBroker.start(dataDirectory: directory.path + "/data") {
+      $0.readyFile = readyFile
+    }
+    let address = try String(contentsOfFile: readyFile, encoding: .utf8)
+    #expect(address == "\(broker.address)\n")
+    let client = try await broker.connect()
+    let consumer = try await broker.connect()
+    _ = try await client.createTopic("t")
+    let batch = makeBatch()
+    _ = try await client.produce(topic: "t", records: batch, acks: 1)
+    async let polling = consumer.fetch(topic: "t", offset: 3, maxWaitMs: 20_000, minBytes: 1)
+    try await Task.sleep(for: .milliseconds(100))
+    let started = ContinuousClock.now
+    try await broker.stop()
+    #expect(ContinuousClock.now - started < .seconds(2))
+    let answered = try await polling
+    #expect(answered.errorCode == .none)
+    #expect(answered.records.isEmpty)
+    #expect(!FileManager.default.fileExists(atPath: readyFile))
+    await client.close()
+    await consumer.close()
+
+    let log = try PartitionLog(directory: directory.path + "/data/t-0")
+    #expect(log.logEndOffset == 3)
+    #expect(try log.read(from: 0, maxBytes: 1 << 20).bytes == stored(batch, baseOffset: 0))
+    try log.close()
+  }
+
   @Test func appendsBecomeVisibleOnlyOnceFlushed() async throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
@@ -79,7 +111,11 @@ import Testing
     #expect(hidden.highWatermark == 2)
     #expect(hidden.logEndOffset >= 5)
     #expect(hidden.records == stored(first, baseOffset: 0))
-    #expect(try await client.fetch(topic: "hw", offset: 3).errorCode == .offsetOutOfRange)
+    // Between the high watermark and the log end: nothing yet, but no error either.
+    let pending = try await client.fetch(topic: "hw", offset: 3)
+    #expect(pending.errorCode == .none)
+    #expect(pending.records.isEmpty)
+    #expect(try await client.fetch(topic: "hw", offset: 7).errorCode == .offsetOutOfRange)
     #expect(try await client.listOffset(topic: "hw", timestamp: -1).offset == 2)
 
     fileSystem.update { $0.isSyncGateClosed = false }

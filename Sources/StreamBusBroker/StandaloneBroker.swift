@@ -118,9 +118,10 @@ public final class StandaloneBroker: Service, Sendable {
   }
 
   /// Ticks every replica (acks=all timeouts, interval flushes, flush retries) and applies
-  /// retention every `retentionCheckIntervalMs`.
+  /// retention every `retentionCheckIntervalMs`, the first time right after start (so a
+  /// restart with lower retention frees disk space at once).
   private func runMaintenance() async {
-    var lastRetentionMs = PartitionLog.wallClockMs()
+    var lastRetentionMs = Int64.min / 2
     while !Task.isCancelled {
       try? await Task.sleep(for: .milliseconds(configuration.maintenanceIntervalMs))
       if Task.isCancelled { break }

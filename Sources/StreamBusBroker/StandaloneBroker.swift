@@ -50,6 +50,10 @@ public final class StandaloneBroker: Service, Sendable {
   public static func start(configuration: BrokerConfiguration, logger: Logger) async throws
     -> StandaloneBroker
   {
+    if let readyFile = configuration.readyFile {
+      // A file left by a crashed run would tell waiting scripts a stale address.
+      unlink(readyFile)
+    }
     try configuration.fileSystem.createDirectory(configuration.dataDirectory)
     let directoryLock = try DataDirectoryLock(directory: configuration.dataDirectory)
     do {

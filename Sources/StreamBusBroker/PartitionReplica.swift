@@ -224,7 +224,7 @@ public actor PartitionReplica {
       failAckWaiters(
         below: ticket.endOffset,
         BrokerRequestError(.storageError, "flush failed: \(failure.message)"))
-    } else if closeReason != .deleted {
+    } else {
       if consecutiveFlushFailures > 0 {
         logger.info("flush succeeded again after \(consecutiveFlushFailures) failures")
       }
@@ -243,7 +243,8 @@ public actor PartitionReplica {
   }
 
   private func advanceHighWatermark(to offset: Int64) {
-    guard offset > highWatermark else { return }
+    // A deleted partition commits nothing more: its waiters get UNKNOWN_TOPIC_OR_PARTITION.
+    guard offset > highWatermark, closeReason != .deleted else { return }
     highWatermark = offset
     var completed = 0
     while completed < ackWaiters.count && ackWaiters[completed].requiredOffset <= offset {

@@ -220,9 +220,11 @@ final class TestClient: Sendable {
   }
 }
 
-/// A producer-style batch (base offset 0) of `count` records with distinct values.
+/// A producer-style batch (base offset 0) of `count` records with distinct values, stamped
+/// now unless told otherwise (old timestamps would expire under the default retention).
 func makeBatch(
-  records count: Int = 3, valueBytes: Int = 16, seed: Int = 0, timestamp: Int64 = 1_000
+  records count: Int = 3, valueBytes: Int = 16, seed: Int = 0,
+  timestamp: Int64 = PartitionLog.wallClockMs()
 )
   -> [UInt8]
 {

@@ -408,21 +408,16 @@ public actor PartitionReplica {
   /// interval policy, and retries a failed group-commit flush.
   public func tick(nowMs: Int64) {
     guard let log, !isClosing else { return }
-    var expired = 0
-    var remaining: [AckWaiter] = []
-    for waiter in ackWaiters {
-      if waiter.deadlineMs <= nowMs {
+    if ackWaiters.contains(where: { $0.deadlineMs <= nowMs }) {
+      // Deadlines differ per request, so expired waiters need not be at the front.
+      ackWaiters.removeAll { waiter in
+        guard waiter.deadlineMs <= nowMs else { return false }
         waiter.continuation.resume(
           returning: BrokerRequestError(
             .requestTimedOut,
             "offset \(waiter.requiredOffset - 1) was appended but not committed in time"))
-        expired += 1
-      } else {
-        remaining.append(waiter)
+        return true
       }
-    }
-    if expired > 0 {
-      ackWaiters = remaining
     }
     guard !log.isFlushInFlight, log.durableEndOffset < log.logEndOffset else { return }
     switch flushPolicy {

@@ -130,6 +130,29 @@ import Testing
     try await broker.stop()
   }
 
+  @Test func acksAllTimesOutWhenTheFlushDoesNotFinish() async throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let fileSystem = FaultyFileSystem()
+    let broker = try await TestBroker.start(dataDirectory: directory.path, fileSystem: fileSystem)
+    let client = try await broker.connect()
+    _ = try await client.createTopic("slow")
+    fileSystem.update { $0.isSyncGateClosed = true }
+    let started = ContinuousClock.now
+    let result = try await client.produce(
+      topic: "slow", records: makeBatch(), acks: -1, timeoutMs: 200)
+    let elapsed = ContinuousClock.now - started
+    fileSystem.update { $0.isSyncGateClosed = false }
+    #expect(result.errorCode == .requestTimedOut)
+    #expect(elapsed >= .milliseconds(200))
+    #expect(elapsed < .seconds(3))
+    // The batch stays appended and is committed once the flush completes.
+    let visible = try await client.fetch(topic: "slow", offset: 0, maxWaitMs: 2_000, minBytes: 1)
+    #expect(visible.highWatermark == 3)
+    await client.close()
+    try await broker.stop()
+  }
+
   @Test func groupCommitSharesFlushesAmongConcurrentProducers() async throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }

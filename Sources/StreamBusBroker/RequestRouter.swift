@@ -235,7 +235,9 @@ public final class RequestRouter: FrameRequestHandler {
   }
 
   private func readAll(_ request: FetchRequest) async -> FetchResult {
-    var remainingBytes = max(Int(request.maxBytes), 0)
+    // The response must fit in one frame the client accepts; leave room for the headers.
+    let responseRecordBytesMax = max(configuration.frameBytesMax - 64 * 1024, 0)
+    var remainingBytes = min(max(Int(request.maxBytes), 0), responseRecordBytesMax)
     var recordBytes = 0
     var hasError = false
     var topics: [FetchResponse.Topic] = []

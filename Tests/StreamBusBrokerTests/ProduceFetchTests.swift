@@ -54,6 +54,51 @@ import Testing
     try await broker.stop()
   }
 
+  @Test func fetchSizeLimitsReturnWholeBatches() async throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let broker = try await TestBroker.start(dataDirectory: directory.path)
+    let client = try await broker.connect()
+    _ = try await client.createTopic("sized", partitions: 2)
+    let batches = (0..<3).map { makeBatch(records: 2, seed: $0) }
+    for partition in Int32(0)..<2 {
+      for batch in batches {
+        _ = try await client.produce(topic: "sized", partition: partition, records: batch, acks: -1)
+      }
+    }
+    let first = stored(batches[0], baseOffset: 0)
+    // A limit below one batch still returns the first batch whole (progress).
+    let tiny = try await client.fetch(topic: "sized", offset: 0, partitionMaxBytes: 10)
+    #expect(tiny.records == first)
+    // A limit between one and two batches returns one.
+    let one = try await client.fetch(
+      topic: "sized", offset: 0, partitionMaxBytes: Int32(first.count + 10))
+    #expect(one.records == first)
+
+    // The response limit is shared: the second partition gets nothing once it is used up.
+    let (_, response) = try await client.send(
+      .fetch(
+        FetchRequest(
+          maxWaitMs: 0, minBytes: 1, maxBytes: Int32(first.count),
+          topics: [
+            .init(
+              name: "sized",
+              partitions: [
+                .init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20),
+                .init(partition: 1, fetchOffset: 0, partitionMaxBytes: 1 << 20),
+              ])
+          ])))
+    guard case .fetch(let body)? = response else {
+      Issue.record("unexpected response")
+      return
+    }
+    let partitions = try #require(body.topics.first?.partitions)
+    #expect(partitions.map(\.records) == [first, []])
+    #expect(partitions.map(\.highWatermark) == [6, 6])
+    await client.close()
+    try await broker.stop()
+  }
+
   @Test func acksZeroGetsNoResponseButAppends() async throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }

@@ -119,12 +119,16 @@ public final class RequestRouter: FrameRequestHandler {
       Array(repeating: nil, count: $0.partitions.count)
     }
     let partitionCount = request.topics.reduce(0) { $0 + $1.partitions.count }
-    if partitionCount == 1, let topic = request.topics.first(where: { !$0.partitions.isEmpty }) {
-      let topicIndex = request.topics.firstIndex { !$0.partitions.isEmpty } ?? 0
+    if partitionCount == 1,
+      let topicIndex = request.topics.firstIndex(where: { !$0.partitions.isEmpty })
+    {
+      // The common case: no task group.
+      let topic = request.topics[topicIndex]
       outcomes[topicIndex][0] = await producePartition(
         topic: topic.name, topic.partitions[0], acks: request.acks, timeoutMs: timeoutMs,
         nowMs: nowMs)
     } else {
+      // Partitions append and wait for their commits concurrently.
       await withTaskGroup(of: (Int, Int, AppendOutcome).self) { group in
         for (topicIndex, topic) in request.topics.enumerated() {
           for (partitionIndex, partition) in topic.partitions.enumerated() {

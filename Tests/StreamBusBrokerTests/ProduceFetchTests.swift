@@ -54,6 +54,44 @@ import Testing
     try await broker.stop()
   }
 
+  @Test func oneProduceRequestForSeveralPartitions() async throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let broker = try await TestBroker.start(dataDirectory: directory.path)
+    let client = try await broker.connect()
+    _ = try await client.createTopic("multi", partitions: 2)
+    let batch = makeBatch(records: 2)
+    _ = try await client.produce(topic: "multi", partition: 1, records: batch, acks: -1)
+    let (_, response) = try await client.send(
+      .produce(
+        ProduceRequest(
+          acks: -1, timeoutMs: 5_000,
+          topics: [
+            .init(
+              name: "multi",
+              partitions: [
+                .init(partition: 0, records: batch), .init(partition: 1, records: batch),
+                .init(partition: 7, records: batch),
+              ]),
+            .init(name: "absent", partitions: [.init(partition: 0, records: batch)]),
+          ])))
+    guard case .produce(let body)? = response else {
+      Issue.record("unexpected response")
+      return
+    }
+    #expect(body.topics.map(\.name) == ["multi", "absent"])
+    #expect(body.topics[0].partitions.map(\.partition) == [0, 1, 7])
+    #expect(
+      body.topics[0].partitions.map(\.errorCode) == [.none, .none, .unknownTopicOrPartition])
+    #expect(body.topics[0].partitions.map(\.baseOffset) == [0, 2, -1])
+    #expect(body.topics[1].partitions.map(\.errorCode) == [.unknownTopicOrPartition])
+    #expect(
+      try await client.fetch(topic: "multi", partition: 1, offset: 2).records
+        == stored(batch, baseOffset: 2))
+    await client.close()
+    try await broker.stop()
+  }
+
   @Test func fetchSizeLimitsReturnWholeBatches() async throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }

@@ -18,6 +18,9 @@ public struct BrokerConfiguration: Sendable {
   /// Partition count for CreateTopics with numPartitions -1.
   public var defaultPartitionCount: Int32 = 1
   public var flushPolicy: FlushPolicy = .groupCommit
+  /// Threads that run fdatasync (and other blocking file work) off the cooperative pool;
+  /// each partition has at most one flush running, so this bounds parallel flushes.
+  public var flushThreadCount: Int = 8
   public var retentionCheckIntervalMs: Int64 = 300_000
   /// How often replicas expire acks=all waits, run interval flushes and retry failed ones.
   public var maintenanceIntervalMs: Int64 = 100
@@ -56,7 +59,7 @@ public struct BrokerConfiguration: Sendable {
   /// Keys of the `databroker` config file; each is also a flag (`--` + key).
   public static let configKeys = [
     "standalone", "data-dir", "listen", "advertised-host", "node-id", "ready-file", "log-level",
-    "flush-interval-ms", "retention-check-interval-ms", "message-max-bytes",
+    "flush-interval-ms", "flush-threads", "retention-check-interval-ms", "message-max-bytes",
     "partitions-per-topic-max", "default-partitions", "retention-ms", "retention-bytes",
     "segment-bytes", "segment-ms", "inflight-requests-max", "frame-bytes-max",
     "shutdown-grace-period-ms", "fetch-wait-max-ms",
@@ -86,6 +89,7 @@ public struct BrokerConfiguration: Sendable {
         ms: Int64(try values.int("flush-interval-ms", default: 1000, range: 1...86_400_000)))
       configuration.maintenanceIntervalMs = 10
     }
+    configuration.flushThreadCount = try values.int("flush-threads", default: 8, range: 1...256)
     configuration.retentionCheckIntervalMs = Int64(
       try values.int("retention-check-interval-ms", default: 300_000, range: 10...86_400_000))
     configuration.messageBytesMax = try values.int(

@@ -29,15 +29,18 @@ public final class StandaloneBroker: Service, Sendable {
   public let localAddress: HostPort
   public let configuration: BrokerConfiguration
   public let replicaManager: ReplicaManager
+  private let threadPool: NIOThreadPool
   private let router: RequestRouter
   private let server: FrameServer
   private let directoryLock: DataDirectoryLock
   private let logger: Logger
 
   private init(
-    configuration: BrokerConfiguration, replicaManager: ReplicaManager, router: RequestRouter,
-    server: FrameServer, directoryLock: DataDirectoryLock, logger: Logger
+    configuration: BrokerConfiguration, replicaManager: ReplicaManager,
+    threadPool: NIOThreadPool, router: RequestRouter, server: FrameServer,
+    directoryLock: DataDirectoryLock, logger: Logger
   ) {
+    self.threadPool = threadPool
     self.router = router
     self.localAddress = server.localAddress
     self.configuration = configuration
@@ -56,9 +59,11 @@ public final class StandaloneBroker: Service, Sendable {
     }
     try configuration.fileSystem.createDirectory(configuration.dataDirectory)
     let directoryLock = try DataDirectoryLock(directory: configuration.dataDirectory)
+    let threadPool = NIOThreadPool(numberOfThreads: configuration.flushThreadCount)
+    threadPool.start()
     do {
       let replicaManager = try await ReplicaManager.open(
-        configuration: configuration, logger: logger)
+        configuration: configuration, threadPool: threadPool, logger: logger)
       let router = RequestRouter(
         replicaManager: replicaManager, configuration: configuration, logger: logger)
       var serverConfiguration = FrameServerConfiguration(listen: configuration.listen)
@@ -75,8 +80,8 @@ public final class StandaloneBroker: Service, Sendable {
       }
       router.setAdvertisedPort(server.localAddress.port)
       let broker = StandaloneBroker(
-        configuration: configuration, replicaManager: replicaManager, router: router,
-        server: server, directoryLock: directoryLock, logger: logger)
+        configuration: configuration, replicaManager: replicaManager, threadPool: threadPool,
+        router: router, server: server, directoryLock: directoryLock, logger: logger)
       if let readyFile = configuration.readyFile {
         do {
           try writeReadyFile(readyFile, address: server.localAddress)
@@ -88,6 +93,7 @@ public final class StandaloneBroker: Service, Sendable {
       }
       return broker
     } catch {
+      try? await threadPool.shutdownGracefully()
       directoryLock.release()
       throw error
     }
@@ -107,6 +113,7 @@ public final class StandaloneBroker: Service, Sendable {
     maintenance.cancel()
     _ = await maintenance.value
     await replicaManager.closeAll()
+    try? await threadPool.shutdownGracefully()
     if let readyFile = configuration.readyFile {
       // A script waiting for the next start must not find this run's address.
       unlink(readyFile)

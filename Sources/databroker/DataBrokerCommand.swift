@@ -58,6 +58,9 @@ struct DataBrokerCommand: AsyncParsableCommand {
   )
   var flushIntervalMs: String?
 
+  @Option(help: "Threads running fdatasync, i.e. partitions flushing at once. (default: 8)")
+  var flushThreads: String?
+
   @Option(help: "How often retention runs, in ms. (default: 300000)")
   var retentionCheckIntervalMs: String?
 
@@ -110,7 +113,7 @@ struct DataBrokerCommand: AsyncParsableCommand {
       values = file.merging(flags: [
         "standalone": standalone ? "true" : nil, "data-dir": dataDir, "listen": listen,
         "advertised-host": advertisedHost, "node-id": nodeId, "ready-file": readyFile,
-        "log-level": logLevel, "flush-interval-ms": flushIntervalMs,
+        "log-level": logLevel, "flush-interval-ms": flushIntervalMs, "flush-threads": flushThreads,
         "retention-check-interval-ms": retentionCheckIntervalMs,
         "message-max-bytes": messageMaxBytes, "partitions-per-topic-max": partitionsPerTopicMax,
         "default-partitions": defaultPartitions, "retention-ms": retentionMs,

@@ -277,11 +277,6 @@ extension SQLiteRaftStorage {
         throw corrupt(
           "compaction point \(compactedIndex) is after the snapshot at \(snapshotIndex)")
       }
-      if compactedIndex == snapshotIndex && compactedTerm != snapshotTerm {
-        throw corrupt(
-          "compaction point \(compactedIndex) has term \(compactedTerm) but the snapshot there"
-            + " has term \(snapshotTerm)")
-      }
 
       let span = try singleRow(
         "SELECT count(*), min(log_index), max(log_index) FROM raft_entry", columns: 3,

@@ -120,6 +120,9 @@ public final class SQLiteDatabase {
 
   public var isOpen: Bool { handle != nil }
 
+  /// Version of the libsqlite3 the process runs with, e.g. "3.40.1".
+  public static var libraryVersion: String { String(cString: sqlite3_libversion()) }
+
   /// True between BEGIN and COMMIT/ROLLBACK.
   public var isInTransaction: Bool {
     guard let handle else { return false }

@@ -105,10 +105,11 @@ extension SQLiteRaftStorage {
 
   /// Verifies that the database is this node's, or initializes an empty one, in one IMMEDIATE
   /// transaction so a crash mid-creation leaves an empty database that is created again.
+  /// Returns true when it created the database.
   static func checkIdentityOrCreate(
     _ database: SQLiteDatabase, clusterID: String, nodeID: NodeID, bootstrap: ConfState,
     path: String
-  ) throws {
+  ) throws -> Bool {
     try database.transaction(.immediate) {
       let applicationID = try database.pragmaInteger("application_id") ?? 0
       if applicationID == 0 {
@@ -120,9 +121,8 @@ extension SQLiteRaftStorage {
               + " another application; refusing to use it",
             path: path)
         }
-        try create(
-          database, clusterID: clusterID, nodeID: nodeID, bootstrap: bootstrap)
-        return
+        try create(database, clusterID: clusterID, nodeID: nodeID, bootstrap: bootstrap)
+        return true
       }
       guard applicationID == Int64(Self.applicationID) else {
         throw SQLiteRaftStorageError(
@@ -132,6 +132,7 @@ extension SQLiteRaftStorage {
           path: path)
       }
       try verifyIdentity(database, clusterID: clusterID, nodeID: nodeID, path: path)
+      return false
     }
   }
 

@@ -22,6 +22,8 @@ public final class SQLiteRaftStorage: RaftStorage {
   public static let applicationID: Int32 = 0x5342_5246
   /// Version of the schema below; bump it (and add a migration) on any schema change.
   public static let formatVersion: Int64 = 1
+  /// Size the WAL file is truncated back to after a checkpoint.
+  static let walBytesLimit = 64 << 20
 
   public enum IntegrityCheck: Sendable {
     /// `PRAGMA quick_check`: page and record structure, O(database size), skips index contents.
@@ -52,6 +54,7 @@ public final class SQLiteRaftStorage: RaftStorage {
   public let options: Options
 
   private let database: SQLiteDatabase
+  private let lock: DatabaseLock
   /// Prepared statements; released by `close()` so the connection can close at once.
   private var openStatements: Statements?
 
@@ -82,6 +85,7 @@ public final class SQLiteRaftStorage: RaftStorage {
     self.clusterID = clusterID
     self.nodeID = nodeID
     self.options = options
+    lock = try DatabaseLock(databasePath: path)
     do {
       database = try SQLiteDatabase(
         path: path, flags: [.readWrite, .create],
@@ -93,8 +97,14 @@ public final class SQLiteRaftStorage: RaftStorage {
     }
     do {
       try Self.checkIntegrity(database, options.integrityCheck, path: path)
-      try Self.checkIdentityOrCreate(
+      // A log much larger than a checkpoint interval would otherwise leave a WAL file of its
+      // largest transaction's size behind for good.
+      try database.setPragma("journal_size_limit", String(Self.walBytesLimit))
+      let created = try Self.checkIdentityOrCreate(
         database, clusterID: clusterID, nodeID: nodeID, bootstrap: bootstrap, path: path)
+      if created {
+        try syncParentDirectory(of: path)
+      }
       let statements = try Statements(database)
       let loaded = try Self.load(database, statements, path: path)
       openStatements = statements
@@ -120,6 +130,7 @@ public final class SQLiteRaftStorage: RaftStorage {
     }
     openStatements = nil
     database.close()
+    lock.release()
   }
 
   deinit {

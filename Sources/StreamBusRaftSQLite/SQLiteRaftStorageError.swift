@@ -15,6 +15,8 @@ public struct SQLiteRaftStorageError: Error, CustomStringConvertible, Sendable {
       case corrupt
       case failed
       case closed
+      case alreadyOpen
+      case fileSystem
       case sqlite
     }
 
@@ -37,6 +39,10 @@ public struct SQLiteRaftStorageError: Error, CustomStringConvertible, Sendable {
     public static let failed = Code(.failed)
     /// `close()` was called.
     public static let closed = Code(.closed)
+    /// Another process (or another storage object in this process) has the database open.
+    public static let alreadyOpen = Code(.alreadyOpen)
+    /// A file-system call outside SQLite failed (lock file, directory sync); see the message.
+    public static let fileSystem = Code(.fileSystem)
     /// SQLite reported an error (I/O, busy, full disk, ...); see `underlying`.
     public static let sqlite = Code(.sqlite)
 

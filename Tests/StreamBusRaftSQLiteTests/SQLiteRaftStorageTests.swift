@@ -165,13 +165,15 @@ import Testing
       let raw = try SQLiteDatabase(path: path)
       try raw.run("UPDATE raft_entry SET kind = 9 WHERE log_index = 5")
     }
-    let storage = try open(path)
-    defer { storage.close() }
-    let error = #expect(throws: SQLiteRaftStorageError.self) {
-      _ = try storage.entries(from: 1, to: 10, maxBytes: .max)
+    do {
+      let storage = try open(path)
+      defer { storage.close() }
+      let error = #expect(throws: SQLiteRaftStorageError.self) {
+        _ = try storage.entries(from: 1, to: 10, maxBytes: .max)
+      }
+      #expect(error?.code == .corrupt)
+      #expect(error?.message.contains("entry 5 has unknown kind 9") == true)
     }
-    #expect(error?.code == .corrupt)
-    #expect(error?.message.contains("entry 5 has unknown kind 9") == true)
 
     do {
       let raw = try SQLiteDatabase(path: path)
@@ -306,6 +308,18 @@ import Testing
     storage.close()
     let error = #expect(throws: SQLiteRaftStorageError.self) { _ = try storage.initialState() }
     #expect(error?.code == .closed)
+  }
+
+  @Test func secondOpenOfTheSameDatabaseIsRefusedUntilClose() throws {
+    let directory = try TemporaryDirectory()
+    let path = directory.path("node.sqlite")
+    let first = try open(path)
+    expectOpenFails(path, code: .alreadyOpen, messageContains: "already open")
+    try first.append(makeEntries(1...3, term: 1))
+    first.close()
+    let second = try open(path)
+    defer { second.close() }
+    #expect(try second.lastIndex() == 3)
   }
 
   @Test func closeCheckpointsTheWal() throws {

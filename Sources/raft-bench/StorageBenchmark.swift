@@ -11,8 +11,12 @@ import StreamBusSQLite
 #endif
 
 /// Durable append throughput and latency of `SQLiteRaftStorage`, next to the raw
-/// write + fdatasync rate of the same directory measured in the same run: a commit can never be
-/// faster than one fdatasync, so the ratio shows what SQLite adds on top of the disk.
+/// write + fdatasync latency of the same directory: a commit can never be faster than one
+/// fdatasync, so the ratio shows what SQLite adds on top of the disk.
+///
+/// Each case interleaves the two: one raw 4 KiB write + fdatasync, then one storage append, and
+/// so on. Shared and cloud disks change speed from one second to the next (burst credits, IOPS
+/// throttling, neighbours), so measuring them one after the other would compare different disks.
 struct StorageBenchmarkCommand: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "storage",
@@ -27,10 +31,10 @@ struct StorageBenchmarkCommand: ParsableCommand {
   @Option(help: "Payload bytes per entry.")
   var entryBytes: Int = 256
 
-  @Option(help: "Measured seconds per case (raw fdatasync and each batch size).")
+  @Option(help: "Measured seconds per batch size (raw syncs and appends together).")
   var caseSeconds: Double = 2
 
-  @Option(help: "Unmeasured batches before each case.")
+  @Option(help: "Unmeasured iterations before each case.")
   var warmupBatches: Int = 20
 
   @Option(help: "Repetitions of the whole set; the summary reports medians across runs.")
@@ -73,12 +77,11 @@ struct StorageBenchmarkCommand: ParsableCommand {
 
     var runResults: [RunResult] = []
     for run in 1...runs {
-      let raw = try measureRawFdatasync(in: workDirectory)
       var cases: [StorageCaseResult] = []
       for batchSize in parsedBatchSizes {
-        cases.append(try measureStorage(in: workDirectory, batchSize: batchSize, raw: raw))
+        cases.append(try measureCase(in: workDirectory, batchSize: batchSize))
       }
-      let result = RunResult(run: run, rawFdatasync: raw, storage: cases)
+      let result = RunResult(run: run, storage: cases)
       if output == .text { print(result.text) }
       runResults.append(result)
     }
@@ -95,68 +98,10 @@ struct StorageBenchmarkCommand: ParsableCommand {
     }
   }
 
-  // MARK: Raw fdatasync
-
-  private static let rawWriteBytes = 4_096
-  /// The raw loop overwrites a preallocated region, as SQLite reuses its WAL after a
-  /// checkpoint: the file size does not change, so fdatasync flushes data, not metadata.
-  private static let rawRegionBytes = 8 << 20
-
-  private func measureRawFdatasync(in directory: URL) throws -> RawSyncResult {
-    let path = directory.appendingPathComponent("raw-fdatasync.bin").path
-    let descriptor = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o644)
-    guard descriptor >= 0 else { throw BenchmarkError("open \(path): \(errnoText())") }
-    defer {
-      close(descriptor)
-      unlink(path)
-    }
-    let block = [UInt8](repeating: 0xa5, count: Self.rawWriteBytes)
-    let blockCount = Self.rawRegionBytes / Self.rawWriteBytes
-    for blockIndex in 0..<blockCount {
-      try writeBlock(descriptor, block, at: blockIndex * Self.rawWriteBytes)
-    }
-    guard fsync(descriptor) == 0 else { throw BenchmarkError("fsync: \(errnoText())") }
-
-    var latencies: [Duration] = []
-    let clock = ContinuousClock()
-    let deadline = clock.now + .seconds(caseSeconds)
-    var iteration = 0
-    while iteration < warmupBatches || clock.now < deadline {
-      let offset = (iteration % blockCount) * Self.rawWriteBytes
-      let start = clock.now
-      try writeBlock(descriptor, block, at: offset)
-      guard dataSync(descriptor) == 0 else { throw BenchmarkError("fdatasync: \(errnoText())") }
-      let elapsed = clock.now - start
-      if iteration >= warmupBatches { latencies.append(elapsed) }
-      iteration += 1
-    }
-    let summary = LatencySummary(latencies)
-    return RawSyncResult(
-      writeBytes: Self.rawWriteBytes, syncs: latencies.count,
-      syncsPerSecond: Double(latencies.count) / seconds(latencies.reduce(.zero, +)),
-      latency: summary)
-  }
-
-  private func writeBlock(_ descriptor: Int32, _ block: [UInt8], at offset: Int) throws {
-    let written = block.withUnsafeBytes { bytes in
-      pwrite(descriptor, bytes.baseAddress, bytes.count, off_t(offset))
-    }
-    guard written == block.count else { throw BenchmarkError("pwrite: \(errnoText())") }
-  }
-
-  private func dataSync(_ descriptor: Int32) -> Int32 {
-    #if os(Linux)
-      return fdatasync(descriptor)
-    #else
-      return fsync(descriptor)
-    #endif
-  }
-
-  // MARK: SQLite storage
-
-  private func measureStorage(
-    in directory: URL, batchSize: Int, raw: RawSyncResult
-  ) throws -> StorageCaseResult {
+  private func measureCase(in directory: URL, batchSize: Int) throws -> StorageCaseResult {
+    let raw = try RawSyncFile(
+      path: directory.appendingPathComponent("raw-fdatasync.bin").path)
+    defer { raw.remove() }
     let path = directory.appendingPathComponent("raft-bench-\(batchSize).sqlite").path
     removeDatabaseFiles(path)
     defer { removeDatabaseFiles(path) }
@@ -166,34 +111,91 @@ struct StorageBenchmarkCommand: ParsableCommand {
 
     let payload = (0..<entryBytes).map { UInt8(truncatingIfNeeded: $0 &* 131) }
     var nextIndex: LogIndex = 1
-    var latencies: [Duration] = []
+    var appendLatencies: [Duration] = []
+    var rawLatencies: [Duration] = []
     let clock = ContinuousClock()
     let deadline = clock.now + .seconds(caseSeconds)
-    var batch = 0
-    while batch < warmupBatches || clock.now < deadline {
+    var iteration = 0
+    while iteration < warmupBatches || clock.now < deadline {
+      let rawLatency = try raw.writeAndSync()
       let entries = (0..<batchSize).map { offset in
         Entry(term: 1, index: nextIndex + LogIndex(offset), kind: .normal, data: payload)
       }
       let start = clock.now
       try storage.append(entries)
-      let elapsed = clock.now - start
-      if batch >= warmupBatches { latencies.append(elapsed) }
+      let appendLatency = clock.now - start
+      if iteration >= warmupBatches {
+        rawLatencies.append(rawLatency)
+        appendLatencies.append(appendLatency)
+      }
       nextIndex += LogIndex(batchSize)
-      batch += 1
+      iteration += 1
     }
-    let appendSeconds = seconds(latencies.reduce(.zero, +))
-    let summary = LatencySummary(latencies)
+    let appendSeconds = seconds(appendLatencies.reduce(.zero, +))
+    let appendSummary = LatencySummary(appendLatencies)
+    let rawSummary = LatencySummary(rawLatencies)
     return StorageCaseResult(
-      batchSize: batchSize, entryBytes: entryBytes, batches: latencies.count,
-      entriesPerSecond: Double(latencies.count * batchSize) / appendSeconds,
-      batchLatency: summary,
-      p50RatioToRawFdatasync: summary.p50Microseconds / raw.latency.p50Microseconds)
+      batchSize: batchSize, entryBytes: entryBytes, batches: appendLatencies.count,
+      entriesPerSecond: Double(appendLatencies.count * batchSize) / appendSeconds,
+      batchLatency: appendSummary, rawFdatasyncLatency: rawSummary,
+      p50RatioToRawFdatasync: appendSummary.p50Microseconds / rawSummary.p50Microseconds)
   }
 
   private func removeDatabaseFiles(_ path: String) {
-    for suffix in ["", "-wal", "-shm"] {
+    for suffix in ["", "-wal", "-shm", ".lock"] {
       unlink(path + suffix)
     }
+  }
+}
+
+/// A preallocated file overwritten 4 KiB at a time, each write followed by fdatasync. Like
+/// SQLite's WAL after its first checkpoint, the file size does not change, so fdatasync flushes
+/// data only, not metadata.
+final class RawSyncFile {
+  static let writeBytes = 4_096
+  static let regionBytes = 8 << 20
+
+  let path: String
+  private let descriptor: Int32
+  private let block = [UInt8](repeating: 0xa5, count: RawSyncFile.writeBytes)
+  private var nextBlock = 0
+
+  init(path: String) throws {
+    self.path = path
+    descriptor = open(path, O_RDWR | O_CREAT | O_TRUNC, 0o644)
+    guard descriptor >= 0 else { throw BenchmarkError("open \(path): \(errnoText())") }
+    for blockIndex in 0..<(Self.regionBytes / Self.writeBytes) {
+      try write(at: blockIndex * Self.writeBytes)
+    }
+    guard fsync(descriptor) == 0 else { throw BenchmarkError("fsync: \(errnoText())") }
+  }
+
+  /// One 4 KiB write and fdatasync; returns how long both took.
+  func writeAndSync() throws -> Duration {
+    let clock = ContinuousClock()
+    let start = clock.now
+    try write(at: nextBlock * Self.writeBytes)
+    #if os(Linux)
+      let result = fdatasync(descriptor)
+    #else
+      let result = fsync(descriptor)
+    #endif
+    guard result == 0 else { throw BenchmarkError("fdatasync: \(errnoText())") }
+    let elapsed = clock.now - start
+    nextBlock = (nextBlock + 1) % (Self.regionBytes / Self.writeBytes)
+    return elapsed
+  }
+
+  func remove() {
+    close(descriptor)
+    unlink(path)
+  }
+
+  private func write(at offset: Int) throws {
+    let written = block.withUnsafeBytes { bytes in
+      pwrite(descriptor, bytes.baseAddress, bytes.count, off_t(offset))
+    }
+    guard written == block.count else { throw BenchmarkError("pwrite: \(errnoText())") }
   }
 }
 
@@ -235,13 +237,6 @@ struct LatencySummary: Codable {
   }
 }
 
-struct RawSyncResult: Codable {
-  var writeBytes: Int
-  var syncs: Int
-  var syncsPerSecond: Double
-  var latency: LatencySummary
-}
-
 struct StorageCaseResult: Codable {
   var batchSize: Int
   var entryBytes: Int
@@ -249,47 +244,36 @@ struct StorageCaseResult: Codable {
   /// Entries over the summed time of the append calls (each one transaction with one fsync).
   var entriesPerSecond: Double
   var batchLatency: LatencySummary
+  /// 4 KiB write + fdatasync latency, sampled alternately with the appends.
+  var rawFdatasyncLatency: LatencySummary
   var p50RatioToRawFdatasync: Double
 }
 
 struct RunResult: Codable {
   var run: Int
-  var rawFdatasync: RawSyncResult
   var storage: [StorageCaseResult]
 
   var text: String {
-    var lines = [
+    storage.map { result in
       String(
-        format: "run %d  raw 4 KiB write+fdatasync: %.0f syncs/s  p50 %.0f us  p99 %.0f us",
-        run, rawFdatasync.syncsPerSecond, rawFdatasync.latency.p50Microseconds,
-        rawFdatasync.latency.p99Microseconds)
-    ]
-    for result in storage {
-      lines.append(
-        String(
-          format:
-            "run %d  batch %5d: %10.0f entries/s  p50 %8.0f us  p99 %8.0f us  (p50 %.2fx raw)",
-          run, result.batchSize, result.entriesPerSecond, result.batchLatency.p50Microseconds,
-          result.batchLatency.p99Microseconds, result.p50RatioToRawFdatasync))
-    }
-    return lines.joined(separator: "\n")
+        format: "run %d  batch %5d: %10.0f entries/s  p50 %8.0f us  p99 %8.0f us"
+          + "  | raw fdatasync p50 %6.0f us  p99 %6.0f us  (append p50 %.2fx raw)",
+        run, result.batchSize, result.entriesPerSecond, result.batchLatency.p50Microseconds,
+        result.batchLatency.p99Microseconds, result.rawFdatasyncLatency.p50Microseconds,
+        result.rawFdatasyncLatency.p99Microseconds, result.p50RatioToRawFdatasync)
+    }.joined(separator: "\n")
   }
 }
 
 /// Medians across runs of each case's headline numbers.
-struct MedianSummary: Codable {
-  struct Case: Codable {
-    var batchSize: Int
-    var entriesPerSecond: Double
-    var p50Microseconds: Double
-    var p99Microseconds: Double
-    var p50RatioToRawFdatasync: Double
-  }
-
-  var rawFdatasyncPerSecond: Double
+struct MedianCase: Codable {
+  var batchSize: Int
+  var entriesPerSecond: Double
+  var p50Microseconds: Double
+  var p99Microseconds: Double
   var rawFdatasyncP50Microseconds: Double
   var rawFdatasyncP99Microseconds: Double
-  var storage: [Case]
+  var p50RatioToRawFdatasync: Double
 }
 
 struct BenchmarkReport: Codable {
@@ -298,7 +282,7 @@ struct BenchmarkReport: Codable {
   var entryBytes: Int
   var caseSeconds: Double
   var runs: [RunResult]
-  var median: MedianSummary
+  var median: [MedianCase]
 
   init(
     directory: String, sqliteVersion: String, entryBytes: Int, caseSeconds: Double,
@@ -310,19 +294,17 @@ struct BenchmarkReport: Codable {
     self.caseSeconds = caseSeconds
     self.runs = runs
     let batchSizes = runs.first?.storage.map(\.batchSize) ?? []
-    median = MedianSummary(
-      rawFdatasyncPerSecond: Self.median(runs.map(\.rawFdatasync.syncsPerSecond)),
-      rawFdatasyncP50Microseconds: Self.median(runs.map(\.rawFdatasync.latency.p50Microseconds)),
-      rawFdatasyncP99Microseconds: Self.median(runs.map(\.rawFdatasync.latency.p99Microseconds)),
-      storage: batchSizes.enumerated().map { position, batchSize in
-        let cases = runs.map { $0.storage[position] }
-        return MedianSummary.Case(
-          batchSize: batchSize,
-          entriesPerSecond: Self.median(cases.map(\.entriesPerSecond)),
-          p50Microseconds: Self.median(cases.map(\.batchLatency.p50Microseconds)),
-          p99Microseconds: Self.median(cases.map(\.batchLatency.p99Microseconds)),
-          p50RatioToRawFdatasync: Self.median(cases.map(\.p50RatioToRawFdatasync)))
-      })
+    median = batchSizes.enumerated().map { position, batchSize in
+      let cases = runs.map { $0.storage[position] }
+      return MedianCase(
+        batchSize: batchSize,
+        entriesPerSecond: Self.median(cases.map(\.entriesPerSecond)),
+        p50Microseconds: Self.median(cases.map(\.batchLatency.p50Microseconds)),
+        p99Microseconds: Self.median(cases.map(\.batchLatency.p99Microseconds)),
+        rawFdatasyncP50Microseconds: Self.median(cases.map(\.rawFdatasyncLatency.p50Microseconds)),
+        rawFdatasyncP99Microseconds: Self.median(cases.map(\.rawFdatasyncLatency.p99Microseconds)),
+        p50RatioToRawFdatasync: Self.median(cases.map(\.p50RatioToRawFdatasync)))
+    }
   }
 
   var summaryText: String {
@@ -330,17 +312,15 @@ struct BenchmarkReport: Codable {
       "",
       "medians of \(runs.count) runs (SQLite \(sqliteVersion), \(entryBytes) B entries, in"
         + " \(directory)):",
-      String(
-        format: "raw 4 KiB write+fdatasync: %.0f syncs/s  p50 %.0f us  p99 %.0f us",
-        median.rawFdatasyncPerSecond, median.rawFdatasyncP50Microseconds,
-        median.rawFdatasyncP99Microseconds),
     ]
-    for result in median.storage {
+    for result in median {
       lines.append(
         String(
-          format: "batch %5d: %10.0f entries/s  p50 %8.0f us  p99 %8.0f us  (p50 %.2fx raw)",
+          format: "batch %5d: %10.0f entries/s  p50 %8.0f us  p99 %8.0f us"
+            + "  | raw fdatasync p50 %6.0f us  p99 %6.0f us  (append p50 %.2fx raw)",
           result.batchSize, result.entriesPerSecond, result.p50Microseconds,
-          result.p99Microseconds, result.p50RatioToRawFdatasync))
+          result.p99Microseconds, result.rawFdatasyncP50Microseconds,
+          result.rawFdatasyncP99Microseconds, result.p50RatioToRawFdatasync))
     }
     return lines.joined(separator: "\n")
   }

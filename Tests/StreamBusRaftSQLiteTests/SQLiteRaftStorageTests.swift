@@ -322,6 +322,32 @@ import Testing
     #expect(try second.lastIndex() == 3)
   }
 
+  @Test func manualCheckpointsWhenAutomaticOnesAreOff() throws {
+    let directory = try TemporaryDirectory()
+    let path = directory.path("node.sqlite")
+    let storage = try SQLiteRaftStorage(
+      path: path, clusterID: StorageHarness.clusterID, nodeID: StorageHarness.nodeID,
+      options: .init(walAutoCheckpointPages: 0))
+    defer { storage.close() }
+    func walBytes() throws -> Int {
+      try FileManager.default.attributesOfItem(atPath: path + "-wal")[.size] as? Int ?? 0
+    }
+    for batch in 0..<30 {
+      let first = LogIndex(batch * 100 + 1)
+      try storage.append(makeEntries(first...(first + 99), term: 1, payloadBytes: 2_000))
+    }
+    // 3000 entries of 2000 B fill ~1500 pages, past the default checkpoint at 1000 pages: with
+    // automatic checkpoints off, the WAL still holds all of them.
+    #expect(try walBytes() > 1_400 * 4_096)
+    try storage.checkpoint()
+    #expect(try walBytes() == 0)
+    try storage.append(makeEntries(3_001...3_001, term: 1))
+    #expect(
+      try storage.entries(from: 2_990, to: 3_002, maxBytes: .max)
+        == makeEntries(2_990...3_000, term: 1, payloadBytes: 2_000)
+        + makeEntries(3_001...3_001, term: 1))
+  }
+
   @Test func closeCheckpointsTheWal() throws {
     let directory = try TemporaryDirectory()
     let path = try populatedDatabase(directory)

@@ -71,6 +71,11 @@ public final class SimulatedCluster {
   public private(set) var history: [ClientOperation] = []
   public private(set) var eventLog: [String] = []
   public var recordsEvents = false
+  /// Scenario hook: messages for which this returns true are lost at delivery.
+  public var dropFilter: ((Message) -> Bool)?
+  /// Counters of what happened (message kinds delivered, snapshots installed, ...), to show
+  /// that a run exercised the features it claims to.
+  public private(set) var statistics: [String: Int] = [:]
 
   let configure: @Sendable (inout RaftConfig) -> Void
   let raftFaults: RaftTestFaults
@@ -87,6 +92,8 @@ public final class SimulatedCluster {
   /// Log matching: (index, term) → (data, previous term).
   private var entriesByPosition: [Position: EntryFingerprint] = [:]
   private var lastApplied: [NodeID: LogIndex] = [:]
+  /// Logical time a write was first applied anywhere: it was visible from then on.
+  private var firstAppliedAt: [UInt64: UInt64] = [:]
 
   public struct Link: Hashable, Sendable {
     public var from: NodeID
@@ -135,6 +142,14 @@ public final class SimulatedCluster {
     }
   }
 
+  /// Adds a server that is not yet a member (empty configuration); it joins when the
+  /// leader adds it and replicates the log or a snapshot to it.
+  public func addNode(_ id: NodeID) throws {
+    precondition(nodes[id] == nil, "node \(id) exists")
+    nodes[id] = SimulatedNode(id: id, storage: MemoryRaftStorage())
+    try start(id)
+  }
+
   public var nodeIDs: [NodeID] { nodes.keys.sorted() }
   public func node(_ id: NodeID) -> SimulatedNode {
     guard let node = nodes[id] else { preconditionFailure("no node \(id)") }
@@ -157,6 +172,11 @@ public final class SimulatedCluster {
     var config = RaftConfig(id: id, randomSeed: seed &* 31 &+ id &* 1_000_003 &+ node.restartCount)
     config.electionTimeoutTicks = 10
     config.heartbeatTicks = 2
+    // Tiny budgets so batching limits, flow control and chunked snapshots all engage.
+    config.appendBytesMax = 120
+    config.inflightMessagesMax = 3
+    config.inflightBytesMax = 400
+    config.snapshotChunkBytesMax = 10
     config.testFaults = raftFaults
     configure(&config)
     node.raft = try RaftNode(config: config, storage: node.storage)
@@ -246,8 +266,11 @@ public final class SimulatedCluster {
   /// Delivers one message now (if its link is up and its target is running).
   public func deliver(_ message: Message) throws {
     guard !blockedLinks.contains(Link(from: message.from, to: message.to)) else { return }
+    if let dropFilter, dropFilter(message) { return }
     let node = node(message.to)
     guard node.raft != nil else { return }
+    statistics["delivered.\(message.kind)", default: 0] += 1
+    if message.reject { statistics["delivered.\(message.kind).reject", default: 0] += 1 }
     try withRaft(message.to) { raft in
       do {
         try raft.step(message)
@@ -366,7 +389,11 @@ public final class SimulatedCluster {
     return operationID
   }
 
-  /// Adds the outcome of still-pending writes as unknown (end of a run).
+  /// Settles writes whose client never heard back (end of a run, after the liveness phase
+  /// committed a fresh entry). A write some node applied took effect no later than that
+  /// first application; a write nobody applied by now never will be (a newer committed
+  /// entry precedes or replaces it), so it is dropped. This keeps the checker's search small
+  /// without weakening it.
   public func closeHistory() {
     for id in nodeIDs {
       for write in node(id).pendingWrites.values {
@@ -376,6 +403,13 @@ public final class SimulatedCluster {
             invokedAt: write.invokedAt, returnedAt: nil))
       }
       node(id).pendingWrites = [:]
+    }
+    history = history.compactMap { operation in
+      guard operation.returnedAt == nil else { return operation }
+      guard let applied = firstAppliedAt[operation.id] else { return nil }
+      var settled = operation
+      settled.returnedAt = max(applied, operation.invokedAt + 1)
+      return settled
     }
   }
 
@@ -422,7 +456,10 @@ public final class SimulatedCluster {
         accepted = false
       }
     }
-    if accepted { log("transfer \(id) -> \(target)") }
+    if accepted {
+      statistics["transfers started", default: 0] += 1
+      log("transfer \(id) -> \(target)")
+    }
     try drive(id)
     return accepted
   }
@@ -528,6 +565,9 @@ public final class SimulatedCluster {
 
   private func checkReady(_ node: SimulatedNode, _ ready: Ready) throws {
     guard let raft = node.raft else { return }
+    if raft.role == .leader && leaderByTerm[raft.term] == nil {
+      statistics["leaders elected", default: 0] += 1
+    }
     if let hardState = ready.hardState { try checkCommitted(node, upTo: hardState.commit) }
     if let snapshot = ready.snapshot {
       try recordCommitted(index: snapshot.metadata.index, term: snapshot.metadata.term, by: node.id)
@@ -600,6 +640,7 @@ public final class SimulatedCluster {
 
   private func apply(_ node: SimulatedNode, _ ready: Ready) throws {
     if let snapshot = ready.snapshot {
+      statistics["snapshots installed", default: 0] += 1
       node.store = try KeyValueStore(snapshotData: snapshot.data)
       lastApplied[node.id] = snapshot.metadata.index
       // Writes proposed here and covered by the snapshot: their outcome is unknown now.
@@ -635,9 +676,15 @@ public final class SimulatedCluster {
         appliedEntries[entry.index] = fingerprint
       }
       var command: KeyValueCommand?
+      if entry.kind == .confChange { statistics["conf changes applied", default: 0] += 1 }
       if entry.kind == .normal {
         command = try KeyValueCommand.decode(entry.data)
-        if let command { node.store.apply(command) }
+        if let command {
+          node.store.apply(command)
+          if firstAppliedAt[command.operationID] == nil {
+            firstAppliedAt[command.operationID] = clock()
+          }
+        }
       }
       if let write = node.pendingWrites.removeValue(forKey: entry.index) {
         if command?.operationID == write.operationID {
@@ -663,6 +710,7 @@ public final class SimulatedCluster {
         continue
       }
       guard let read = node.pendingReads.removeValue(forKey: item.context) else { continue }
+      statistics["reads served", default: 0] += 1
       history.append(
         ClientOperation(
           id: read.operationID, key: read.key, kind: .read(node.store.values[read.key]),

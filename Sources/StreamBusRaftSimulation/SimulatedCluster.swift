@@ -92,6 +92,12 @@ public final class SimulatedCluster {
   /// Log matching: (index, term) → (data, previous term).
   private var entriesByPosition: [Position: EntryFingerprint] = [:]
   private var lastApplied: [NodeID: LogIndex] = [:]
+  private var votesGranted: [VoteKey: NodeID] = [:]
+
+  private struct VoteKey: Hashable {
+    var voter: NodeID
+    var term: Term
+  }
   /// Logical time a write was first applied anywhere: it was visible from then on.
   private var firstAppliedAt: [UInt64: UInt64] = [:]
 
@@ -248,6 +254,17 @@ public final class SimulatedCluster {
   }
 
   private func enqueue(_ message: Message) throws {
+    try checkDurability(message)
+    if message.kind == .voteResponse && !message.reject {
+      // Election safety rests on this: a server grants one vote per term, ever (the vote
+      // is persisted before the answer leaves, so not even a crash may change it).
+      let key = VoteKey(voter: message.from, term: message.term)
+      if let earlier = votesGranted[key], earlier != message.to {
+        throw SafetyViolation(
+          "node \(message.from) voted for \(earlier) and \(message.to) in term \(message.term)")
+      }
+      votesGranted[key] = message.to
+    }
     var message = message
     if network.encodesMessages {
       message = try Message(decoding: message.encoded())
@@ -260,6 +277,31 @@ public final class SimulatedCluster {
     if network.duplicatePerMille > 0 && Int(random.next(below: 1000)) < network.duplicatePerMille {
       let extra = 1 + random.next(below: network.delayTicksMax + 2)
       inFlight.append(InFlightMessage(message: message, deliverAt: now + extra))
+    }
+  }
+
+  /// Durability: an acknowledgement may only leave once what it acknowledges is on disk,
+  /// since the receiver counts it toward commits and elections.
+  private func checkDurability(_ message: Message) throws {
+    let storage = node(message.from).storage
+    switch message.kind {
+    case .voteResponse where !message.reject:
+      let hardState = storage.hardState
+      guard hardState.term == message.term, hardState.vote == message.to else {
+        throw SafetyViolation(
+          "durability: node \(message.from) granted its term \(message.term) vote to "
+            + "\(message.to) before persisting it (stored term \(hardState.term), vote "
+            + "\(hardState.vote.map(String.init) ?? "none"))")
+      }
+    case .appendResponse where !message.reject:
+      let stored = try storage.lastIndex()
+      guard stored >= message.index else {
+        throw SafetyViolation(
+          "durability: node \(message.from) acknowledged index \(message.index) with only "
+            + "\(stored) entries on disk")
+      }
+    default:
+      break
     }
   }
 
@@ -495,7 +537,8 @@ public final class SimulatedCluster {
     let node = node(id)
     while let raft = node.raft, raft.hasReady {
       var crashPoint: CrashPoint?
-      if crashDuringReadyPerMille > 0
+      // Crashes strike while a Ready is being written (the window that matters).
+      if crashDuringReadyPerMille > 0 && raft.hasPersistentWork
         && Int(random.next(below: 1000)) < crashDuringReadyPerMille
       {
         crashPoint = CrashPoint.allCases.randomElement(using: &random)

@@ -126,7 +126,7 @@ public enum Simulator {
     cluster.network.duplicatePerMille =
       faults.contains(.duplicate) ? Int(random.next(below: 60)) : 0
     cluster.network.delayTicksMax = faults.contains(.reorder) ? 1 + random.next(below: 5) : 1
-    cluster.crashDuringReadyPerMille = faults.contains(.crash) ? Int(random.next(below: 25)) : 0
+    cluster.crashDuringReadyPerMille = faults.contains(.crash) ? Int(random.next(below: 60)) : 0
     let ids = cluster.nodeIDs
     let keysMax: UInt64 = 4 + random.next(below: 4)
     func weight(_ base: UInt64) -> UInt64 { 1 + random.next(below: 2 * base) }

@@ -93,8 +93,21 @@ public enum Simulator {
       statistics: [:], events: [])
     let cluster: SimulatedCluster
     do {
+      // Swarm over the node settings too: from one entry per append with a window of one
+      // message, to large batches and deep pipelines.
+      var settings = SplitMix64(seed: options.seed ^ 0xC0FF_EE00)
+      let appendBytesMax = [1, 60, 120, 1000][Int(settings.next(below: 4))]
+      let inflightMessagesMax = 1 + Int(settings.next(below: 4))
+      let chunkBytes = [4, 10, 64][Int(settings.next(below: 3))]
+      let heartbeatTicks = 1 + Int(settings.next(below: 3))
       cluster = try SimulatedCluster(
-        nodeCount: options.nodeCount, seed: options.seed, raftFaults: options.raftFaults)
+        nodeCount: options.nodeCount, seed: options.seed, raftFaults: options.raftFaults
+      ) { config in
+        config.appendBytesMax = UInt64(appendBytesMax)
+        config.inflightMessagesMax = inflightMessagesMax
+        config.snapshotChunkBytesMax = chunkBytes
+        config.heartbeatTicks = heartbeatTicks
+      }
     } catch {
       result.failure = "start-up: \(error)"
       return result

@@ -212,6 +212,12 @@ public struct RaftNode {
     return log.unstableSnapshot == nil && limit > log.applied
   }
 
+  /// Whether the next Ready has something to persist (entries, snapshot or hard state).
+  public var hasPersistentWork: Bool {
+    hardState != previousHardState || !log.unstableEntries.isEmpty
+      || log.unstableSnapshot != nil
+  }
+
   /// Collects the work accumulated since the last `advance()`; see `Ready` for the contract.
   public mutating func ready() throws -> Ready {
     try guarded { node in

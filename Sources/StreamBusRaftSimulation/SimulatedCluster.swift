@@ -71,6 +71,11 @@ public final class SimulatedCluster {
   public private(set) var history: [ClientOperation] = []
   public private(set) var eventLog: [String] = []
   public var recordsEvents = false
+  /// Scenario hook: messages for which this returns true are lost at delivery.
+  public var dropFilter: ((Message) -> Bool)?
+  /// Counters of what happened (message kinds delivered, snapshots installed, ...), to show
+  /// that a run exercised the features it claims to.
+  public private(set) var statistics: [String: Int] = [:]
 
   let configure: @Sendable (inout RaftConfig) -> Void
   let raftFaults: RaftTestFaults
@@ -87,6 +92,14 @@ public final class SimulatedCluster {
   /// Log matching: (index, term) → (data, previous term).
   private var entriesByPosition: [Position: EntryFingerprint] = [:]
   private var lastApplied: [NodeID: LogIndex] = [:]
+  private var votesGranted: [VoteKey: NodeID] = [:]
+
+  private struct VoteKey: Hashable {
+    var voter: NodeID
+    var term: Term
+  }
+  /// Logical time a write was first applied anywhere: it was visible from then on.
+  private var firstAppliedAt: [UInt64: UInt64] = [:]
 
   public struct Link: Hashable, Sendable {
     public var from: NodeID
@@ -135,6 +148,14 @@ public final class SimulatedCluster {
     }
   }
 
+  /// Adds a server that is not yet a member (empty configuration); it joins when the
+  /// leader adds it and replicates the log or a snapshot to it.
+  public func addNode(_ id: NodeID) throws {
+    precondition(nodes[id] == nil, "node \(id) exists")
+    nodes[id] = SimulatedNode(id: id, storage: MemoryRaftStorage())
+    try start(id)
+  }
+
   public var nodeIDs: [NodeID] { nodes.keys.sorted() }
   public func node(_ id: NodeID) -> SimulatedNode {
     guard let node = nodes[id] else { preconditionFailure("no node \(id)") }
@@ -157,6 +178,11 @@ public final class SimulatedCluster {
     var config = RaftConfig(id: id, randomSeed: seed &* 31 &+ id &* 1_000_003 &+ node.restartCount)
     config.electionTimeoutTicks = 10
     config.heartbeatTicks = 2
+    // Tiny budgets so batching limits, flow control and chunked snapshots all engage.
+    config.appendBytesMax = 120
+    config.inflightMessagesMax = 3
+    config.inflightBytesMax = 400
+    config.snapshotChunkBytesMax = 10
     config.testFaults = raftFaults
     configure(&config)
     node.raft = try RaftNode(config: config, storage: node.storage)
@@ -228,6 +254,17 @@ public final class SimulatedCluster {
   }
 
   private func enqueue(_ message: Message) throws {
+    try checkDurability(message)
+    if message.kind == .voteResponse && !message.reject {
+      // Election safety rests on this: a server grants one vote per term, ever (the vote
+      // is persisted before the answer leaves, so not even a crash may change it).
+      let key = VoteKey(voter: message.from, term: message.term)
+      if let earlier = votesGranted[key], earlier != message.to {
+        throw SafetyViolation(
+          "node \(message.from) voted for \(earlier) and \(message.to) in term \(message.term)")
+      }
+      votesGranted[key] = message.to
+    }
     var message = message
     if network.encodesMessages {
       message = try Message(decoding: message.encoded())
@@ -243,11 +280,39 @@ public final class SimulatedCluster {
     }
   }
 
+  /// Durability: an acknowledgement may only leave once what it acknowledges is on disk,
+  /// since the receiver counts it toward commits and elections.
+  private func checkDurability(_ message: Message) throws {
+    let storage = node(message.from).storage
+    switch message.kind {
+    case .voteResponse where !message.reject:
+      let hardState = storage.hardState
+      guard hardState.term == message.term, hardState.vote == message.to else {
+        throw SafetyViolation(
+          "durability: node \(message.from) granted its term \(message.term) vote to "
+            + "\(message.to) before persisting it (stored term \(hardState.term), vote "
+            + "\(hardState.vote.map(String.init) ?? "none"))")
+      }
+    case .appendResponse where !message.reject:
+      let stored = try storage.lastIndex()
+      guard stored >= message.index else {
+        throw SafetyViolation(
+          "durability: node \(message.from) acknowledged index \(message.index) with only "
+            + "\(stored) entries on disk")
+      }
+    default:
+      break
+    }
+  }
+
   /// Delivers one message now (if its link is up and its target is running).
   public func deliver(_ message: Message) throws {
     guard !blockedLinks.contains(Link(from: message.from, to: message.to)) else { return }
+    if let dropFilter, dropFilter(message) { return }
     let node = node(message.to)
     guard node.raft != nil else { return }
+    statistics["delivered.\(message.kind)", default: 0] += 1
+    if message.reject { statistics["delivered.\(message.kind).reject", default: 0] += 1 }
     try withRaft(message.to) { raft in
       do {
         try raft.step(message)
@@ -366,7 +431,11 @@ public final class SimulatedCluster {
     return operationID
   }
 
-  /// Adds the outcome of still-pending writes as unknown (end of a run).
+  /// Settles writes whose client never heard back (end of a run, after the liveness phase
+  /// committed a fresh entry). A write some node applied took effect no later than that
+  /// first application; a write nobody applied by now never will be (a newer committed
+  /// entry precedes or replaces it), so it is dropped. This keeps the checker's search small
+  /// without weakening it.
   public func closeHistory() {
     for id in nodeIDs {
       for write in node(id).pendingWrites.values {
@@ -376,6 +445,13 @@ public final class SimulatedCluster {
             invokedAt: write.invokedAt, returnedAt: nil))
       }
       node(id).pendingWrites = [:]
+    }
+    history = history.compactMap { operation in
+      guard operation.returnedAt == nil else { return operation }
+      guard let applied = firstAppliedAt[operation.id] else { return nil }
+      var settled = operation
+      settled.returnedAt = max(applied, operation.invokedAt + 1)
+      return settled
     }
   }
 
@@ -422,7 +498,10 @@ public final class SimulatedCluster {
         accepted = false
       }
     }
-    if accepted { log("transfer \(id) -> \(target)") }
+    if accepted {
+      statistics["transfers started", default: 0] += 1
+      log("transfer \(id) -> \(target)")
+    }
     try drive(id)
     return accepted
   }
@@ -458,7 +537,8 @@ public final class SimulatedCluster {
     let node = node(id)
     while let raft = node.raft, raft.hasReady {
       var crashPoint: CrashPoint?
-      if crashDuringReadyPerMille > 0
+      // Crashes strike while a Ready is being written (the window that matters).
+      if crashDuringReadyPerMille > 0 && raft.hasPersistentWork
         && Int(random.next(below: 1000)) < crashDuringReadyPerMille
       {
         crashPoint = CrashPoint.allCases.randomElement(using: &random)
@@ -515,9 +595,12 @@ public final class SimulatedCluster {
       } else {
         entriesByPosition[position] = fingerprint
       }
-      // No committed entry is ever overwritten.
+      // No committed entry is ever overwritten by a later term: a leader of a later term
+      // holds every committed entry, so only a stale leader (older term) may write
+      // something else at a committed index, and that entry can never commit.
       if entry.index <= LogIndex(committedTerms.count)
-        && committedTerms[Int(entry.index - 1)] != entry.term
+        && committedTerms[Int(entry.index - 1)] < entry.term
+        && committedTerms[Int(entry.index - 1)] != 0
       {
         throw SafetyViolation(
           "committed entry \(entry.index) (term \(committedTerms[Int(entry.index - 1)])) "
@@ -528,6 +611,9 @@ public final class SimulatedCluster {
 
   private func checkReady(_ node: SimulatedNode, _ ready: Ready) throws {
     guard let raft = node.raft else { return }
+    if raft.role == .leader && leaderByTerm[raft.term] == nil {
+      statistics["leaders elected", default: 0] += 1
+    }
     if let hardState = ready.hardState { try checkCommitted(node, upTo: hardState.commit) }
     if let snapshot = ready.snapshot {
       try recordCommitted(index: snapshot.metadata.index, term: snapshot.metadata.term, by: node.id)
@@ -600,6 +686,7 @@ public final class SimulatedCluster {
 
   private func apply(_ node: SimulatedNode, _ ready: Ready) throws {
     if let snapshot = ready.snapshot {
+      statistics["snapshots installed", default: 0] += 1
       node.store = try KeyValueStore(snapshotData: snapshot.data)
       lastApplied[node.id] = snapshot.metadata.index
       // Writes proposed here and covered by the snapshot: their outcome is unknown now.
@@ -635,9 +722,15 @@ public final class SimulatedCluster {
         appliedEntries[entry.index] = fingerprint
       }
       var command: KeyValueCommand?
+      if entry.kind == .confChange { statistics["conf changes applied", default: 0] += 1 }
       if entry.kind == .normal {
         command = try KeyValueCommand.decode(entry.data)
-        if let command { node.store.apply(command) }
+        if let command {
+          node.store.apply(command)
+          if firstAppliedAt[command.operationID] == nil {
+            firstAppliedAt[command.operationID] = clock()
+          }
+        }
       }
       if let write = node.pendingWrites.removeValue(forKey: entry.index) {
         if command?.operationID == write.operationID {
@@ -663,6 +756,7 @@ public final class SimulatedCluster {
         continue
       }
       guard let read = node.pendingReads.removeValue(forKey: item.context) else { continue }
+      statistics["reads served", default: 0] += 1
       history.append(
         ClientOperation(
           id: read.operationID, key: read.key, kind: .read(node.store.values[read.key]),

@@ -78,7 +78,7 @@ public struct SimulationResult: Sendable {
   public var stepsRun: Int
   public var committedIndex: LogIndex
   public var operations: Int
-  public var leaderElections: Int
+  public var statistics: [String: Int]
   public var events: [String]
 
   public var passed: Bool { failure == nil }
@@ -90,11 +90,24 @@ public enum Simulator {
   public static func run(_ options: SimulationOptions) -> SimulationResult {
     var result = SimulationResult(
       options: options, failure: nil, stepsRun: 0, committedIndex: 0, operations: 0,
-      leaderElections: 0, events: [])
+      statistics: [:], events: [])
     let cluster: SimulatedCluster
     do {
+      // Swarm over the node settings too: from one entry per append with a window of one
+      // message, to large batches and deep pipelines.
+      var settings = SplitMix64(seed: options.seed ^ 0xC0FF_EE00)
+      let appendBytesMax = [1, 60, 120, 1000][Int(settings.next(below: 4))]
+      let inflightMessagesMax = 1 + Int(settings.next(below: 4))
+      let chunkBytes = [4, 10, 64][Int(settings.next(below: 3))]
+      let heartbeatTicks = 1 + Int(settings.next(below: 3))
       cluster = try SimulatedCluster(
-        nodeCount: options.nodeCount, seed: options.seed, raftFaults: options.raftFaults)
+        nodeCount: options.nodeCount, seed: options.seed, raftFaults: options.raftFaults
+      ) { config in
+        config.appendBytesMax = UInt64(appendBytesMax)
+        config.inflightMessagesMax = inflightMessagesMax
+        config.snapshotChunkBytesMax = chunkBytes
+        config.heartbeatTicks = heartbeatTicks
+      }
     } catch {
       result.failure = "start-up: \(error)"
       return result
@@ -111,6 +124,7 @@ public enum Simulator {
     result.committedIndex = LogIndex(cluster.committedTerms.count)
     result.operations = cluster.history.count
     result.events = cluster.eventLog
+    result.statistics = cluster.statistics
     return result
   }
 
@@ -119,22 +133,26 @@ public enum Simulator {
   ) throws {
     let faults = options.faults
     var random = SplitMix64(seed: options.seed ^ 0x5EED_F00D)
-    cluster.network.dropPerMille = faults.contains(.drop) ? 50 : 0
-    cluster.network.duplicatePerMille = faults.contains(.duplicate) ? 30 : 0
-    cluster.network.delayTicksMax = faults.contains(.reorder) ? 4 : 1
-    cluster.crashDuringReadyPerMille = faults.contains(.crash) ? 3 : 0
+    // Swarm testing: every seed draws its own fault intensities, so some seeds hammer one
+    // kind of trouble while others barely show it.
+    cluster.network.dropPerMille = faults.contains(.drop) ? Int(random.next(below: 150)) : 0
+    cluster.network.duplicatePerMille =
+      faults.contains(.duplicate) ? Int(random.next(below: 60)) : 0
+    cluster.network.delayTicksMax = faults.contains(.reorder) ? 1 + random.next(below: 5) : 1
+    cluster.crashDuringReadyPerMille = faults.contains(.crash) ? Int(random.next(below: 60)) : 0
     let ids = cluster.nodeIDs
-    let keysMax: UInt64 = 3
+    let keysMax: UInt64 = 4 + random.next(below: 4)
+    func weight(_ base: UInt64) -> UInt64 { 1 + random.next(below: 2 * base) }
 
     // Weighted event table; faults not enabled simply do not appear.
     var table: [(weight: UInt64, event: Event)] = [
-      (40, .tick), (12, .write), (8, .read),
+      (40, .tick), (weight(12), .write), (weight(8), .read),
     ]
-    if faults.contains(.partition) { table += [(2, .partition), (3, .heal)] }
-    if faults.contains(.crash) { table += [(2, .crash), (3, .restart)] }
-    if faults.contains(.membership) { table.append((2, .membership)) }
-    if faults.contains(.transfer) { table.append((1, .transfer)) }
-    if faults.contains(.snapshot) { table.append((3, .snapshot)) }
+    if faults.contains(.partition) { table += [(weight(2), .partition), (weight(3), .heal)] }
+    if faults.contains(.crash) { table += [(weight(2), .crash), (weight(3), .restart)] }
+    if faults.contains(.membership) { table.append((weight(2), .membership)) }
+    if faults.contains(.transfer) { table.append((weight(1), .transfer)) }
+    if faults.contains(.snapshot) { table.append((weight(3), .snapshot)) }
     let totalWeight = table.reduce(0) { $0 + $1.weight }
 
     for step in 0..<options.steps {

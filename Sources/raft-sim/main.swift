@@ -74,6 +74,9 @@ struct RaftSim: ParsableCommand {
           print(
             "seed \(seed): ok, \(result.committedIndex) entries committed, "
               + "\(result.operations) client operations")
+          for (name, count) in result.statistics.sorted(by: { $0.key < $1.key }) {
+            print("  \(name): \(count)")
+          }
         }
       }
     }

@@ -76,6 +76,12 @@ let package = Package(
         "StreamBusRaftSimulation",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
+    .executableTarget(
+      name: "raft-bench",
+      dependencies: [
+        "StreamBusRaftSQLite",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+      ]),
 
     .testTarget(name: "StreamBusRecordsTests", dependencies: ["StreamBusRecords"]),
     .testTarget(name: "StreamBusStorageTests", dependencies: ["StreamBusStorage"]),

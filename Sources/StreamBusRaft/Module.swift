@@ -1,1 +1,0 @@
-// Module StreamBusRaft: see docs/ARCHITECTURE.md.

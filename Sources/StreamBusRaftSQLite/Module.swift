@@ -1,1 +1,0 @@
-// Module StreamBusRaftSQLite: see docs/ARCHITECTURE.md.

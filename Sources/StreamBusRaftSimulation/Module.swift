@@ -1,1 +1,0 @@
-// Module StreamBusRaftSimulation: see docs/ARCHITECTURE.md.

@@ -1,1 +1,0 @@
-// Module StreamBusSQLite: see docs/ARCHITECTURE.md.

@@ -1,0 +1,304 @@
+import StreamBusRaft
+import StreamBusRaftSimulation
+import Testing
+
+/// Feature scenarios. Every Ready in these runs also passes the cluster's safety checkers
+/// (one leader per term, log matching, leader completeness, state-machine safety).
+@Suite struct ScenarioTests {
+  @Test func campaignElectsLeaderAndCommitsNoOp() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    #expect(scenario.raft(1).role == .leader)
+    #expect(scenario.raft(1).term == 1)
+    for id: NodeID in [2, 3] {
+      #expect(scenario.raft(id).role == .follower)
+      #expect(scenario.raft(id).leader == 1)
+    }
+    for id: NodeID in 1...3 {
+      #expect(scenario.raft(id).committedIndex == 1, "no-op of term 1 committed on \(id)")
+    }
+  }
+
+  @Test func electionHappensByTicksAlone() throws {
+    let scenario = try Scenario(nodes: 5, seed: 7)
+    try scenario.tick(60)
+    let leader = try #require(scenario.leader)
+    for id in scenario.cluster.nodeIDs where id != leader {
+      #expect(scenario.raft(id).leader == leader)
+    }
+  }
+
+  @Test func replicationCommitsAndAppliesEverywhere() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    try scenario.propose(5, at: 1).stabilize()
+    for id: NodeID in 1...3 {
+      #expect(scenario.raft(id).committedIndex == 6)
+      #expect(scenario.raft(id).appliedIndex == 6)
+      #expect(scenario.cluster.node(id).store == scenario.cluster.node(1).store)
+    }
+  }
+
+  @Test func preVoteKeepsIsolatedNodeFromRaisingTerm() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    try scenario.isolate(3).tick(60)
+    #expect(scenario.raft(3).term == 1, "pre-elections never won, so the term never moved")
+    try scenario.heal().tick(10)
+    #expect(scenario.leader == 1)
+    #expect(scenario.raft(1).term == 1, "the healthy leader was not disrupted")
+  }
+
+  @Test func withoutPreVoteIsolatedNodeDisruptsLeaderOnReturn() throws {
+    let scenario = try Scenario(nodes: 3) { config in
+      config.preVote = false
+      config.checkQuorum = false
+    }.campaign(1)
+    try scenario.isolate(3).tick(60)
+    #expect(scenario.raft(3).term > 1)
+    try scenario.heal().tick(30)
+    #expect(scenario.raft(1).term > 1, "the returning node's higher term deposed leader 1")
+  }
+
+  @Test func checkQuorumMakesIsolatedLeaderStepDown() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    try scenario.isolate(1).tick(40)
+    #expect(scenario.raft(1).role != .leader)
+    let newLeader = try #require(scenario.leader)
+    #expect(newLeader != 1)
+    #expect(scenario.raft(newLeader).term > 1)
+  }
+
+  @Test func minorityLeaderCannotCommitAndItsEntriesAreReplaced() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    try scenario.partition([[1], [2, 3]]).propose(3, at: 1).stabilize()
+    #expect(scenario.raft(1).committedIndex == 1, "no quorum, no commit")
+    try scenario.tick(40)
+    let majorityLeader = try #require(scenario.leader)
+    #expect(majorityLeader != 1)
+    try scenario.propose(2, at: majorityLeader).stabilize()
+    try scenario.heal().tick(10).stabilize()
+    let leaderLog = scenario.raft(majorityLeader)
+    #expect(scenario.raft(1).leader == majorityLeader)
+    #expect(try scenario.raft(1).lastIndex() == leaderLog.lastIndex())
+    #expect(try scenario.raft(1).lastTerm() == leaderLog.lastTerm())
+    #expect(scenario.cluster.node(1).store == scenario.cluster.node(majorityLeader).store)
+  }
+
+  @Test func fastBacktrackingSkipsWholeTermsOfConflicts() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    // Node 1 piles up 20 uncommitted entries of term 1 while cut off.
+    try scenario.partition([[1], [2, 3]]).propose(20, at: 1).stabilize()
+    try scenario.tick(40)
+    let first = try #require(scenario.leader)
+    let second: NodeID = first == 2 ? 3 : 2
+    try scenario.propose(20, at: first).stabilize()
+    // A fresh leader starts probing node 1 at its own log end.
+    #expect(try scenario.cluster.transferLeadership(from: first, to: second))
+    try scenario.stabilize()
+    #expect(scenario.leader == second)
+    let rejectionsBefore = scenario.cluster.statistics["delivered.appendResponse.reject"] ?? 0
+    try scenario.heal().tick(6).stabilize()
+    let rejections =
+      (scenario.cluster.statistics["delivered.appendResponse.reject"] ?? 0) - rejectionsBefore
+    #expect(try scenario.raft(1).lastIndex() == scenario.raft(second).lastIndex())
+    // One entry at a time would take about 20 rejections; the term hint takes one or two.
+    #expect(rejections >= 1 && rejections <= 3, "\(rejections) rejections")
+  }
+
+  @Test func inflightMessageWindowBoundsUnacknowledgedAppends() throws {
+    let scenario = try Scenario(nodes: 3) { config in
+      config.inflightMessagesMax = 3
+      config.inflightBytesMax = 1 << 20
+    }.campaign(1)
+    var appendsTo2 = 0
+    scenario.cluster.dropFilter = { message in
+      if message.kind == .appendEntries && message.to == 2 && !message.entries.isEmpty {
+        appendsTo2 += 1
+      }
+      return false
+    }
+    scenario.cluster.block(from: 2, to: 1)  // node 2's acknowledgements are lost
+    for _ in 0..<10 { try scenario.propose(1, at: 1).stabilize() }
+    #expect(appendsTo2 == 3, "window of 3 messages, got \(appendsTo2)")
+    #expect(scenario.raft(1).committedIndex == 11, "node 3 still forms a quorum")
+    try scenario.heal().tick(4).stabilize()
+    #expect(scenario.raft(2).committedIndex == 11)
+  }
+
+  @Test func inflightByteWindowBoundsUnacknowledgedAppends() throws {
+    let scenario = try Scenario(nodes: 3) { config in
+      config.inflightMessagesMax = 100
+      config.inflightBytesMax = 200
+    }.campaign(1)
+    var appendsTo2 = 0
+    scenario.cluster.dropFilter = { message in
+      if message.kind == .appendEntries && message.to == 2 && !message.entries.isEmpty {
+        appendsTo2 += 1
+      }
+      return false
+    }
+    scenario.cluster.block(from: 2, to: 1)
+    for _ in 0..<10 { try scenario.propose(1, at: 1).stabilize() }
+    // Each write entry is 38 bytes (21 header + 17 payload): the 6th reaches 200 bytes.
+    #expect(appendsTo2 == 6, "got \(appendsTo2)")
+  }
+
+  @Test func readIndexOnLeaderAndForwardedFromFollower() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    let write = try #require(try scenario.cluster.write(at: 1, key: 0))
+    try scenario.stabilize()
+    let leaderRead = try #require(try scenario.cluster.read(at: 1, key: 0))
+    let followerRead = try #require(try scenario.cluster.read(at: 2, key: 0))
+    try scenario.stabilize()
+    let history = scenario.cluster.history
+    for id in [leaderRead, followerRead] {
+      let read = try #require(history.first { $0.id == id })
+      #expect(read.kind == .read(write), "read \(id) sees the committed write")
+    }
+    try scenario.cluster.checkLinearizability()
+  }
+
+  @Test func readIndexNeedsQuorumContact() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    scenario.isolate(1)
+    let read = try #require(try scenario.cluster.read(at: 1, key: 0))
+    try scenario.stabilize().tick(3)
+    #expect(!scenario.cluster.history.contains { $0.id == read }, "a deposed leader cannot serve")
+  }
+
+  @Test func leadershipTransferToUpToDateFollower() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    try scenario.propose(2, at: 1).stabilize()
+    #expect(try scenario.cluster.transferLeadership(from: 1, to: 2))
+    #expect(try scenario.cluster.write(at: 1, key: 0) == nil, "proposals refused mid-transfer")
+    try scenario.stabilize()
+    #expect(scenario.leader == 2)
+    #expect(scenario.raft(2).term == 2)
+    #expect(scenario.raft(1).role == .follower)
+  }
+
+  @Test func leadershipTransferWaitsForLaggingTarget() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    scenario.crash(3)
+    try scenario.propose(5, at: 1).stabilize()
+    try scenario.restart(3)
+    #expect(try scenario.cluster.transferLeadership(from: 1, to: 3))
+    try scenario.stabilize().tick(3).stabilize()
+    #expect(scenario.leader == 3)
+    #expect(scenario.raft(3).committedIndex >= 6)
+  }
+
+  @Test func snapshotCatchesUpLaggingFollowerInChunks() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    scenario.crash(3)
+    for key: UInt8 in 0..<6 { try scenario.propose(3, at: 1, key: key) }
+    try scenario.stabilize()
+    try scenario.cluster.snapshot(1, keepEntries: 0)
+    #expect(try scenario.cluster.node(1).storage.firstIndex() == 20)
+    try scenario.restart(3)
+    try scenario.tick(6).stabilize()
+    #expect(scenario.raft(3).appliedIndex == scenario.raft(1).appliedIndex)
+    #expect(scenario.cluster.node(3).store == scenario.cluster.node(1).store)
+    #expect((scenario.cluster.statistics["delivered.installSnapshot"] ?? 0) >= 5, "chunks")
+    #expect(scenario.cluster.statistics["snapshots installed"] == 1)
+  }
+
+  @Test func snapshotTransferResumesAfterLostChunk() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    scenario.crash(3)
+    for key: UInt8 in 0..<6 { try scenario.propose(3, at: 1, key: key) }
+    try scenario.stabilize()
+    try scenario.cluster.snapshot(1, keepEntries: 0)
+    var deliveredOffsets: [UInt64] = []
+    var droppedOnce = false
+    scenario.cluster.dropFilter = { message in
+      guard message.kind == .installSnapshot, let chunk = message.snapshot else { return false }
+      if chunk.offset == 20 && !droppedOnce {
+        droppedOnce = true
+        return true
+      }
+      deliveredOffsets.append(chunk.offset)
+      return false
+    }
+    try scenario.restart(3)
+    try scenario.tick(8).stabilize()
+    #expect(droppedOnce)
+    #expect(scenario.cluster.node(3).store == scenario.cluster.node(1).store)
+    #expect(deliveredOffsets.contains(20), "the lost chunk was sent again")
+    #expect(
+      deliveredOffsets.filter { $0 == 0 }.count == 1, "resumed, not restarted: \(deliveredOffsets)")
+  }
+
+  @Test func learnerReplicatesWithoutVotingThenIsPromoted() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    try scenario.propose(3, at: 1).stabilize()
+    try scenario.cluster.addNode(4)
+    #expect(try scenario.cluster.proposeConfChange(at: 1, ConfChange(kind: .addLearner, node: 4)))
+    try scenario.stabilize().tick(2).stabilize()
+    #expect(scenario.raft(1).confState == ConfState(voters: [1, 2, 3], learners: [4]))
+    #expect(scenario.raft(4).appliedIndex == scenario.raft(1).appliedIndex)
+    #expect(!scenario.raft(4).isPromotable)
+    try scenario.isolate(4).tick(40)
+    #expect(scenario.raft(4).role == .follower, "learners never campaign")
+    try scenario.heal().tick(2).stabilize()
+    #expect(try scenario.cluster.proposeConfChange(at: 1, ConfChange(kind: .addVoter, node: 4)))
+    try scenario.stabilize()
+    #expect(scenario.raft(1).confState.voters == [1, 2, 3, 4])
+    // With four voters the quorum is three: losing two stops commits.
+    scenario.crash(3)
+    scenario.crash(4)
+    let before = scenario.raft(1).committedIndex
+    try scenario.propose(1, at: 1).stabilize()
+    #expect(scenario.raft(1).committedIndex == before)
+  }
+
+  @Test func membershipChangesOneAtATime() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    try scenario.cluster.addNode(4)
+    #expect(try scenario.cluster.proposeConfChange(at: 1, ConfChange(kind: .addLearner, node: 4)))
+    #expect(
+      try !scenario.cluster.proposeConfChange(at: 1, ConfChange(kind: .removeNode, node: 3)),
+      "second change refused while the first is unapplied")
+    try scenario.stabilize()
+    #expect(try scenario.cluster.proposeConfChange(at: 1, ConfChange(kind: .removeNode, node: 3)))
+    try scenario.stabilize()
+    #expect(scenario.raft(1).confState == ConfState(voters: [1, 2], learners: [4]))
+  }
+
+  @Test func newLeaderRefusesMembershipChangeUntilItsNoOpIsApplied() throws {
+    let scenario = try Scenario(nodes: 3)
+    // Acknowledgements of appends are lost, so the new leader's no-op stays uncommitted.
+    scenario.cluster.dropFilter = { $0.kind == .appendResponse }
+    try scenario.campaign(1)
+    #expect(scenario.raft(1).role == .leader)
+    #expect(
+      try !scenario.cluster.proposeConfChange(at: 1, ConfChange(kind: .removeNode, node: 3)))
+    scenario.cluster.dropFilter = nil
+    try scenario.tick(2).stabilize()
+    #expect(try scenario.cluster.proposeConfChange(at: 1, ConfChange(kind: .removeNode, node: 3)))
+  }
+
+  @Test func removedLeaderStepsDownAndOthersElectSuccessor() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    #expect(try scenario.cluster.proposeConfChange(at: 1, ConfChange(kind: .removeNode, node: 1)))
+    try scenario.stabilize()
+    #expect(scenario.raft(1).role == .follower)
+    try scenario.tick(40)
+    let leader = try #require(scenario.leader)
+    #expect(leader != 1)
+    #expect(scenario.raft(leader).confState.voters == [2, 3])
+    try scenario.propose(1, at: leader).stabilize()
+    #expect(scenario.raft(leader).committedIndex == scenario.raft(leader).appliedIndex)
+  }
+
+  @Test func crashLosesOnlyUnpersistedStateAndRestartCatchesUp() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    try scenario.propose(4, at: 1).stabilize()
+    scenario.crash(2)
+    try scenario.propose(4, at: 1).stabilize()
+    try scenario.restart(2)
+    #expect(scenario.raft(2).term == 1, "term survived the crash")
+    #expect(try scenario.raft(2).lastIndex() == 5, "persisted entries survived the crash")
+    try scenario.tick(3).stabilize()
+    #expect(scenario.raft(2).appliedIndex == 9)
+    #expect(scenario.cluster.node(2).store == scenario.cluster.node(1).store)
+  }
+}

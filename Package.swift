@@ -11,10 +11,14 @@ let package = Package(
     .library(name: "StreamBusStorage", targets: ["StreamBusStorage"]),
     .library(name: "StreamBusProtocol", targets: ["StreamBusProtocol"]),
     .library(name: "StreamBusRaft", targets: ["StreamBusRaft"]),
+    .library(name: "StreamBusTransport", targets: ["StreamBusTransport"]),
     .executable(name: "raft-sim", targets: ["raft-sim"]),
   ],
   dependencies: [
-    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0")
+    .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+    .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
   ],
   targets: [
     // CRC-32C with the SSE4.2 instruction where the CPU has it, software otherwise.
@@ -22,6 +26,17 @@ let package = Package(
     .target(name: "StreamBusRecords", dependencies: ["CStreamBusCRC32C"]),
     .target(name: "StreamBusStorage", dependencies: ["StreamBusRecords"]),
     .target(name: "StreamBusProtocol"),
+
+    // Length-prefixed framing over TCP for every StreamBus process and client.
+    .target(
+      name: "StreamBusTransport",
+      dependencies: [
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ]),
 
     // Raft: pure core, SQLite persistence, deterministic simulator.
     .target(name: "StreamBusRaft"),
@@ -41,6 +56,17 @@ let package = Package(
     .testTarget(name: "StreamBusRecordsTests", dependencies: ["StreamBusRecords"]),
     .testTarget(name: "StreamBusStorageTests", dependencies: ["StreamBusStorage"]),
     .testTarget(name: "StreamBusProtocolTests", dependencies: ["StreamBusProtocol"]),
+    .testTarget(
+      name: "StreamBusTransportTests",
+      dependencies: [
+        "StreamBusTransport",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOEmbedded", package: "swift-nio"),
+        .product(name: "NIOTestUtils", package: "swift-nio"),
+      ]),
     .testTarget(
       name: "StreamBusRaftTests",
       dependencies: ["StreamBusRaft", "StreamBusRaftSimulation"]),

@@ -1,1 +1,0 @@
-// Module StreamBusRecords: see docs/ARCHITECTURE.md.

@@ -53,6 +53,7 @@ let package = Package(
       dependencies: [
         "StreamBusClient",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
       ]),
 
     // Raft: pure core, SQLite persistence, deterministic simulator.

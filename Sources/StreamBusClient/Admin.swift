@@ -96,9 +96,10 @@ public final class Admin: Sendable {
           })
       ], timeoutMs: timeoutMs)
     let response = try await sendToController(.createTopics(request), topic: name)
-    guard case .createTopics(let body) = response, let result = body.topics.first(where: {
-      $0.name == name
-    })
+    guard case .createTopics(let body) = response,
+      let result = body.topics.first(where: {
+        $0.name == name
+      })
     else {
       throw StreamBusError(
         .protocolViolation, "CreateTopics response does not mention \"\(name)\"", topic: name)
@@ -186,7 +187,8 @@ public final class Admin: Sendable {
       let metadata: ClusterMetadata
       do {
         metadata = try await core.metadata.current()
-      } catch let error as StreamBusError where error.isRetriable && attempt <= core.config.retries {
+      } catch let error as StreamBusError where error.isRetriable && attempt <= core.config.retries
+      {
         try await Task.sleep(for: .clampedMilliseconds(core.config.backoffMs(attempt: attempt)))
         continue
       }

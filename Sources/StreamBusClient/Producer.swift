@@ -165,7 +165,9 @@ public actor Producer {
     }
     try validateTopicName(topic)
     let recordBytes = Self.estimatedRecordBytes(key: key, value: value, headers: headers)
-    guard recordBytes + RecordBatchHeader.byteCount <= min(config.bufferBytesMax, config.requestBytesMax)
+    guard
+      recordBytes + RecordBatchHeader.byteCount
+        <= min(config.bufferBytesMax, config.requestBytesMax)
     else {
       throw StreamBusError(
         .invalidArgument, errorCode: .messageTooLarge,
@@ -189,9 +191,10 @@ public actor Producer {
       }
       partition = explicitPartition
     } else if let key {
-      partition = topicInfo.partitions[
-        Int(Murmur2Partitioner.partition(forKey: key, partitionCount: partitionCount))
-      ].partition
+      partition =
+        topicInfo.partitions[
+          Int(Murmur2Partitioner.partition(forKey: key, partitionCount: partitionCount))
+        ].partition
     } else {
       partition = stickyPartition(for: topicInfo)
     }
@@ -336,7 +339,8 @@ public actor Producer {
     // `release` (or `close`) counted our bytes before resuming us.
     if isClosed {
       release(bytes: bytes)
-      throw StreamBusError(.closed, "the producer was closed while waiting for buffer space",
+      throw StreamBusError(
+        .closed, "the producer was closed while waiting for buffer space",
         topic: topic)
     }
   }
@@ -553,8 +557,7 @@ public actor Producer {
     complete(batch, with: .failure(error))
   }
 
-  private func complete(_ batch: Batch, with result: Result<BatchAcknowledgement, StreamBusError>)
-  {
+  private func complete(_ batch: Batch, with result: Result<BatchAcknowledgement, StreamBusError>) {
     batch.completion.complete(result)
     release(bytes: batch.reservedBytes)
     batch.reservedBytes = 0

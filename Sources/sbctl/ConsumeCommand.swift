@@ -99,7 +99,8 @@ struct ConsumeCommand: AsyncParsableCommand {
       console.line(renderTable([Self.tableHeader]).joined())
     }
     while printed < limit {
-      let idleMs = (ContinuousClock.now - lastRecordAt).components.seconds * 1000
+      let idleMs =
+        (ContinuousClock.now - lastRecordAt).components.seconds * 1000
         + (ContinuousClock.now - lastRecordAt).components.attoseconds / 1_000_000_000_000_000
       let remainingMs = timeoutMs - idleMs
       if remainingMs <= 0 { break }

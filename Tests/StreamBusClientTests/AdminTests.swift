@@ -16,7 +16,10 @@ import Testing
       }
       #expect(create.first?.topics.first?.configs == [.init(key: "a", value: "b")])
       #expect(create.first?.topics.first?.replicationFactor == -1)
-      #expect(try await admin.listTopics() == [TopicListing(name: "orders", partitionCount: 3, replicationFactor: 1)])
+      #expect(
+        try await admin.listTopics() == [
+          TopicListing(name: "orders", partitionCount: 3, replicationFactor: 1)
+        ])
 
       let producer = Producer(config: harness.clientConfig())
       for _ in 0..<4 {

@@ -5,7 +5,9 @@ import Testing
 @testable import StreamBusClient
 
 @Suite struct ConsumerTests {
-  private func produce(_ harness: FakeClusterHarness, topic: String, partition: Int32, values: [String])
+  private func produce(
+    _ harness: FakeClusterHarness, topic: String, partition: Int32, values: [String]
+  )
     async throws
   {
     let producer = Producer(config: harness.clientConfig())
@@ -141,7 +143,8 @@ import Testing
       await strict.close()
 
       let resetting = Consumer(
-        config: harness.clientConfig(), consumerConfig: ConsumerConfig(offsetResetPolicy: .earliest))
+        config: harness.clientConfig(), consumerConfig: ConsumerConfig(offsetResetPolicy: .earliest)
+      )
       await resetting.assign([partition])
       try await resetting.seek(partition, to: .offset(1_000))
       var records = try await resetting.poll(maxWaitMs: 100)

@@ -365,7 +365,8 @@ final class FakeBroker: FrameRequestHandler, Sendable {
           guard topic.replicationFactor <= Int16(state.brokers.count) else {
             return failure(
               .invalidReplicationFactor,
-              "Replication factor \(topic.replicationFactor) exceeds \(state.brokers.count) brokers.")
+              "Replication factor \(topic.replicationFactor) exceeds \(state.brokers.count) brokers."
+            )
           }
           let count = topic.numPartitions == -1 ? 1 : Int(topic.numPartitions)
           let ids = state.brokers.keys.sorted()

@@ -193,7 +193,8 @@ import Testing
   @Test func acksZeroGetsNoResponseAndNoOffsets() async throws {
     try await withFakeCluster { harness in
       harness.cluster.createTopic("fire", partitions: 1, leaders: [1])
-      let producer = Producer(config: harness.clientConfig(), producerConfig: ProducerConfig(acks: .none))
+      let producer = Producer(
+        config: harness.clientConfig(), producerConfig: ProducerConfig(acks: .none))
       var handles: [DeliveryHandle] = []
       for index in 0..<5 {
         handles.append(try await producer.enqueue(topic: "fire", value: Array("\(index)".utf8)))
@@ -202,7 +203,8 @@ import Testing
       for handle in handles {
         #expect(try await handle.value().offset == -1)
       }
-      #expect(await eventually { (try? harness.cluster.records(topic: "fire", partition: 0).count) == 5 })
+      #expect(
+        await eventually { (try? harness.cluster.records(topic: "fire", partition: 0).count) == 5 })
       #expect(harness.cluster.produceRequests().allSatisfy { $0.acks == 0 })
       await producer.close()
     }
@@ -222,7 +224,8 @@ import Testing
       let enqueued = NIOCounter()
       let writer = Task {
         for index in 0..<40 {
-          _ = try await producer.enqueue(topic: "pressure", value: value, partition: Int32(index % 4))
+          _ = try await producer.enqueue(
+            topic: "pressure", value: value, partition: Int32(index % 4))
           enqueued.increment()
         }
       }

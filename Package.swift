@@ -14,7 +14,9 @@ let package = Package(
     .library(name: "StreamBusTransport", targets: ["StreamBusTransport"]),
     .library(name: "StreamBusClient", targets: ["StreamBusClient"]),
     .executable(name: "sbctl", targets: ["sbctl"]),
+    .library(name: "StreamBusBroker", targets: ["StreamBusBroker"]),
     .executable(name: "raft-sim", targets: ["raft-sim"]),
+    .executable(name: "databroker", targets: ["databroker"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -56,6 +58,26 @@ let package = Package(
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
       ]),
 
+    // The data broker: partition replicas over StreamBusStorage, served by StreamBusTransport.
+    .target(
+      name: "StreamBusBroker",
+      dependencies: [
+        "StreamBusProtocol", "StreamBusRecords", "StreamBusStorage", "StreamBusTransport",
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ]),
+    .executableTarget(
+      name: "databroker",
+      dependencies: [
+        "StreamBusBroker", "StreamBusTransport",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ]),
+
     // Raft: pure core, SQLite persistence, deterministic simulator.
     .target(name: "StreamBusRaft"),
     .systemLibrary(
@@ -92,6 +114,13 @@ let package = Package(
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+      ]),
+    .testTarget(
+      name: "StreamBusBrokerTests",
+      dependencies: [
+        "StreamBusBroker", "StreamBusProtocol", "StreamBusRecords", "StreamBusStorage",
+        "StreamBusTransport",
+        .product(name: "Logging", package: "swift-log"),
       ]),
     .testTarget(
       name: "StreamBusRaftTests",

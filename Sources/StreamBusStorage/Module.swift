@@ -1,1 +1,0 @@
-// Module StreamBusStorage: see docs/ARCHITECTURE.md.

@@ -105,9 +105,6 @@ struct ConsumeCommand: AsyncParsableCommand {
       let remainingMs = timeoutMs - idleMs
       if remainingMs <= 0 { break }
       let records = try await consumer.poll(maxWaitMs: min(remainingMs, Self.pollWaitMsMax))
-      if !records.isEmpty {
-        lastRecordAt = .now
-      }
       for record in records.prefix(limit - printed) {
         printed += 1
         switch common.output {
@@ -117,6 +114,11 @@ struct ConsumeCommand: AsyncParsableCommand {
         }
       }
       console.flush()
+      if !records.isEmpty {
+        // Idle time counts from when the records were handled, not from when they arrived:
+        // printing a large poll must not use up the timeout.
+        lastRecordAt = .now
+      }
     }
     if common.output == .json {
       console.line(JSONValue.array(collected).rendered())

@@ -7,8 +7,8 @@ import Testing
 @testable import sbctl
 
 /// Lines served to `ProduceCommand.execute` in place of stdin.
-private func lineSource(_ lines: [String]) -> @Sendable () -> String? {
-  let remaining = NIOLockedValueBox(lines[...])
+private func lineSource(_ lines: [String]) -> @Sendable () -> [UInt8]? {
+  let remaining = NIOLockedValueBox(lines.map { Array($0.utf8) }[...])
   return { remaining.withLockedValue { $0.popFirst() } }
 }
 
@@ -63,10 +63,14 @@ private func fieldOrder(_ line: String, _ fields: [String]) -> Bool {
     #expect(produce.keyDelimiter == ":")
     #expect(produce.acks == "1")
     #expect(produce.common.output == .jsonl)
-    let split = produce.splitLine("user-1:hello:world")
+    let split = produce.splitLine(Array("user-1:hello:world".utf8))
     #expect(split.key == Array("user-1".utf8))
     #expect(split.value == Array("hello:world".utf8))
-    #expect(produce.splitLine("no delimiter").key == nil)
+    #expect(produce.splitLine(Array("no delimiter".utf8)).key == nil)
+    #expect(produce.splitLine(Array(":".utf8)) == (key: [], value: []))
+    let raw = produce.splitLine([0xff, UInt8(ascii: ":"), 0xfe])
+    #expect(raw.key == [0xff])
+    #expect(raw.value == [0xfe])
   }
 
   @Test func consumeParsesFlags() throws {
@@ -262,5 +266,22 @@ private func fieldOrder(_ line: String, _ fields: [String]) -> Bool {
       #expect(console.standardErrorLines.first?.contains("UNKNOWN_TOPIC_OR_PARTITION") == true)
       #expect(console.standardErrorLines.last?.contains("stopped reading input at line 1") == true)
     }
+  }
+}
+
+@Suite struct ByteLineReaderTests {
+  @Test func splitsRawBytesIntoLines() throws {
+    var descriptors: [Int32] = [0, 0]
+    #expect(pipe(&descriptors) == 0)
+    let input: [UInt8] = Array("one\r\ntwo\n\n".utf8) + [0xff, 0x0a] + Array("last".utf8)
+    _ = input.withUnsafeBytes { write(descriptors[1], $0.baseAddress, $0.count) }
+    close(descriptors[1])
+    let reader = ByteLineReader(descriptor: descriptors[0])
+    var lines: [[UInt8]] = []
+    while let line = reader.nextLine() {
+      lines.append(line)
+    }
+    close(descriptors[0])
+    #expect(lines == [Array("one".utf8), Array("two".utf8), [], [0xff], Array("last".utf8)])
   }
 }

@@ -87,6 +87,9 @@ public actor Producer {
     var retryAfter: ContinuousClock.Instant?
     var encoded: [UInt8]?
     var lastError: StreamBusError?
+    /// After a leadership or connection error: the batch waits for a metadata refresh that
+    /// completes after the failure (the cache's refresh count reaching this value).
+    var metadataRefreshRequired: Int?
 
     init(id: UInt64, topicPartition: TopicPartition, createdAt: ContinuousClock.Instant) {
       self.id = id
@@ -364,6 +367,8 @@ public actor Producer {
   /// leader's connection has room.
   private func drain() {
     let now = ContinuousClock.now
+    // Count first: the snapshot read after it is at least that fresh.
+    let refreshCount = core.metadata.refreshCount
     let metadata = core.metadata.snapshot
     var needsMetadata = false
     var earliestRetry: ContinuousClock.Instant?
@@ -387,6 +392,10 @@ public actor Producer {
       if (now - candidate.createdAt).wholeMilliseconds >= config.deliveryTimeoutMs {
         removeFromQueue(candidate)
         fail(candidate, with: deliveryTimeoutError(candidate))
+        continue
+      }
+      if let required = candidate.metadataRefreshRequired, refreshCount < required {
+        needsMetadata = true
         continue
       }
       guard let leader = metadata.leader(of: topicPartition)?.broker.address else {
@@ -542,6 +551,8 @@ public actor Producer {
       return
     }
     batch.retryAfter = .now + backoff
+    batch.metadataRefreshRequired =
+      error.invalidatesMetadata ? core.metadata.refreshCount + 1 : nil
     queues[batch.topicPartition, default: PartitionQueue()].ready.insert(batch, at: 0)
   }
 

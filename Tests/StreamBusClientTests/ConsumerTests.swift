@@ -172,6 +172,35 @@ import Testing
     }
   }
 
+  @Test func fencedLeaderEpochRefreshesMetadata() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("fenced", partitions: 1, leaders: [1])
+      try await produce(harness, topic: "fenced", partition: 0, values: ["a"])
+      let consumer = Consumer(config: harness.clientConfig())
+      let partition = TopicPartition(topic: "fenced", partition: 0)
+      await consumer.assign([partition])
+      #expect(try await consumer.poll(maxWaitMs: 200).count == 1)
+      let metadataBefore = harness.cluster.requests(.metadata).count
+      harness.cluster.bumpLeaderEpoch(topic: "fenced", partition: 0)
+      try await produce(harness, topic: "fenced", partition: 0, values: ["b"])
+      var records: [ConsumerRecord] = []
+      for _ in 0..<10 where records.isEmpty {
+        records = try await consumer.poll(maxWaitMs: 100)
+      }
+      #expect(records.map(\.offset) == [1])
+      #expect(harness.cluster.requests(.metadata).count > metadataBefore)
+      let epochs = harness.cluster.requests(.fetch).compactMap { request -> Int32? in
+        if case .fetch(let body) = request {
+          return body.topics[0].partitions[0].currentLeaderEpoch
+        }
+        return nil
+      }
+      #expect(epochs.first == 0)
+      #expect(epochs.last == 1)
+      await consumer.close()
+    }
+  }
+
   @Test func consumerFollowsALeaderMove() async throws {
     try await withFakeCluster(brokers: 2) { harness in
       harness.cluster.createTopic("follow", partitions: 1, leaders: [1])

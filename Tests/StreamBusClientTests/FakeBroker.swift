@@ -64,6 +64,10 @@ final class FakeCluster: Sendable {
     }
   }
 
+  func bumpLeaderEpoch(topic: String, partition: Int) {
+    withState { $0.topics[topic]?[partition].epoch += 1 }
+  }
+
   func moveLeader(topic: String, partition: Int, to broker: Int32) {
     withState { state in
       state.topics[topic]?[partition].leader = broker
@@ -304,6 +308,9 @@ final class FakeBroker: FrameRequestHandler, Sendable {
               else { return answer(.unknownTopicOrPartition) }
               let partition = partitions[index]
               guard partition.leader == id else { return answer(.notLeaderOrFollower) }
+              if entry.currentLeaderEpoch >= 0 && entry.currentLeaderEpoch < partition.epoch {
+                return answer(.fencedLeaderEpoch)
+              }
               guard entry.fetchOffset >= partition.logStartOffset,
                 entry.fetchOffset <= partition.nextOffset
               else { return answer(.offsetOutOfRange, high: partition.nextOffset) }

@@ -71,7 +71,8 @@ public struct BrokerConfiguration: Sendable {
     guard try values.bool("standalone", default: false) else {
       throw TransportError(
         .invalidConfiguration,
-        "pass --standalone (or \"standalone = true\"): cluster mode is not implemented yet")
+        "pass --standalone (or \"standalone = true\"): this build runs single-broker only; "
+          + "cluster mode (--metaservers) comes with the metaserver")
     }
     guard let dataDirectory = values.string("data-dir") else {
       throw TransportError(.invalidConfiguration, "--data-dir is required")

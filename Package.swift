@@ -12,7 +12,9 @@ let package = Package(
     .library(name: "StreamBusProtocol", targets: ["StreamBusProtocol"]),
     .library(name: "StreamBusRaft", targets: ["StreamBusRaft"]),
     .library(name: "StreamBusTransport", targets: ["StreamBusTransport"]),
+    .library(name: "StreamBusBroker", targets: ["StreamBusBroker"]),
     .executable(name: "raft-sim", targets: ["raft-sim"]),
+    .executable(name: "databroker", targets: ["databroker"]),
     .executable(name: "sbbench", targets: ["sbbench"]),
   ],
   dependencies: [
@@ -36,6 +38,26 @@ let package = Package(
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ]),
+
+    // The data broker: partition replicas over StreamBusStorage, served by StreamBusTransport.
+    .target(
+      name: "StreamBusBroker",
+      dependencies: [
+        "StreamBusProtocol", "StreamBusRecords", "StreamBusStorage", "StreamBusTransport",
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ]),
+    .executableTarget(
+      name: "databroker",
+      dependencies: [
+        "StreamBusBroker", "StreamBusTransport",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ]),
@@ -68,6 +90,13 @@ let package = Package(
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "NIOTestUtils", package: "swift-nio"),
+      ]),
+    .testTarget(
+      name: "StreamBusBrokerTests",
+      dependencies: [
+        "StreamBusBroker", "StreamBusProtocol", "StreamBusRecords", "StreamBusStorage",
+        "StreamBusTransport",
+        .product(name: "Logging", package: "swift-log"),
       ]),
     .testTarget(
       name: "StreamBusRaftTests",

@@ -20,12 +20,14 @@ public final class PartitionLog {
   public let recoveryReport: RecoveryReport
 
   public private(set) var logStartOffset: Int64
-  public private(set) var durableEndOffset: Int64
+  public internal(set) var durableEndOffset: Int64
 
   /// Sorted by base offset; the last one is active (takes appends). Never empty while open.
   var segments: [LogSegment]
-  private let clockMs: @Sendable () -> Int64
-  private var lastFlushMs: Int64
+  let clockMs: @Sendable () -> Int64
+  var lastFlushMs: Int64
+  /// The flush started by `beginFlush()` and not yet completed.
+  var inFlightFlush: InFlightFlush?
   private var isClosed = false
   /// Where the previous read ended, so a consumer reading forward skips the index lookup.
   private var readHint: (offset: Int64, segmentBaseOffset: Int64, position: Int64)?
@@ -252,6 +254,7 @@ public final class PartitionLog {
   /// it again) and starts a new one at `logEndOffset`.
   func roll() throws {
     let old = activeSegment
+    markInFlightFlushUnsynced()
     try syncSegment(old, includingIndex: true)
     if let descriptor = old.indexDescriptor { fileSystem.close(descriptor) }
     old.indexDescriptor = nil
@@ -269,6 +272,7 @@ public final class PartitionLog {
   /// synced: recovery rebuilds it from the data.
   public func flush() throws {
     try checkOpen()
+    markInFlightFlushUnsynced()
     for segment in segments where segment.hasUnsyncedData {
       try syncSegment(segment, includingIndex: false)
     }

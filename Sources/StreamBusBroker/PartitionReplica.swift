@@ -1,0 +1,496 @@
+import Logging
+import NIOPosix
+import StreamBusProtocol
+import StreamBusRecords
+import StreamBusStorage
+
+/// The outcome of a produce to one partition.
+public struct AppendOutcome: Sendable, Equatable {
+  public var errorCode: ErrorCode
+  public var errorMessage: String?
+  /// Offset of the first appended record; -1 on error.
+  public var baseOffset: Int64
+  public var logStartOffset: Int64
+
+  static func failure(_ code: ErrorCode, _ message: String?, logStartOffset: Int64 = -1)
+    -> AppendOutcome
+  {
+    AppendOutcome(
+      errorCode: code, errorMessage: message, baseOffset: -1, logStartOffset: logStartOffset)
+  }
+}
+
+/// What one partition returns to a fetch.
+public struct ReadOutcome: Sendable, Equatable {
+  public var errorCode: ErrorCode
+  public var errorMessage: String?
+  public var highWatermark: Int64
+  public var logStartOffset: Int64
+  public var logEndOffset: Int64
+  /// Whole batches, all below the high watermark.
+  public var records: [UInt8]
+
+  static func failure(_ code: ErrorCode, _ message: String?) -> ReadOutcome {
+    ReadOutcome(
+      errorCode: code, errorMessage: message, highWatermark: -1, logStartOffset: -1,
+      logEndOffset: -1, records: [])
+  }
+}
+
+/// Offsets a partition reports to ListOffsets and Metadata.
+public struct ReplicaOffsets: Sendable, Equatable {
+  public var logStartOffset: Int64
+  public var highWatermark: Int64
+  public var logEndOffset: Int64
+}
+
+/// Why a replica is closed.
+public enum ReplicaCloseReason: Sendable {
+  /// The topic was deleted: waiting requests fail with UNKNOWN_TOPIC_OR_PARTITION.
+  case deleted
+  /// The broker stops: everything appended is flushed and waiting requests complete.
+  case shutdown
+}
+
+/// One partition hosted by this broker, owning its `PartitionLog`.
+///
+/// Appends and reads run on this actor (the log is not thread-safe). Durability uses group
+/// commit: at most one fdatasync per partition runs at a time, on the NIO thread pool (a
+/// blocking call on Swift's small cooperative pool would stall every task), while appends
+/// keep being written. When it finishes, the high watermark (with one replica, the durable
+/// end offset) moves to the log end offset captured when the flush began, acks=all
+/// producers below it complete, and waiting fetches wake. Another flush starts right away
+/// if more was appended meanwhile, so flushes run back to back under load and each covers
+/// everything that arrived during the previous one.
+///
+/// In standalone mode this replica is always the leader with epoch 0 and the ISR is just
+/// this broker. Cluster mode adds a role (leader/follower) and follower log end offsets
+/// to the high watermark computation; the log ownership and waiter machinery stay.
+public actor PartitionReplica {
+  public nonisolated let topicPartition: TopicPartition
+  public nonisolated let leaderEpoch: Int32 = 0
+  public nonisolated let minInsyncReplicas: Int
+
+  private var log: PartitionLog?
+  private var isClosing = false
+  /// Offsets below it are visible to consumers and acknowledged to acks=all producers.
+  private var highWatermark: Int64
+  private let flushPolicy: FlushPolicy
+  private let threadPool: NIOThreadPool
+  private let logger: Logger
+
+  private struct AckWaiter {
+    /// The waiter completes once the high watermark reaches this offset.
+    var requiredOffset: Int64
+    var deadlineMs: Int64
+    var continuation: CheckedContinuation<BrokerRequestError?, Never>
+  }
+
+  /// acks=all producers waiting for the high watermark, in offset order.
+  private var ackWaiters: [AckWaiter] = []
+  private var fetchWakeups: [ObjectIdentifier: FetchWakeup] = [:]
+  /// Callers waiting for the in-flight flush to finish (close).
+  private var flushIdleWaiters: [CheckedContinuation<Void, Never>] = []
+  /// Retention requested while a flush held the log's descriptors; runs after it.
+  private var pendingRetentionNowMs: Int64?
+  private var lastFlushStartMs: Int64
+  private var consecutiveFlushFailures = 0
+
+  /// Opens (and recovers) the partition's log; blocking, so call it off the cooperative
+  /// pool (`ReplicaManager` uses the thread pool). Flushes once so that everything the
+  /// recovered log holds is durable before it becomes visible.
+  init(
+    topicPartition: TopicPartition, directory: String, logConfig: LogConfig,
+    minInsyncReplicas: Int, fileSystem: any LogFileSystem, threadPool: NIOThreadPool,
+    logger: Logger
+  ) throws {
+    let log = try PartitionLog(directory: directory, config: logConfig, fileSystem: fileSystem)
+    try log.flush()
+    self.topicPartition = topicPartition
+    self.minInsyncReplicas = minInsyncReplicas
+    self.log = log
+    self.highWatermark = log.durableEndOffset
+    self.flushPolicy = logConfig.flushPolicy
+    self.threadPool = threadPool
+    var logger = logger
+    logger[metadataKey: "partition"] = "\(topicPartition)"
+    self.logger = logger
+    self.lastFlushStartMs = PartitionLog.wallClockMs()
+    let report = log.recoveryReport
+    if !report.isClean {
+      logger.warning("recovered partition log", metadata: ["report": "\(report)"])
+    } else {
+      logger.debug("opened partition log", metadata: ["logEndOffset": "\(log.logEndOffset)"])
+    }
+  }
+
+  // MARK: Produce
+
+  /// Appends producer batches (storage validates them, CRC included) and returns once the
+  /// acks level is met: `1` and `0` after the write, `-1` once the high watermark passes
+  /// the last appended offset (fsynced, with one replica). `nowMs` and `timeoutMs` bound the
+  /// acks=all wait (REQUEST_TIMED_OUT; the data stays appended).
+  public func append(_ records: [UInt8], acks: Int16, timeoutMs: Int64, nowMs: Int64) async
+    -> AppendOutcome
+  {
+    guard let log, !isClosing else { return unknownPartition() }
+    if acks == -1 && minInsyncReplicas > 1 {
+      return .failure(
+        .notEnoughReplicas,
+        "min.insync.replicas is \(minInsyncReplicas) but the in-sync replica set has 1 replica",
+        logStartOffset: log.logStartOffset)
+    }
+    let result: AppendResult
+    do {
+      result = try log.append(records, partitionLeaderEpoch: leaderEpoch)
+    } catch {
+      return appendFailure(error, logStartOffset: log.logStartOffset)
+    }
+    switch flushPolicy {
+    case .groupCommit:
+      startFlushIfIdle()
+    case .interval:
+      // Durability is left to the interval; with one replica the write alone commits.
+      advanceHighWatermark(to: log.logEndOffset)
+    }
+    if acks == -1 && highWatermark <= result.lastOffset {
+      let failure = await withCheckedContinuation { continuation in
+        ackWaiters.append(
+          AckWaiter(
+            requiredOffset: result.lastOffset + 1, deadlineMs: nowMs + max(timeoutMs, 0),
+            continuation: continuation))
+      }
+      if let failure {
+        return .failure(failure.errorCode, failure.message, logStartOffset: log.logStartOffset)
+      }
+    }
+    return AppendOutcome(
+      errorCode: .none, errorMessage: nil, baseOffset: result.baseOffset,
+      logStartOffset: log.logStartOffset)
+  }
+
+  private func appendFailure(_ error: any Error, logStartOffset: Int64) -> AppendOutcome {
+    guard let error = error as? StorageError else {
+      logger.error("append failed: \(error)")
+      return .failure(.unknownServerError, "\(error)", logStartOffset: logStartOffset)
+    }
+    switch error.code {
+    case .invalidBatch:
+      return .failure(.corruptMessage, error.message, logStartOffset: logStartOffset)
+    case .closed:
+      return unknownPartition()
+    default:
+      logger.error("append failed: \(error)")
+      return .failure(.storageError, error.message, logStartOffset: logStartOffset)
+    }
+  }
+
+  private func unknownPartition() -> AppendOutcome {
+    .failure(.unknownTopicOrPartition, "partition \(topicPartition) does not exist")
+  }
+
+  // MARK: Group commit
+
+  private func startFlushIfIdle() {
+    guard let log, !log.isFlushInFlight, let ticket = log.beginFlush() else { return }
+    lastFlushStartMs = PartitionLog.wallClockMs()
+    let threadPool = threadPool
+    Task {
+      var failure: StorageError?
+      do {
+        try await threadPool.runIfActive { try ticket.sync() }
+      } catch let error as StorageError {
+        failure = error
+      } catch {
+        failure = StorageError(.ioFailure, "flush could not run: \(error)")
+      }
+      self.flushCompleted(ticket, failure: failure)
+    }
+  }
+
+  private func flushCompleted(_ ticket: FlushTicket, failure: StorageError?) {
+    guard let log else {
+      resumeFlushIdleWaiters()
+      return
+    }
+    log.completeFlush(ticket, succeeded: failure == nil)
+    if let failure {
+      consecutiveFlushFailures += 1
+      logger.error(
+        "flush failed; acks=all producers up to offset \(ticket.endOffset) get STORAGE_ERROR",
+        metadata: ["error": "\(failure)", "failures": "\(consecutiveFlushFailures)"])
+      failAckWaiters(
+        below: ticket.endOffset,
+        BrokerRequestError(.storageError, "flush failed: \(failure.message)"))
+    } else {
+      if consecutiveFlushFailures > 0 {
+        logger.info("flush succeeded again after \(consecutiveFlushFailures) failures")
+      }
+      consecutiveFlushFailures = 0
+      advanceHighWatermark(to: log.durableEndOffset)
+    }
+    if let nowMs = pendingRetentionNowMs {
+      pendingRetentionNowMs = nil
+      runRetention(nowMs: nowMs)
+    }
+    resumeFlushIdleWaiters()
+    // After a failure, the next append or maintenance tick retries rather than a tight loop.
+    if failure == nil && !isClosing && flushPolicy == .groupCommit {
+      startFlushIfIdle()
+    }
+  }
+
+  private func advanceHighWatermark(to offset: Int64) {
+    guard offset > highWatermark else { return }
+    highWatermark = offset
+    var completed = 0
+    while completed < ackWaiters.count && ackWaiters[completed].requiredOffset <= offset {
+      ackWaiters[completed].continuation.resume(returning: nil)
+      completed += 1
+    }
+    ackWaiters.removeFirst(completed)
+    for wakeup in fetchWakeups.values {
+      wakeup.signal()
+    }
+  }
+
+  /// Fails the acks=all waiters whose batches end at or below `offset`.
+  private func failAckWaiters(below offset: Int64, _ error: BrokerRequestError) {
+    var failed = 0
+    while failed < ackWaiters.count && ackWaiters[failed].requiredOffset <= offset {
+      ackWaiters[failed].continuation.resume(returning: error)
+      failed += 1
+    }
+    ackWaiters.removeFirst(failed)
+  }
+
+  private func resumeFlushIdleWaiters() {
+    let waiters = flushIdleWaiters
+    flushIdleWaiters = []
+    for waiter in waiters {
+      waiter.resume()
+    }
+  }
+
+  // MARK: Fetch
+
+  /// Batches from `fetchOffset`, up to about `maxBytes` (the first batch whole), all below
+  /// the high watermark. OFFSET_OUT_OF_RANGE below the log start or above the high
+  /// watermark.
+  public func read(from fetchOffset: Int64, maxBytes: Int) -> ReadOutcome {
+    guard let log, !isClosing else {
+      return .failure(.unknownTopicOrPartition, "partition \(topicPartition) does not exist")
+    }
+    var outcome = ReadOutcome(
+      errorCode: .none, errorMessage: nil, highWatermark: highWatermark,
+      logStartOffset: log.logStartOffset, logEndOffset: log.logEndOffset, records: [])
+    guard fetchOffset >= log.logStartOffset && fetchOffset <= highWatermark else {
+      outcome.errorCode = .offsetOutOfRange
+      outcome.errorMessage =
+        "offset \(fetchOffset) is outside \(log.logStartOffset)...\(highWatermark) "
+        + "(log start offset...high watermark) of \(topicPartition)"
+      return outcome
+    }
+    guard fetchOffset < highWatermark, maxBytes > 0 else { return outcome }
+    do {
+      let result = try log.read(from: fetchOffset, maxBytes: maxBytes, maxOffset: highWatermark)
+      outcome.records = Self.batchesBelow(highWatermark, in: result.bytes)
+    } catch let error as StorageError where error.code == .offsetOutOfRange {
+      outcome.errorCode = .offsetOutOfRange
+      outcome.errorMessage = error.message
+    } catch {
+      logger.error("read failed: \(error)")
+      outcome.errorCode = .storageError
+      outcome.errorMessage = "\(error)"
+    }
+    return outcome
+  }
+
+  /// The prefix of `bytes` made of whole batches whose last offset is below `limit`, so no
+  /// returned batch crosses the high watermark.
+  static func batchesBelow(_ limit: Int64, in bytes: [UInt8]) -> [UInt8] {
+    let end = bytes.withUnsafeBytes { buffer -> Int in
+      var position = 0
+      while position + RecordBatchHeader.byteCount <= buffer.count {
+        let baseOffset = Int64(
+          bigEndian: buffer.loadUnaligned(fromByteOffset: position, as: Int64.self))
+        let batchLength = Int32(
+          bigEndian: buffer.loadUnaligned(fromByteOffset: position + 8, as: Int32.self))
+        let lastOffsetDelta = Int32(
+          bigEndian: buffer.loadUnaligned(fromByteOffset: position + 23, as: Int32.self))
+        let total = Int(batchLength) + RecordBatchHeader.lengthPrefixByteCount
+        guard batchLength >= RecordBatchHeader.batchLengthMin,
+          position + total <= buffer.count,
+          baseOffset + Int64(lastOffsetDelta) < limit
+        else { break }
+        position += total
+      }
+      return position
+    }
+    return end == bytes.count ? bytes : Array(bytes[..<end])
+  }
+
+  /// Registers a fetch to be woken when the high watermark advances or the partition
+  /// closes. Remove it with `removeFetchWakeup` when the fetch is answered.
+  func addFetchWakeup(_ wakeup: FetchWakeup) {
+    fetchWakeups[wakeup.id] = wakeup
+    if log == nil || isClosing {
+      wakeup.signal()
+    }
+  }
+
+  func removeFetchWakeup(_ wakeup: FetchWakeup) {
+    fetchWakeups.removeValue(forKey: wakeup.id)
+  }
+
+  // MARK: Offsets
+
+  public func offsets() -> ReplicaOffsets? {
+    guard let log, !isClosing else { return nil }
+    return ReplicaOffsets(
+      logStartOffset: log.logStartOffset, highWatermark: highWatermark,
+      logEndOffset: log.logEndOffset)
+  }
+
+  /// The first batch below the high watermark whose newest record is at or after
+  /// `timestamp`: its base offset and max timestamp, or nil when there is none. Batch
+  /// granularity: the offset may name a record a little older than `timestamp`.
+  public func offset(forTimestamp timestamp: Int64) throws(BrokerRequestError) -> (
+    offset: Int64, timestamp: Int64
+  )? {
+    guard let log, !isClosing else {
+      throw BrokerRequestError(
+        .unknownTopicOrPartition, "partition \(topicPartition) does not exist")
+    }
+    var offset = log.logStartOffset
+    while offset < highWatermark {
+      let result: ReadResult
+      do {
+        result = try log.read(from: offset, maxBytes: 1 << 20, maxOffset: highWatermark)
+      } catch {
+        throw BrokerRequestError(.storageError, "\(error)")
+      }
+      guard result.nextOffset > offset else { return nil }
+      var found: (Int64, Int64)?
+      result.bytes.withUnsafeBytes { buffer in
+        var position = 0
+        while found == nil, position + RecordBatchHeader.byteCount <= buffer.count,
+          let header = try? RecordBatchHeader(
+            parsing: UnsafeRawBufferPointer(rebasing: buffer[position...]))
+        {
+          if header.maxTimestamp >= timestamp {
+            found = (header.baseOffset, header.maxTimestamp)
+          }
+          position += header.totalByteCount
+        }
+      }
+      if let found { return found }
+      offset = result.nextOffset
+    }
+    return nil
+  }
+
+  // MARK: Maintenance
+
+  /// Periodic work: expires acks=all waits past their deadline, flushes under the
+  /// interval policy, and retries a failed group-commit flush.
+  public func tick(nowMs: Int64) {
+    guard let log, !isClosing else { return }
+    var expired = 0
+    var remaining: [AckWaiter] = []
+    for waiter in ackWaiters {
+      if waiter.deadlineMs <= nowMs {
+        waiter.continuation.resume(
+          returning: BrokerRequestError(
+            .requestTimedOut,
+            "offset \(waiter.requiredOffset - 1) was appended but not committed in time"))
+        expired += 1
+      } else {
+        remaining.append(waiter)
+      }
+    }
+    if expired > 0 {
+      ackWaiters = remaining
+    }
+    guard !log.isFlushInFlight, log.durableEndOffset < log.logEndOffset else { return }
+    switch flushPolicy {
+    case .groupCommit:
+      startFlushIfIdle()
+    case .interval(let intervalMs):
+      if nowMs - lastFlushStartMs >= intervalMs {
+        startFlushIfIdle()
+      }
+    }
+  }
+
+  /// Deletes segments past the topic's retention (now, or right after the in-flight flush,
+  /// which holds descriptors retention may close).
+  public func applyRetention(nowMs: Int64) {
+    guard let log, !isClosing else { return }
+    if log.isFlushInFlight {
+      pendingRetentionNowMs = nowMs
+    } else {
+      runRetention(nowMs: nowMs)
+    }
+  }
+
+  private func runRetention(nowMs: Int64) {
+    guard let log else { return }
+    do {
+      let result = try log.applyRetention(nowMs: nowMs)
+      if !result.deletedSegments.isEmpty {
+        logger.info(
+          "retention deleted segments",
+          metadata: [
+            "segments": "\(result.deletedSegments.count)", "bytes": "\(result.deletedBytes)",
+            "logStartOffset": "\(result.logStartOffset)",
+          ])
+      }
+      // Retention of an expired active segment rolls it, which syncs it.
+      advanceHighWatermark(to: min(log.durableEndOffset, log.logEndOffset))
+    } catch {
+      logger.error("retention failed: \(error)")
+    }
+  }
+
+  // MARK: Closing
+
+  /// Stops the replica: waits for the in-flight flush, then closes the log (flushing it).
+  /// On `.shutdown` waiting producers complete normally once the final flush succeeds; on
+  /// `.deleted` they and any later request get UNKNOWN_TOPIC_OR_PARTITION.
+  public func close(_ reason: ReplicaCloseReason) async {
+    guard !isClosing else { return }
+    isClosing = true
+    for wakeup in fetchWakeups.values {
+      wakeup.signal()
+    }
+    while log?.isFlushInFlight == true {
+      await withCheckedContinuation { flushIdleWaiters.append($0) }
+    }
+    guard let log else { return }
+    switch reason {
+    case .deleted:
+      failAckWaiters(
+        below: Int64.max,
+        BrokerRequestError(
+          .unknownTopicOrPartition, "topic \(topicPartition.topic) was deleted"))
+      do {
+        try log.close()
+      } catch {
+        logger.warning("closing the log of a deleted partition failed: \(error)")
+      }
+    case .shutdown:
+      do {
+        try log.close()
+        advanceHighWatermark(to: log.durableEndOffset)
+        logger.debug("closed", metadata: ["logEndOffset": "\(log.durableEndOffset)"])
+      } catch {
+        logger.error("final flush failed: \(error)")
+      }
+      failAckWaiters(
+        below: Int64.max,
+        BrokerRequestError(.storageError, "the broker stopped before the batch was committed"))
+    }
+    self.log = nil
+  }
+}

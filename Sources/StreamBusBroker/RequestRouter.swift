@@ -1,0 +1,399 @@
+import Logging
+import NIOConcurrencyHelpers
+import StreamBusProtocol
+import StreamBusStorage
+import StreamBusTransport
+
+/// Decodes each request frame and dispatches it to the replicas; the transport's
+/// `FrameRequestHandler`.
+///
+/// A request whose header cannot be read closes the connection (the transport logs the
+/// reason); a request with a readable header but a bad body is answered with its error
+/// response and logged here. Neither touches stored data.
+public final class RequestRouter: FrameRequestHandler {
+  public let replicaManager: ReplicaManager
+  private let configuration: BrokerConfiguration
+  private let logger: Logger
+  /// This broker as Metadata describes it; the port is known only once bound.
+  private let advertisedBroker: NIOLockedValueBox<MetadataResponse.Broker>
+
+  public init(replicaManager: ReplicaManager, configuration: BrokerConfiguration, logger: Logger) {
+    self.replicaManager = replicaManager
+    self.configuration = configuration
+    self.logger = logger
+    self.advertisedBroker = NIOLockedValueBox(
+      MetadataResponse.Broker(
+        nodeId: configuration.nodeId, host: configuration.effectiveAdvertisedHost,
+        port: Int32(configuration.listen.port)))
+  }
+
+  /// Sets the port Metadata announces (the bound one when listening on port 0).
+  public func setAdvertisedPort(_ port: Int) {
+    advertisedBroker.withLockedValue { $0.port = Int32(port) }
+  }
+
+  public func handle(frame: [UInt8], connection: ConnectionInfo) async -> FrameReply {
+    let header: RequestHeader
+    let request: Request
+    do {
+      (header, request) = try Request.decode(payload: frame)
+    } catch let error as RequestBodyError {
+      logger.warning(
+        "answering malformed request with \(error.errorCode)",
+        metadata: ["connection": "\(connection)", "error": "\(error)"])
+      return .respond(Self.errorPayload(error))
+    } catch {
+      return .close(reason: "unreadable request header: \(error)")
+    }
+    let responseHeader = ResponseHeader(correlationId: header.correlationId)
+    let response: Response
+    switch request {
+    case .produce(let body):
+      let produced = await produce(body)
+      if body.acks == 0 {
+        return .noResponse
+      }
+      response = .produce(produced)
+    case .fetch(let body):
+      if body.replicaId >= 0 {
+        return .respond(
+          ResponseHeader(
+            correlationId: header.correlationId, errorCode: .invalidRequest,
+            errorMessage:
+              "replica fetch from broker \(body.replicaId): this broker runs standalone "
+              + "and has no followers"
+          ).encodeErrorOnly())
+      }
+      response = .fetch(await fetch(body))
+    case .listOffsets(let body):
+      response = .listOffsets(await listOffsets(body))
+    case .metadata(let body):
+      response = .metadata(metadata(body))
+    case .apiVersions:
+      response = .apiVersions(.supportedByThisBuild)
+    case .createTopics(let body):
+      response = .createTopics(await createTopics(body))
+    case .deleteTopics(let body):
+      response = .deleteTopics(await deleteTopics(body))
+    }
+    return .respond(response.encodePayload(header: responseHeader, version: header.apiVersion))
+  }
+
+  static func errorPayload(_ error: RequestBodyError) -> [UInt8] {
+    if error.header.apiKey == .apiVersions && error.underlying.code == .unsupportedVersion {
+      return Response.apiVersions(.supportedByThisBuild).encodePayload(
+        header: error.errorResponseHeader, version: ApiVersionsResponse.fallbackVersion)
+    }
+    return error.errorResponseHeader.encodeErrorOnly()
+  }
+
+  // MARK: Produce
+
+  func produce(_ request: ProduceRequest) async -> ProduceResponse {
+    guard request.acks == 0 || request.acks == 1 || request.acks == -1 else {
+      return ProduceResponse(
+        topics: request.topics.map { topic in
+          ProduceResponse.Topic(
+            name: topic.name,
+            partitions: topic.partitions.map {
+              ProduceResponse.Partition(
+                partition: $0.partition, errorCode: .invalidRequiredAcks,
+                errorMessage: "acks must be 0, 1 or -1, not \(request.acks)", baseOffset: -1,
+                logStartOffset: -1, logAppendTimeMs: -1)
+            })
+        })
+    }
+    let nowMs = PartitionLog.wallClockMs()
+    let timeoutMs = Int64(request.timeoutMs)
+    var outcomes: [[AppendOutcome?]] = request.topics.map {
+      Array(repeating: nil, count: $0.partitions.count)
+    }
+    let partitionCount = request.topics.reduce(0) { $0 + $1.partitions.count }
+    if partitionCount == 1, let topic = request.topics.first(where: { !$0.partitions.isEmpty }) {
+      let topicIndex = request.topics.firstIndex { !$0.partitions.isEmpty } ?? 0
+      outcomes[topicIndex][0] = await producePartition(
+        topic: topic.name, topic.partitions[0], acks: request.acks, timeoutMs: timeoutMs,
+        nowMs: nowMs)
+    } else {
+      await withTaskGroup(of: (Int, Int, AppendOutcome).self) { group in
+        for (topicIndex, topic) in request.topics.enumerated() {
+          for (partitionIndex, partition) in topic.partitions.enumerated() {
+            group.addTask {
+              let outcome = await self.producePartition(
+                topic: topic.name, partition, acks: request.acks, timeoutMs: timeoutMs,
+                nowMs: nowMs)
+              return (topicIndex, partitionIndex, outcome)
+            }
+          }
+        }
+        for await (topicIndex, partitionIndex, outcome) in group {
+          outcomes[topicIndex][partitionIndex] = outcome
+        }
+      }
+    }
+    return ProduceResponse(
+      topics: request.topics.enumerated().map { topicIndex, topic in
+        ProduceResponse.Topic(
+          name: topic.name,
+          partitions: topic.partitions.enumerated().map { partitionIndex, partition in
+            let outcome =
+              outcomes[topicIndex][partitionIndex]
+              ?? .failure(.unknownServerError, "partition was not processed")
+            return ProduceResponse.Partition(
+              partition: partition.partition, errorCode: outcome.errorCode,
+              errorMessage: outcome.errorMessage, baseOffset: outcome.baseOffset,
+              logStartOffset: outcome.logStartOffset, logAppendTimeMs: -1)
+          })
+      })
+  }
+
+  private func producePartition(
+    topic: String, _ partition: ProduceRequest.Partition, acks: Int16, timeoutMs: Int64,
+    nowMs: Int64
+  ) async -> AppendOutcome {
+    let topicPartition = TopicPartition(topic: topic, partition: partition.partition)
+    guard let replica = replicaManager.replica(topicPartition) else {
+      return .failure(
+        .unknownTopicOrPartition, "partition \(topicPartition) does not exist on this broker")
+    }
+    guard partition.records.count <= configuration.messageBytesMax else {
+      return .failure(
+        .messageTooLarge,
+        "\(partition.records.count) bytes of records for \(topicPartition) exceed "
+          + "message.max.bytes \(configuration.messageBytesMax)")
+    }
+    return await replica.append(
+      partition.records, acks: acks, timeoutMs: timeoutMs, nowMs: nowMs)
+  }
+
+  // MARK: Fetch
+
+  /// Answers once at least `minBytes` are available, a partition has an error, or
+  /// `maxWaitMs` has passed; in between it sleeps until a partition's high watermark moves.
+  func fetch(_ request: FetchRequest) async -> FetchResponse {
+    let maxWaitMs = min(max(Int64(request.maxWaitMs), 0), configuration.fetchWaitMsMax)
+    let clock = ContinuousClock()
+    let deadline = clock.now.advanced(by: .milliseconds(maxWaitMs))
+    let minBytes = Int(request.minBytes)
+    var result = await readAll(request)
+    if result.isComplete(minBytes: minBytes) || maxWaitMs == 0 {
+      return result.response
+    }
+
+    let wakeup = FetchWakeup()
+    var replicas: [PartitionReplica] = []
+    for topic in request.topics {
+      for partition in topic.partitions {
+        if let replica = replicaManager.replica(
+          TopicPartition(topic: topic.name, partition: partition.partition))
+        {
+          replicas.append(replica)
+          await replica.addFetchWakeup(wakeup)
+        }
+      }
+    }
+    let timer = Task {
+      try? await Task.sleep(until: deadline, clock: clock)
+      wakeup.signal()
+    }
+    while true {
+      result = await readAll(request)
+      if result.isComplete(minBytes: minBytes) || clock.now >= deadline {
+        break
+      }
+      await wakeup.wait()
+    }
+    timer.cancel()
+    for replica in replicas {
+      await replica.removeFetchWakeup(wakeup)
+    }
+    return result.response
+  }
+
+  private struct FetchResult {
+    var response: FetchResponse
+    var recordBytes: Int
+    var hasError: Bool
+
+    func isComplete(minBytes: Int) -> Bool {
+      hasError || recordBytes >= minBytes
+    }
+  }
+
+  private func readAll(_ request: FetchRequest) async -> FetchResult {
+    var remainingBytes = max(Int(request.maxBytes), 0)
+    var recordBytes = 0
+    var hasError = false
+    var topics: [FetchResponse.Topic] = []
+    topics.reserveCapacity(request.topics.count)
+    for topic in request.topics {
+      var partitions: [FetchResponse.Partition] = []
+      partitions.reserveCapacity(topic.partitions.count)
+      for partition in topic.partitions {
+        let topicPartition = TopicPartition(topic: topic.name, partition: partition.partition)
+        let outcome: ReadOutcome
+        if let replica = replicaManager.replica(topicPartition) {
+          let maxBytes = min(max(Int(partition.partitionMaxBytes), 0), remainingBytes)
+          outcome = await replica.read(from: partition.fetchOffset, maxBytes: maxBytes)
+        } else {
+          outcome = .failure(.unknownTopicOrPartition, nil)
+        }
+        if outcome.errorCode != .none {
+          hasError = true
+        }
+        remainingBytes -= outcome.records.count
+        recordBytes += outcome.records.count
+        partitions.append(
+          FetchResponse.Partition(
+            partition: partition.partition, errorCode: outcome.errorCode,
+            highWatermark: outcome.highWatermark, logStartOffset: outcome.logStartOffset,
+            logEndOffset: outcome.logEndOffset,
+            currentLeader: outcome.errorCode == .none
+              ? FetchResponse.LeaderIdAndEpoch(leaderId: configuration.nodeId, leaderEpoch: 0)
+              : .unknown,
+            records: outcome.records))
+      }
+      topics.append(FetchResponse.Topic(name: topic.name, partitions: partitions))
+    }
+    return FetchResult(
+      response: FetchResponse(topics: topics), recordBytes: recordBytes, hasError: hasError)
+  }
+
+  // MARK: ListOffsets
+
+  func listOffsets(_ request: ListOffsetsRequest) async -> ListOffsetsResponse {
+    var topics: [ListOffsetsResponse.Topic] = []
+    for topic in request.topics {
+      var partitions: [ListOffsetsResponse.Partition] = []
+      for partition in topic.partitions {
+        partitions.append(
+          await listOffset(topic: topic.name, partition.partition, timestamp: partition.timestamp))
+      }
+      topics.append(ListOffsetsResponse.Topic(name: topic.name, partitions: partitions))
+    }
+    return ListOffsetsResponse(topics: topics)
+  }
+
+  private func listOffset(topic: String, _ partition: Int32, timestamp: Int64) async
+    -> ListOffsetsResponse.Partition
+  {
+    func failure(_ code: ErrorCode) -> ListOffsetsResponse.Partition {
+      ListOffsetsResponse.Partition(
+        partition: partition, errorCode: code, timestamp: -1, offset: -1, leaderEpoch: -1)
+    }
+    let topicPartition = TopicPartition(topic: topic, partition: partition)
+    guard let replica = replicaManager.replica(topicPartition),
+      let offsets = await replica.offsets()
+    else {
+      return failure(.unknownTopicOrPartition)
+    }
+    func found(_ offset: Int64, _ timestamp: Int64) -> ListOffsetsResponse.Partition {
+      ListOffsetsResponse.Partition(
+        partition: partition, errorCode: .none, timestamp: timestamp, offset: offset,
+        leaderEpoch: replica.leaderEpoch)
+    }
+    switch timestamp {
+    case ListOffsetsRequest.earliestTimestamp:
+      return found(offsets.logStartOffset, -1)
+    case ListOffsetsRequest.latestTimestamp:
+      return found(offsets.highWatermark, -1)
+    case 0...:
+      do {
+        guard let match = try await replica.offset(forTimestamp: timestamp) else {
+          return found(-1, -1)
+        }
+        return found(match.offset, match.timestamp)
+      } catch {
+        return failure(error.errorCode)
+      }
+    default:
+      return failure(.invalidRequest)
+    }
+  }
+
+  // MARK: Metadata
+
+  func metadata(_ request: MetadataRequest) -> MetadataResponse {
+    let broker = advertisedBroker.withLockedValue { $0 }
+    let nodeId = configuration.nodeId
+    let topics: [MetadataResponse.Topic]
+    func describe(_ topic: TopicDescription) -> MetadataResponse.Topic {
+      MetadataResponse.Topic(
+        name: topic.name,
+        partitions: (0..<topic.partitionCount).map {
+          MetadataResponse.Partition(
+            partition: $0, leaderId: nodeId, leaderEpoch: 0, replicas: [nodeId], isr: [nodeId])
+        },
+        configs: topic.config.overrides.map {
+          MetadataResponse.Config(key: $0.key, value: $0.value)
+        })
+    }
+    if let names = request.topics {
+      topics = names.map { name in
+        guard let topic = replicaManager.topic(named: name) else {
+          return MetadataResponse.Topic(
+            errorCode: .unknownTopicOrPartition, name: name, partitions: [])
+        }
+        return describe(topic)
+      }
+    } else {
+      topics = replicaManager.allTopics().map(describe)
+    }
+    return MetadataResponse(
+      brokers: [broker], clusterId: configuration.clusterId, controllerId: nodeId, topics: topics)
+  }
+
+  // MARK: Topics
+
+  func createTopics(_ request: CreateTopicsRequest) async -> CreateTopicsResponse {
+    var nameCounts: [String: Int] = [:]
+    for topic in request.topics {
+      nameCounts[topic.name, default: 0] += 1
+    }
+    var results: [CreateTopicsResponse.Topic] = []
+    for topic in request.topics {
+      func failure(_ error: BrokerRequestError) -> CreateTopicsResponse.Topic {
+        CreateTopicsResponse.Topic(
+          name: topic.name, errorCode: error.errorCode, errorMessage: error.message,
+          numPartitions: -1, replicationFactor: -1)
+      }
+      guard nameCounts[topic.name] == 1 else {
+        results.append(
+          failure(
+            BrokerRequestError(
+              .invalidRequest, "topic \"\(topic.name)\" appears more than once in the request")))
+        continue
+      }
+      do {
+        let created = try await replicaManager.createTopic(
+          name: topic.name, partitionCount: topic.numPartitions,
+          replicationFactor: topic.replicationFactor,
+          configs: topic.configs.map { ($0.key, $0.value) }, validateOnly: request.validateOnly)
+        results.append(
+          CreateTopicsResponse.Topic(
+            name: topic.name, errorCode: .none, numPartitions: created.partitionCount,
+            replicationFactor: created.replicationFactor))
+      } catch {
+        logger.info(
+          "refused to create topic", metadata: ["topic": "\(topic.name)", "error": "\(error)"])
+        results.append(failure(error))
+      }
+    }
+    return CreateTopicsResponse(topics: results)
+  }
+
+  func deleteTopics(_ request: DeleteTopicsRequest) async -> DeleteTopicsResponse {
+    var results: [DeleteTopicsResponse.Topic] = []
+    for name in request.names {
+      do {
+        try await replicaManager.deleteTopic(name: name)
+        results.append(DeleteTopicsResponse.Topic(name: name, errorCode: .none))
+      } catch {
+        results.append(
+          DeleteTopicsResponse.Topic(
+            name: name, errorCode: error.errorCode, errorMessage: error.message))
+      }
+    }
+    return DeleteTopicsResponse(topics: results)
+  }
+}

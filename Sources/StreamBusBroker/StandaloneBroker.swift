@@ -1,0 +1,182 @@
+import Glibc
+import Logging
+import NIOConcurrencyHelpers
+import NIOPosix
+import ServiceLifecycle
+import StreamBusStorage
+import StreamBusTransport
+
+/// A failure starting or running a broker (not a request error).
+public struct BrokerError: Error, Sendable, CustomStringConvertible {
+  public let message: String
+
+  public init(_ message: String) {
+    self.message = message
+  }
+
+  public var description: String { message }
+}
+
+/// A single-process broker: hosts every partition, is the leader of all of them, and keeps
+/// topics in its data directory.
+///
+/// `start` locks the data directory, opens every partition log and binds the listener
+/// (connections are served from then on). `run` serves until a graceful shutdown (SIGTERM
+/// or SIGINT through a `ServiceGroup`, task cancellation, or `shutdownGracefully()`), then
+/// lets in-flight requests finish, flushes and closes every log and releases the lock.
+public final class StandaloneBroker: Service, Sendable {
+  /// The bound address (the OS-chosen port when listening on port 0).
+  public let localAddress: HostPort
+  public let configuration: BrokerConfiguration
+  public let replicaManager: ReplicaManager
+  private let server: FrameServer
+  private let directoryLock: DataDirectoryLock
+  private let logger: Logger
+
+  private init(
+    configuration: BrokerConfiguration, replicaManager: ReplicaManager, server: FrameServer,
+    directoryLock: DataDirectoryLock, logger: Logger
+  ) {
+    self.localAddress = server.localAddress
+    self.configuration = configuration
+    self.replicaManager = replicaManager
+    self.server = server
+    self.directoryLock = directoryLock
+    self.logger = logger
+  }
+
+  public static func start(configuration: BrokerConfiguration, logger: Logger) async throws
+    -> StandaloneBroker
+  {
+    try configuration.fileSystem.createDirectory(configuration.dataDirectory)
+    let directoryLock = try DataDirectoryLock(directory: configuration.dataDirectory)
+    do {
+      let replicaManager = try await ReplicaManager.open(
+        configuration: configuration, logger: logger)
+      let router = RequestRouter(
+        replicaManager: replicaManager, configuration: configuration, logger: logger)
+      var serverConfiguration = FrameServerConfiguration(listen: configuration.listen)
+      serverConfiguration.inflightRequestsMax = configuration.inflightRequestsMax
+      serverConfiguration.frameBytesMax = configuration.frameBytesMax
+      serverConfiguration.shutdownGracePeriodMs = configuration.shutdownGracePeriodMs
+      let server: FrameServer
+      do {
+        server = try await FrameServer.bind(
+          configuration: serverConfiguration, handler: router, logger: logger)
+      } catch {
+        await replicaManager.closeAll()
+        throw error
+      }
+      router.setAdvertisedPort(server.localAddress.port)
+      let broker = StandaloneBroker(
+        configuration: configuration, replicaManager: replicaManager, server: server,
+        directoryLock: directoryLock, logger: logger)
+      if let readyFile = configuration.readyFile {
+        do {
+          try writeReadyFile(readyFile, address: server.localAddress)
+        } catch {
+          await server.shutdownGracefully()
+          await replicaManager.closeAll()
+          throw error
+        }
+      }
+      return broker
+    } catch {
+      directoryLock.release()
+      throw error
+    }
+  }
+
+  /// Serves until a graceful shutdown, then drains connections, flushes and closes every
+  /// partition log and releases the data directory.
+  public func run() async throws {
+    let maintenance = Task { await runMaintenance() }
+    try await server.run()
+    maintenance.cancel()
+    _ = await maintenance.value
+    await replicaManager.closeAll()
+    directoryLock.release()
+    logger.info("broker stopped; all partition logs flushed and closed")
+  }
+
+  /// Stops accepting connections and lets `run` finish its shutdown.
+  public func shutdownGracefully() async {
+    await server.shutdownGracefully()
+  }
+
+  /// Ticks every replica (acks=all timeouts, interval flushes, flush retries) and applies
+  /// retention every `retentionCheckIntervalMs`.
+  private func runMaintenance() async {
+    var lastRetentionMs = PartitionLog.wallClockMs()
+    while !Task.isCancelled {
+      try? await Task.sleep(for: .milliseconds(configuration.maintenanceIntervalMs))
+      if Task.isCancelled { break }
+      let nowMs = PartitionLog.wallClockMs()
+      let retentionDue = nowMs - lastRetentionMs >= configuration.retentionCheckIntervalMs
+      if retentionDue {
+        lastRetentionMs = nowMs
+      }
+      for replica in replicaManager.allReplicas() {
+        await replica.tick(nowMs: nowMs)
+        if retentionDue {
+          await replica.applyRetention(nowMs: nowMs)
+        }
+      }
+    }
+  }
+
+  /// Writes "host:port" to `path` through a temporary file and a rename, so a reader sees
+  /// either no file or the whole address.
+  static func writeReadyFile(_ path: String, address: HostPort) throws {
+    let temporaryPath = path + ".tmp"
+    let text = address.description + "\n"
+    guard let file = fopen(temporaryPath, "w") else {
+      throw BrokerError(
+        "cannot write ready file \(temporaryPath): \(String(cString: strerror(errno)))")
+    }
+    let written = fputs(text, file)
+    let closed = fclose(file)
+    guard written >= 0, closed == 0 else {
+      throw BrokerError(
+        "cannot write ready file \(temporaryPath): \(String(cString: strerror(errno)))")
+    }
+    guard rename(temporaryPath, path) == 0 else {
+      throw BrokerError(
+        "cannot rename \(temporaryPath) to \(path): \(String(cString: strerror(errno)))")
+    }
+  }
+}
+
+/// An exclusive `flock` on `<data-dir>/.lock`, so two brokers never share a data directory.
+final class DataDirectoryLock: Sendable {
+  static let fileName = ".lock"
+  /// nil once released, so a second release cannot close a reused descriptor.
+  private let descriptor: NIOLockedValueBox<Int32?>
+  let path: String
+
+  init(directory: String) throws {
+    path = directory + "/" + Self.fileName
+    let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+    guard descriptor >= 0 else {
+      throw BrokerError("cannot open \(path): \(String(cString: strerror(errno)))")
+    }
+    guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+      let reason = String(cString: strerror(errno))
+      close(descriptor)
+      throw BrokerError(
+        "data directory \(directory) is in use by another broker (cannot lock \(path): \(reason))")
+    }
+    self.descriptor = NIOLockedValueBox(descriptor)
+  }
+
+  /// Releases the lock (closing the descriptor drops the flock); later calls do nothing.
+  func release() {
+    let descriptor = self.descriptor.withLockedValue { descriptor -> Int32? in
+      defer { descriptor = nil }
+      return descriptor
+    }
+    if let descriptor {
+      close(descriptor)
+    }
+  }
+}

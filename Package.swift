@@ -13,6 +13,8 @@ let package = Package(
     .library(name: "StreamBusRaft", targets: ["StreamBusRaft"]),
     .library(name: "StreamBusTransport", targets: ["StreamBusTransport"]),
     .library(name: "StreamBusBroker", targets: ["StreamBusBroker"]),
+    .library(name: "StreamBusClient", targets: ["StreamBusClient"]),
+    .executable(name: "sbctl", targets: ["sbctl"]),
     .executable(name: "raft-sim", targets: ["raft-sim"]),
     .executable(name: "databroker", targets: ["databroker"]),
     .executable(name: "sbbench", targets: ["sbbench"]),
@@ -62,6 +64,22 @@ let package = Package(
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ]),
 
+    // Client library (admin, producer, consumer) and the command-line tool over it.
+    .target(
+      name: "StreamBusClient",
+      dependencies: [
+        "StreamBusProtocol", "StreamBusRecords", "StreamBusTransport",
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ]),
+    .executableTarget(
+      name: "sbctl",
+      dependencies: [
+        "StreamBusClient",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+      ]),
+
     // Raft: pure core, SQLite persistence, deterministic simulator.
     .target(name: "StreamBusRaft"),
     .systemLibrary(
@@ -99,6 +117,13 @@ let package = Package(
         .product(name: "Logging", package: "swift-log"),
       ]),
     .testTarget(
+      name: "StreamBusClientTests",
+      dependencies: [
+        "StreamBusClient", "sbctl", "StreamBusProtocol", "StreamBusRecords", "StreamBusTransport",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+      ]),
+    .testTarget(
       name: "StreamBusRaftTests",
       dependencies: ["StreamBusRaft", "StreamBusRaftSimulation"]),
     .testTarget(
@@ -116,7 +141,7 @@ let package = Package(
     .executableTarget(
       name: "sbbench",
       dependencies: [
-        "StreamBusTestSupport", "StreamBusProtocol", "StreamBusRecords", "StreamBusTransport",
+        "StreamBusTestSupport", "StreamBusClient", "StreamBusProtocol", "StreamBusRecords", "StreamBusTransport",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "Logging", package: "swift-log"),
@@ -124,7 +149,7 @@ let package = Package(
     .testTarget(
       name: "StreamBusIntegrationTests",
       dependencies: [
-        "StreamBusTestSupport", "StreamBusProtocol", "StreamBusRecords", "StreamBusTransport",
+        "StreamBusTestSupport", "StreamBusClient", "StreamBusProtocol", "StreamBusRecords", "StreamBusTransport",
         .product(name: "Logging", package: "swift-log"),
       ]),
   ]

@@ -1,0 +1,365 @@
+import StreamBusProtocol
+import StreamBusRecords
+import StreamBusTransport
+
+/// Consumer settings.
+public struct ConsumerConfig: Sendable {
+  /// What to do when a position is outside the log (`OFFSET_OUT_OF_RANGE`).
+  public enum OffsetResetPolicy: Sendable, Hashable {
+    /// Throw a `StreamBusError` naming the partition and offset.
+    case none
+    /// Jump to the log start offset.
+    case earliest
+    /// Jump to the latest offset.
+    case latest
+  }
+
+  /// Where partitions without a position (never seeked) start, and what
+  /// `OFFSET_OUT_OF_RANGE` does.
+  public var offsetResetPolicy: OffsetResetPolicy = .none
+  /// Bytes the broker waits for before answering a fetch early.
+  public var fetchMinBytes: Int32 = 1
+  /// Bound on one fetch response's records.
+  public var fetchMaxBytes: Int32 = 50 * 1024 * 1024
+  /// Bound on records per partition in one fetch response; grows automatically when a
+  /// single batch is larger, so a big batch never blocks a partition.
+  public var partitionMaxBytes: Int32 = 1024 * 1024
+
+  public init(offsetResetPolicy: OffsetResetPolicy = .none) {
+    self.offsetResetPolicy = offsetResetPolicy
+  }
+}
+
+/// Where `Consumer.seek` moves a partition's position.
+public enum SeekPosition: Sendable, Hashable {
+  /// The log start offset.
+  case earliest
+  /// The latest offset: only records produced from now on.
+  case latest
+  case offset(Int64)
+}
+
+/// Reads records from explicitly assigned partitions (no consumer groups).
+///
+/// `poll` sends one Fetch per partition leader, covering all of that leader's assigned
+/// partitions, and long-polls up to `maxWaitMs` for data. Positions advance past every record
+/// returned; records below the position inside a fetched batch are skipped and an
+/// incomplete batch at the end of a response is ignored (fetched again next time).
+public actor Consumer {
+  public let config: ConsumerConfig
+  let core: ClientCore
+
+  private enum Position: Equatable {
+    case offset(Int64)
+    case pending(SeekPosition)
+  }
+
+  private var positions: [TopicPartition: Position] = [:]
+  private var assignment: [TopicPartition] = []
+  private var partitionMaxBytes: [TopicPartition: Int32] = [:]
+
+  public init(config: ClientConfig, consumerConfig: ConsumerConfig = ConsumerConfig()) {
+    self.config = consumerConfig
+    self.core = ClientCore(config: config)
+  }
+
+  public func close() async {
+    await core.close()
+  }
+
+  /// Replaces the assignment. Partitions kept from the previous assignment keep their
+  /// position; new ones start according to `offsetResetPolicy` (earliest when it is `.none`)
+  /// unless `seek` is called.
+  public func assign(_ partitions: [TopicPartition]) {
+    assignment = Array(Set(partitions)).sorted()
+    var kept: [TopicPartition: Position] = [:]
+    for partition in assignment {
+      kept[partition] = positions[partition] ?? .pending(defaultStart)
+    }
+    positions = kept
+  }
+
+  /// All partitions of `topic`, from metadata.
+  public func partitions(of topic: String) async throws -> [TopicPartition] {
+    let info = try await core.metadata.topic(topic, waitMs: core.config.metadataWaitMs)
+    return info.partitions.map { TopicPartition(topic: topic, partition: $0.partition) }
+  }
+
+  public var assigned: [TopicPartition] { assignment }
+
+  private var defaultStart: SeekPosition {
+    config.offsetResetPolicy == .latest ? .latest : .earliest
+  }
+
+  /// Moves an assigned partition's position; earliest/latest are resolved on the next poll.
+  public func seek(_ partition: TopicPartition, to position: SeekPosition) throws {
+    guard positions[partition] != nil else {
+      throw StreamBusError(
+        .invalidArgument, "\(partition) is not assigned", topic: partition.topic,
+        partition: partition.partition)
+    }
+    if case .offset(let offset) = position {
+      guard offset >= 0 else {
+        throw StreamBusError(
+          .invalidArgument, "offset \(offset) is negative", topic: partition.topic,
+          partition: partition.partition)
+      }
+      positions[partition] = .offset(offset)
+    } else {
+      positions[partition] = .pending(position)
+    }
+  }
+
+  /// Seeks every assigned partition.
+  public func seekAll(to position: SeekPosition) throws {
+    for partition in assignment {
+      try seek(partition, to: position)
+    }
+  }
+
+  /// The next offset to be returned, nil while it is still to be resolved.
+  public func position(of partition: TopicPartition) -> Int64? {
+    if case .offset(let offset) = positions[partition] { return offset }
+    return nil
+  }
+
+  /// Fetches from every assigned partition's leader, waiting up to `maxWaitMs` for records.
+  /// Returns the records in offset order per partition (empty when none arrived in time).
+  ///
+  /// Leadership errors and lost connections are absorbed (metadata is refreshed and the next
+  /// poll tries again); `OFFSET_OUT_OF_RANGE` resets per policy or throws; other broker
+  /// errors throw.
+  public func poll(maxWaitMs: Int64) async throws -> [ConsumerRecord] {
+    guard !assignment.isEmpty else {
+      throw StreamBusError(.invalidArgument, "poll without assigned partitions")
+    }
+    let started = ContinuousClock.now
+    try await resolvePendingPositions()
+    let metadata = try await core.metadata.current()
+    var byLeader: [HostPort: [(TopicPartition, Int64, Int32)]] = [:]
+    var missingLeader = false
+    for partition in assignment {
+      guard case .offset(let offset) = positions[partition] else { continue }
+      guard let leader = metadata.leader(of: partition) else {
+        missingLeader = true
+        continue
+      }
+      byLeader[leader.broker.address, default: []].append((partition, offset, leader.epoch))
+    }
+    if byLeader.isEmpty {
+      // Nothing to ask: wait a little instead of spinning, then let the caller poll again.
+      core.metadata.invalidate()
+      let remaining = maxWaitMs - (ContinuousClock.now - started).wholeMilliseconds
+      try await Task.sleep(
+        for: .clampedMilliseconds(min(remaining, core.config.retryBackoffMs)))
+      return []
+    }
+    if missingLeader {
+      core.metadata.invalidate()
+    }
+    let waitMs = Int32(clamping: max(0, maxWaitMs))
+    let fetches = try await withThrowingTaskGroup(
+      of: (HostPort, Result<FetchResponse, StreamBusError>).self
+    ) { group in
+      for (leader, entries) in byLeader {
+        let request = fetchRequest(entries, maxWaitMs: waitMs)
+        let core = core
+        group.addTask {
+          do {
+            let response = try await core.send(
+              .fetch(request), to: leader, timeoutMs: core.config.requestTimeoutMs + Int64(waitMs))
+            guard case .fetch(let body) = response else {
+              throw StreamBusError(.protocolViolation, "Fetch to \(leader): wrong response type")
+            }
+            return (leader, .success(body))
+          } catch {
+            return (leader, .failure(StreamBusError.wrapping(error, context: "Fetch to \(leader)")))
+          }
+        }
+      }
+      var results: [(HostPort, Result<FetchResponse, StreamBusError>)] = []
+      for try await result in group {
+        results.append(result)
+      }
+      return results
+    }
+    var records: [ConsumerRecord] = []
+    var firstError: StreamBusError?
+    for (leader, result) in fetches.sorted(by: { $0.0.description < $1.0.description }) {
+      switch result {
+      case .failure(let error):
+        if error.isRetriable {
+          core.metadata.invalidate()
+        } else {
+          firstError = firstError ?? error
+        }
+        _ = leader
+      case .success(let response):
+        do {
+          records += try consume(response)
+        } catch let error as StreamBusError {
+          firstError = firstError ?? error
+        }
+      }
+    }
+    if let firstError, records.isEmpty {
+      throw firstError
+    }
+    return records
+  }
+
+  private func fetchRequest(_ entries: [(TopicPartition, Int64, Int32)], maxWaitMs: Int32)
+    -> FetchRequest
+  {
+    let byTopic = Dictionary(grouping: entries) { $0.0.topic }
+    return FetchRequest(
+      maxWaitMs: maxWaitMs, minBytes: config.fetchMinBytes, maxBytes: config.fetchMaxBytes,
+      topics: byTopic.keys.sorted().map { topic in
+        FetchRequest.Topic(
+          name: topic,
+          partitions: (byTopic[topic] ?? []).map { entry in
+            FetchRequest.Partition(
+              partition: entry.0.partition, currentLeaderEpoch: entry.2, fetchOffset: entry.1,
+              partitionMaxBytes: partitionMaxBytes[entry.0] ?? config.partitionMaxBytes)
+          })
+      })
+  }
+
+  /// Decodes one fetch response, advancing positions.
+  private func consume(_ response: FetchResponse) throws -> [ConsumerRecord] {
+    var records: [ConsumerRecord] = []
+    var firstError: StreamBusError?
+    for topic in response.topics {
+      for answer in topic.partitions {
+        let partition = TopicPartition(topic: topic.name, partition: answer.partition)
+        guard case .offset(let position) = positions[partition] else { continue }
+        switch answer.errorCode {
+        case .none:
+          let decoded = try decode(answer.records, partition: partition, from: position)
+          records += decoded.records
+          if decoded.nextOffset > position {
+            positions[partition] = .offset(decoded.nextOffset)
+            partitionMaxBytes[partition] = nil
+          } else if decoded.partialBytes > 0 {
+            // A batch larger than the partition bound: ask for more next time.
+            let current = partitionMaxBytes[partition] ?? config.partitionMaxBytes
+            partitionMaxBytes[partition] = Int32(
+              clamping: min(Int64(current) * 2, Int64(config.fetchMaxBytes)))
+          }
+        case .offsetOutOfRange:
+          switch config.offsetResetPolicy {
+          case .none:
+            firstError =
+              firstError
+              ?? StreamBusError.broker(
+                .offsetOutOfRange,
+                message:
+                  "offset \(position) is outside the log (log start \(answer.logStartOffset), high watermark \(answer.highWatermark))",
+                topic: partition.topic, partition: partition.partition)
+          case .earliest:
+            positions[partition] = .pending(.earliest)
+          case .latest:
+            positions[partition] = .pending(.latest)
+          }
+        default:
+          let error = StreamBusError.broker(
+            answer.errorCode, topic: partition.topic, partition: partition.partition)
+          if error.isRetriable {
+            core.metadata.invalidate()
+          } else {
+            firstError = firstError ?? error
+          }
+        }
+      }
+    }
+    if let firstError, records.isEmpty {
+      throw firstError
+    }
+    return records
+  }
+
+  private func decode(_ bytes: [UInt8], partition: TopicPartition, from position: Int64) throws
+    -> DecodedRecords
+  {
+    do {
+      return try bytes.withUnsafeBytes { buffer in
+        try Self.decodeBatches(buffer, partition: partition, from: position)
+      }
+    } catch {
+      throw StreamBusError(
+        .protocolViolation, errorCode: .corruptMessage,
+        "records fetched from offset \(position) do not decode: \(error)", topic: partition.topic,
+        partition: partition.partition)
+    }
+  }
+
+  struct DecodedRecords {
+    var records: [ConsumerRecord] = []
+    /// The offset after the last complete batch (the position when there was none).
+    var nextOffset: Int64
+    /// Bytes of an incomplete batch at the end of the response.
+    var partialBytes = 0
+  }
+
+  static func decodeBatches(
+    _ buffer: UnsafeRawBufferPointer, partition: TopicPartition, from position: Int64
+  ) throws -> DecodedRecords {
+    var result = DecodedRecords(nextOffset: position)
+    var scanner = RecordBatchScanner(buffer)
+    while let span = try scanner.next() {
+      let header = span.header
+      if header.nextOffset <= result.nextOffset {
+        continue
+      }
+      if header.isControl {
+        result.nextOffset = header.nextOffset
+        continue
+      }
+      let batch = try RecordBatch.decode(UnsafeRawBufferPointer(rebasing: buffer[span.range]))
+      for record in batch.records where record.offset >= result.nextOffset {
+        result.records.append(
+          ConsumerRecord(
+            topic: partition.topic, partition: partition.partition, offset: record.offset,
+            timestamp: header.usesLogAppendTime ? header.maxTimestamp : record.timestamp,
+            key: record.key, value: record.value,
+            headers: record.headers.map { Header(key: $0.key, value: $0.value) }))
+      }
+      result.nextOffset = header.nextOffset
+    }
+    result.partialBytes = scanner.partialTailByteCount
+    return result
+  }
+
+  /// Turns earliest/latest into offsets with ListOffsets at the leaders.
+  private func resolvePendingPositions() async throws {
+    var earliest: [TopicPartition] = []
+    var latest: [TopicPartition] = []
+    for partition in assignment {
+      if case .pending(let seek) = positions[partition] {
+        switch seek {
+        case .earliest: earliest.append(partition)
+        case .latest: latest.append(partition)
+        case .offset(let offset): positions[partition] = .offset(offset)
+        }
+      }
+    }
+    for (partitions, timestamp, seek) in [
+      (earliest, ListOffsetsRequest.earliestTimestamp, SeekPosition.earliest),
+      (latest, ListOffsetsRequest.latestTimestamp, SeekPosition.latest),
+    ] where !partitions.isEmpty {
+      let results = await OffsetLookup.listOffsets(partitions, timestamp: timestamp, core: core)
+      for partition in partitions {
+        // Another seek may have happened while the lookup was out.
+        guard positions[partition] == .pending(seek) else { continue }
+        switch results[partition] {
+        case .success(let offset):
+          positions[partition] = .offset(offset)
+        case .failure(let error) where !error.isRetriable:
+          throw error
+        default:
+          break
+        }
+      }
+    }
+  }
+}

@@ -54,7 +54,8 @@ public final class RawBrokerClient: Sendable {
         "CreateTopics \(name): \(header.errorCode) \(header.errorMessage ?? "")")
     }
     guard case .createTopics(let body) = response, let topic = body.topics.first else {
-      throw HarnessError("CreateTopics \(name): unexpected response \(String(describing: response))")
+      throw HarnessError(
+        "CreateTopics \(name): unexpected response \(String(describing: response))")
     }
     guard topic.errorCode == .none || topic.errorCode == .topicAlreadyExists else {
       throw HarnessError(
@@ -91,7 +92,9 @@ public final class RawBrokerClient: Sendable {
       topics: [
         .init(
           name: topic,
-          partitions: [.init(partition: partition, fetchOffset: offset, partitionMaxBytes: maxBytes)]
+          partitions: [
+            .init(partition: partition, fetchOffset: offset, partitionMaxBytes: maxBytes)
+          ]
         )
       ])
     let (header, response) = try await send(.fetch(request))

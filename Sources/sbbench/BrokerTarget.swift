@@ -24,7 +24,8 @@ struct BrokerTarget {
       "sbbench", configuration: configuration, parentDirectory: parent
     ) { harness in
       let broker = try await harness.startBroker()
-      return try await body(BrokerTarget(address: broker.address, dataDirectory: broker.dataDirectory))
+      return try await body(
+        BrokerTarget(address: broker.address, dataDirectory: broker.dataDirectory))
     }
   }
 }

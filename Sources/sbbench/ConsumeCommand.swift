@@ -76,7 +76,8 @@ struct ConsumeCommand: AsyncParsableCommand {
     let connectionsCount = max(Int(partitions), 2)
     var clients: [RawBrokerClient] = []
     for index in 0..<connectionsCount {
-      clients.append(try await RawBrokerClient.connect(to: address, clientId: "sbbench-fill-\(index)"))
+      clients.append(
+        try await RawBrokerClient.connect(to: address, clientId: "sbbench-fill-\(index)"))
     }
     let outcome = try await withThrowingTaskGroup(of: LaneOutcome.self) { group in
       for (index, client) in clients.enumerated() {

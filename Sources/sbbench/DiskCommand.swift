@@ -82,7 +82,7 @@ struct DiskCommand: AsyncParsableCommand {
       benchmark: "disk.sequential-write",
       parameters: parameters.merging([
         "chunkBytes": "\(chunkBytes)", "syncEveryBytes": "\(syncEveryBytes)",
-      ]) { $1},
+      ]) { $1 },
       elapsedSeconds: elapsed)
     result.bytes = written
     result.mbPerSecond = rounded(megabytesPerSecond(bytes: written, seconds: elapsed))
@@ -108,7 +108,8 @@ struct DiskCommand: AsyncParsableCommand {
       elapsedSeconds: elapsed)
     result.bytes = syncOps * syncWriteBytes
     result.opsPerSecond = rounded(Double(syncOps) / elapsed)
-    result.mbPerSecond = rounded(megabytesPerSecond(bytes: syncOps * syncWriteBytes, seconds: elapsed), places: 2)
+    result.mbPerSecond = rounded(
+      megabytesPerSecond(bytes: syncOps * syncWriteBytes, seconds: elapsed), places: 2)
     result.latency = latencies.summary
     return result
   }

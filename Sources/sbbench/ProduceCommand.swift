@@ -253,7 +253,8 @@ func closedLoopLane(
         outcome.records += count
       } else {
         outcome.errors += 1
-        outcome.firstError = outcome.firstError ?? "\(result.errorCode) \(result.errorMessage ?? "")"
+        outcome.firstError =
+          outcome.firstError ?? "\(result.errorCode) \(result.errorMessage ?? "")"
       }
     } catch {
       outcome.errors += 1

@@ -18,7 +18,9 @@ enum SequencedValues {
     guard let value else { return nil }
     let prefix = Array("record-".utf8)
     guard value.count > prefix.count, Array(value[0..<prefix.count]) == prefix else { return nil }
-    let digits = value[prefix.count...].prefix { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+    let digits = value[prefix.count...].prefix {
+      $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")
+    }
     return Int(String(decoding: digits, as: UTF8.self))
   }
 }

@@ -70,7 +70,8 @@ struct MalformedFrameTests {
       //    connection stays usable.
       do {
         let socket = try RawSocket(host: "127.0.0.1", port: broker.port)
-        let garbage: [UInt8] = [0x7a, 0x7a, 0x00, 0x00, 0x00, 0x00, 0x04, 0xd2, 0xff, 0xff]
+        let garbage: [UInt8] =
+          [0x7a, 0x7a, 0x00, 0x00, 0x00, 0x00, 0x04, 0xd2, 0xff, 0xff]
           + (0..<64).map { UInt8(truncatingIfNeeded: $0 &* 37) }
         socket.write(Self.framed(garbage))
         guard case .frame(let payload) = socket.readFrame() else {
@@ -98,7 +99,9 @@ struct MalformedFrameTests {
         corrupted[corrupted.count - 3] ^= 0x55  // inside the CRC-covered record bytes
         socket.write(Self.produceFrame(records: corrupted, correlationId: 10))
         let crcError = try Self.producePartitionError(socket, correlationId: 10)
-        #expect(crcError != nil && crcError != ErrorCode.none, "bad CRC accepted: \(String(describing: crcError))")
+        #expect(
+          crcError != nil && crcError != ErrorCode.none,
+          "bad CRC accepted: \(String(describing: crcError))")
 
         var lying = RecordBatches.batch(values: [Array("must not be stored either".utf8)])
         lying[8] = 0x7f  // batch length field (bytes 8..<12) now far beyond the bytes sent
@@ -109,7 +112,8 @@ struct MalformedFrameTests {
         let truncated = Array(RecordBatches.batch(values: [Array("cut".utf8)]).prefix(30))
         socket.write(Self.produceFrame(records: truncated, correlationId: 12))
         let truncatedError = try Self.producePartitionError(socket, correlationId: 12)
-        #expect(truncatedError != nil && truncatedError != ErrorCode.none, "truncated batch accepted")
+        #expect(
+          truncatedError != nil && truncatedError != ErrorCode.none, "truncated batch accepted")
       }
       // 6. A huge array count in a produce body: answered with INVALID_REQUEST, no allocation.
       do {

@@ -30,6 +30,9 @@ struct ProduceCommand: AsyncParsableCommand {
 
   @OptionGroup var broker: BrokerOptions
 
+  @Option(help: "client (StreamBusClient Producer) or raw (pre-encoded batches, broker only).")
+  var driver: DriverOption = .client
+
   @Option(help: "Value bytes per record.")
   var recordBytes: Int = 1024
 
@@ -45,14 +48,23 @@ struct ProduceCommand: AsyncParsableCommand {
   @Option(help: "Fixed send rate in records/s for latency runs.")
   var rate: Int?
 
-  @Option(help: "TCP connections.")
+  @Option(help: "raw: TCP connections.")
   var connections: Int = 4
 
-  @Option(help: "Requests in flight per connection.")
+  @Option(help: "raw: requests in flight per connection; client: producer inflightRequestsMax.")
   var inflight: Int = 8
 
-  @Option(help: "Records per produce request (default: ~64 KiB per batch, 1 with --rate).")
+  @Option(help: "raw: records per produce request (default: ~64 KiB per batch, 1 with --rate).")
   var batchRecords: Int?
+
+  @Option(help: "client: producer lingerMs.")
+  var lingerMs: Int64 = 5
+
+  @Option(help: "client: producer batchBytes.")
+  var batchBytes: Int = 64 << 10
+
+  @Option(help: "client: records enqueued and not yet acknowledged, at most.")
+  var windowRecords: Int = 50_000
 
   @Option(help: "Request timeout for acks=all.")
   var timeoutMs: Int32 = 30_000
@@ -91,9 +103,50 @@ struct ProduceCommand: AsyncParsableCommand {
       let admin = try await RawBrokerClient.connect(to: target.address, clientId: "sbbench")
       try await admin.createTopic(topic, partitions: broker.partitions)
       await admin.close()
-      let result = try await produce(address: target.address, topic: topic)
+      let result: BenchResult
+      switch driver {
+      case .raw: result = try await produce(address: target.address, topic: topic)
+      case .client: result = try await produceWithClient(address: target.address, topic: topic)
+      }
       result.print(format: output)
     }
+  }
+
+  func produceWithClient(address: String, topic: String) async throws -> BenchResult {
+    let budget = WorkBudget(
+      records: durationS == nil ? (records ?? 200_000) : nil,
+      deadline: durationS.map { ContinuousClock.now + .milliseconds(Int64($0 * 1000)) })
+    let run = ClientProduceRun(
+      address: address, topic: topic, recordBytes: recordBytes,
+      acks: acks == .all ? .all : .leader, lingerMs: lingerMs, batchBytes: batchBytes,
+      inflightRequestsMax: inflight, windowRecords: windowRecords, rate: rate, budget: budget)
+    let start = ContinuousClock.now
+    let outcome = try await run.run()
+    let elapsed = (ContinuousClock.now - start).secondsDouble
+    var parameters: [String: String] = [
+      "recordBytes": "\(recordBytes)", "acks": acks.rawValue, "driver": "client",
+      "lingerMs": "\(lingerMs)", "batchBytes": "\(batchBytes)", "inflight": "\(inflight)",
+      "partitions": "\(broker.partitions)", "windowRecords": "\(windowRecords)",
+    ]
+    if let rate { parameters["rate"] = "\(rate)" }
+    return result(
+      outcome, parameters: parameters, elapsed: elapsed,
+      benchmark: rate == nil ? "produce.throughput" : "produce.latency")
+  }
+
+  func result(
+    _ outcome: LaneOutcome, parameters: [String: String], elapsed: Double, benchmark: String
+  ) -> BenchResult {
+    var result = BenchResult(benchmark: benchmark, parameters: parameters, elapsedSeconds: elapsed)
+    result.records = outcome.records
+    result.bytes = outcome.records * recordBytes
+    result.recordsPerSecond = rounded(Double(outcome.records) / elapsed)
+    result.mbPerSecond = rounded(
+      megabytesPerSecond(bytes: outcome.records * recordBytes, seconds: elapsed))
+    result.latency = outcome.latencies.summary
+    result.errors = outcome.errors
+    if let firstError = outcome.firstError { result.notes = "first error: \(firstError)" }
+    return result
   }
 
   func produce(address: String, topic: String) async throws -> BenchResult {
@@ -152,18 +205,9 @@ struct ProduceCommand: AsyncParsableCommand {
       "batchRecords": "\(batchRecords)", "partitions": "\(partitions)", "driver": "raw",
     ]
     if let rate { parameters["rate"] = "\(rate)" }
-    var result = BenchResult(
-      benchmark: rate == nil ? "produce.throughput" : "produce.latency",
-      parameters: parameters, elapsedSeconds: elapsed)
-    result.records = outcomes.records
-    result.bytes = outcomes.records * recordBytes
-    result.recordsPerSecond = rounded(Double(outcomes.records) / elapsed)
-    result.mbPerSecond = rounded(
-      megabytesPerSecond(bytes: outcomes.records * recordBytes, seconds: elapsed))
-    result.latency = outcomes.latencies.summary
-    result.errors = outcomes.errors
-    if let firstError = outcomes.firstError { result.notes = "first error: \(firstError)" }
-    return result
+    return result(
+      outcomes, parameters: parameters, elapsed: elapsed,
+      benchmark: rate == nil ? "produce.throughput" : "produce.latency")
   }
 }
 

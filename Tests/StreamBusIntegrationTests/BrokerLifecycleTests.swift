@@ -1,7 +1,9 @@
 import Foundation
+import StreamBusClient
 import StreamBusProtocol
 import StreamBusRecords
 import StreamBusTestSupport
+import StreamBusTransport
 import Testing
 
 #if canImport(Glibc)
@@ -119,6 +121,65 @@ struct BrokerLifecycleTests {
         // acknowledgement of both cycles is checked again after the second crash.
         try await restarted.crash()
       }
+    }
+  }
+
+  /// The same crash, with the client library's Producer (acks=all, batching, several
+  /// batches queued) as the writer. Its retries end at the short delivery timeout, so
+  /// records in flight at the crash fail instead of landing in the restarted broker.
+  @Test func killNineWithClientLibraryProducerLosesNothingAcknowledged() async throws {
+    try await ProcessHarness.run { harness in
+      let dataDirectory = try harness.makeDirectory("data")
+      let broker = try await harness.startBroker(dataDirectory: dataDirectory)
+      var config = ClientConfig(
+        bootstrapBrokers: [try HostPort(parsing: broker.address)], clientId: "crash-test")
+      config.requestTimeoutMs = 2_000
+      config.retries = 1
+      let admin = Admin(config: config)
+      try await admin.createTopic("crash-client", partitions: 1)
+      await admin.close()
+
+      var producerConfig = ProducerConfig(acks: .all)
+      producerConfig.deliveryTimeoutMs = 1_500
+      producerConfig.lingerMs = 1
+      let producer = Producer(config: config, producerConfig: producerConfig)
+      let log = AcknowledgementLog()
+      let (handles, sink) = AsyncStream.makeStream(of: (Int, DeliveryHandle).self)
+      let collector = Task {
+        for await (sequence, handle) in handles {
+          if case .success(let metadata) = await handle.result() {
+            log.acknowledge(sequence..<sequence + 1, baseOffset: metadata.offset)
+          }
+        }
+      }
+      let sender = Task {
+        while !Task.isCancelled {
+          let sequence = log.reserve(1).lowerBound
+          guard
+            let handle = try? await producer.enqueue(
+              topic: "crash-client", value: SequencedValues.value(sequence), partition: 0)
+          else { break }
+          sink.yield((sequence, handle))
+          if sequence % 64 == 0 { await Task.yield() }
+        }
+      }
+      let deadline = ContinuousClock.now + .seconds(20)
+      while log.acknowledgedCount < 5_000 && ContinuousClock.now < deadline {
+        try await Task.sleep(for: .milliseconds(20))
+      }
+      try #require(log.acknowledgedCount >= 5_000, "client producer made no progress")
+      try await broker.crash()
+      sender.cancel()
+      await sender.value
+      sink.finish()
+      await producer.close()
+      await collector.value
+
+      let restarted = try await harness.startBroker(dataDirectory: dataDirectory)
+      let reader = try await RawBrokerClient.connect(to: restarted.address)
+      let records = try await reader.readAll(topic: "crash-client")
+      await reader.close()
+      try Self.verifyRecoveredLog(records, log: log, sentCount: log.sentCount)
     }
   }
 

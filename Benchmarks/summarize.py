@@ -95,13 +95,13 @@ def targets(summaries):
         if latency and latency["p99Ms"] is not None:
             checks.append({
                 "target": "produce p99 <= 5 ms at 1,000 records/s", "driver": driver,
-                "value": latency["p99Ms"], "unit": "ms", "met": latency["p99Ms"] <= 5.0,
+                "value": round(latency["p99Ms"], 2), "unit": "ms", "met": latency["p99Ms"] <= 5.0,
             })
         consume = find(summaries, "consume.throughput", driver)
         if consume and consume["mbPerSecond"] is not None:
             checks.append({
                 "target": "consume from page cache >= 1 GB/s", "driver": driver,
-                "value": consume["mbPerSecond"], "unit": "MB/s", "met": consume["mbPerSecond"] >= 1000,
+                "value": round(consume["mbPerSecond"], 1), "unit": "MB/s", "met": consume["mbPerSecond"] >= 1000,
             })
     return checks
 

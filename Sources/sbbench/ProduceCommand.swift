@@ -63,8 +63,8 @@ struct ProduceCommand: AsyncParsableCommand {
   @Option(help: "client: producer batchBytes.")
   var batchBytes: Int = 64 << 10
 
-  @Option(help: "client: records enqueued and not yet acknowledged, at most.")
-  var windowRecords: Int = 50_000
+  @Option(help: "client: producer bufferBytesMax (bounds what is enqueued and not acknowledged).")
+  var bufferBytes: Int = 32 << 20
 
   @Option(help: "Request timeout for acks=all.")
   var timeoutMs: Int32 = 30_000
@@ -119,14 +119,14 @@ struct ProduceCommand: AsyncParsableCommand {
     let run = ClientProduceRun(
       address: address, topic: topic, recordBytes: recordBytes,
       acks: acks == .all ? .all : .leader, lingerMs: lingerMs, batchBytes: batchBytes,
-      inflightRequestsMax: inflight, windowRecords: windowRecords, rate: rate, budget: budget)
+      inflightRequestsMax: inflight, bufferBytesMax: bufferBytes, rate: rate, budget: budget)
     let start = ContinuousClock.now
     let outcome = try await run.run()
     let elapsed = (ContinuousClock.now - start).secondsDouble
     var parameters: [String: String] = [
       "recordBytes": "\(recordBytes)", "acks": acks.rawValue, "driver": "client",
       "lingerMs": "\(lingerMs)", "batchBytes": "\(batchBytes)", "inflight": "\(inflight)",
-      "partitions": "\(broker.partitions)", "windowRecords": "\(windowRecords)",
+      "partitions": "\(broker.partitions)", "bufferBytes": "\(bufferBytes)",
     ]
     if let rate { parameters["rate"] = "\(rate)" }
     return result(

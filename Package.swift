@@ -12,6 +12,8 @@ let package = Package(
     .library(name: "StreamBusProtocol", targets: ["StreamBusProtocol"]),
     .library(name: "StreamBusRaft", targets: ["StreamBusRaft"]),
     .library(name: "StreamBusTransport", targets: ["StreamBusTransport"]),
+    .library(name: "StreamBusClient", targets: ["StreamBusClient"]),
+    .executable(name: "sbctl", targets: ["sbctl"]),
     .library(name: "StreamBusBroker", targets: ["StreamBusBroker"]),
     .library(name: "StreamBusClient", targets: ["StreamBusClient"]),
     .executable(name: "sbctl", targets: ["sbctl"]),
@@ -42,6 +44,22 @@ let package = Package(
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ]),
+
+    // Client library (admin, producer, consumer) and the command-line tool over it.
+    .target(
+      name: "StreamBusClient",
+      dependencies: [
+        "StreamBusProtocol", "StreamBusRecords", "StreamBusTransport",
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ]),
+    .executableTarget(
+      name: "sbctl",
+      dependencies: [
+        "StreamBusClient",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
       ]),
 
     // The data broker: partition replicas over StreamBusStorage, served by StreamBusTransport.
@@ -108,6 +126,14 @@ let package = Package(
         .product(name: "NIOPosix", package: "swift-nio"),
         .product(name: "NIOEmbedded", package: "swift-nio"),
         .product(name: "NIOTestUtils", package: "swift-nio"),
+      ]),
+    .testTarget(
+      name: "StreamBusClientTests",
+      dependencies: [
+        "StreamBusClient", "sbctl", "StreamBusProtocol", "StreamBusRecords", "StreamBusTransport",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
       ]),
     .testTarget(
       name: "StreamBusBrokerTests",

@@ -18,6 +18,9 @@ public struct BrokerConfiguration: Sendable {
   /// Partition count for CreateTopics with numPartitions -1.
   public var defaultPartitionCount: Int32 = 1
   public var flushPolicy: FlushPolicy = .groupCommit
+  /// Threads that run fdatasync (and other blocking file work) off the cooperative pool;
+  /// each partition has at most one flush running, so this bounds parallel flushes.
+  public var flushThreadCount: Int = 8
   public var retentionCheckIntervalMs: Int64 = 300_000
   /// How often replicas expire acks=all waits, run interval flushes and retry failed ones.
   public var maintenanceIntervalMs: Int64 = 100
@@ -48,5 +51,72 @@ public struct BrokerConfiguration: Sendable {
     case "0.0.0.0", "::", "": return "127.0.0.1"
     default: return listen.host
     }
+  }
+
+  /// The `--log-level` value as given (parsed by the executable's logging bootstrap).
+  public var logLevelName: String = "info"
+
+  /// Keys of the `databroker` config file; each is also a flag (`--` + key).
+  public static let configKeys = [
+    "standalone", "data-dir", "listen", "advertised-host", "node-id", "ready-file", "log-level",
+    "flush-interval-ms", "flush-threads", "retention-check-interval-ms", "message-max-bytes",
+    "partitions-per-topic-max", "default-partitions", "retention-ms", "retention-bytes",
+    "segment-bytes", "segment-ms", "inflight-requests-max", "frame-bytes-max",
+    "shutdown-grace-period-ms", "fetch-wait-max-ms",
+  ]
+
+  /// Builds the configuration from `databroker` flags and config-file values (keys in
+  /// `configKeys`); errors name the key and where its value came from.
+  public init(values: ConfigValues) throws {
+    guard try values.bool("standalone", default: false) else {
+      throw TransportError(
+        .invalidConfiguration,
+        "pass --standalone (or \"standalone = true\"): cluster mode is not implemented yet")
+    }
+    guard let dataDirectory = values.string("data-dir") else {
+      throw TransportError(.invalidConfiguration, "--data-dir is required")
+    }
+    var configuration = BrokerConfiguration(
+      dataDirectory: dataDirectory,
+      listen: try values.hostPort("listen", default: HostPort(host: "0.0.0.0", port: 9092)))
+    configuration.logLevelName = values.string("log-level", default: "info")
+    configuration.advertisedHost = values.string("advertised-host")
+    configuration.nodeId = Int32(
+      try values.int("node-id", default: 0, range: 0...Int(Int32.max)))
+    configuration.readyFile = values.string("ready-file")
+    if values.string("flush-interval-ms") != nil {
+      configuration.flushPolicy = .interval(
+        ms: Int64(try values.int("flush-interval-ms", default: 1000, range: 1...86_400_000)))
+      configuration.maintenanceIntervalMs = 10
+    }
+    configuration.flushThreadCount = try values.int("flush-threads", default: 8, range: 1...256)
+    configuration.retentionCheckIntervalMs = Int64(
+      try values.int("retention-check-interval-ms", default: 300_000, range: 10...86_400_000))
+    configuration.messageBytesMax = try values.int(
+      "message-max-bytes", default: 1 << 20, range: 61...Int(Int32.max))
+    configuration.partitionsPerTopicMax = Int32(
+      try values.int("partitions-per-topic-max", default: 1024, range: 1...100_000))
+    configuration.defaultPartitionCount = Int32(
+      try values.int(
+        "default-partitions", default: 1,
+        range: 1...Int(configuration.partitionsPerTopicMax)))
+    let retentionMs = try values.int("retention-ms", default: 604_800_000, range: -1...Int.max)
+    configuration.topicDefaults.retentionMs = retentionMs == -1 ? nil : Int64(retentionMs)
+    let retentionBytes = try values.int("retention-bytes", default: -1, range: -1...Int.max)
+    configuration.topicDefaults.retentionBytes =
+      retentionBytes == -1 ? nil : Int64(retentionBytes)
+    configuration.topicDefaults.segmentBytes = try values.int(
+      "segment-bytes", default: 1 << 30, range: 61...LogConfig.segmentBytesMax)
+    configuration.topicDefaults.segmentMs = Int64(
+      try values.int("segment-ms", default: 604_800_000, range: 1...Int.max))
+    configuration.inflightRequestsMax = try values.int(
+      "inflight-requests-max", default: 1, range: 1...4096)
+    configuration.frameBytesMax = try values.int(
+      "frame-bytes-max", default: 64 << 20, range: 1024...Int(Int32.max))
+    configuration.shutdownGracePeriodMs = Int64(
+      try values.int("shutdown-grace-period-ms", default: 10_000, range: 0...3_600_000))
+    configuration.fetchWaitMsMax = Int64(
+      try values.int("fetch-wait-max-ms", default: 30_000, range: 0...3_600_000))
+    self = configuration
   }
 }

@@ -72,7 +72,9 @@ public actor PartitionReplica {
   public nonisolated let minInsyncReplicas: Int
 
   private var log: PartitionLog?
-  private var isClosing = false
+  /// Set when closing starts; no appends or reads are served from then on.
+  private var closeReason: ReplicaCloseReason?
+  private var isClosing: Bool { closeReason != nil }
   /// Offsets below it are visible to consumers and acknowledged to acks=all producers.
   private var highWatermark: Int64
   private let flushPolicy: FlushPolicy
@@ -241,7 +243,8 @@ public actor PartitionReplica {
   }
 
   private func advanceHighWatermark(to offset: Int64) {
-    guard offset > highWatermark else { return }
+    // A deleted partition commits nothing more: its waiters get UNKNOWN_TOPIC_OR_PARTITION.
+    guard offset > highWatermark, closeReason != .deleted else { return }
     highWatermark = offset
     var completed = 0
     while completed < ackWaiters.count && ackWaiters[completed].requiredOffset <= offset {
@@ -275,8 +278,10 @@ public actor PartitionReplica {
   // MARK: Fetch
 
   /// Batches from `fetchOffset`, up to about `maxBytes` (the first batch whole), all below
-  /// the high watermark. OFFSET_OUT_OF_RANGE below the log start or above the high
-  /// watermark.
+  /// the high watermark. OFFSET_OUT_OF_RANGE below the log start offset or above the log
+  /// end offset; between the high watermark and the log end offset the answer is empty
+  /// (as in Kafka): a consumer that just produced with acks=1 and fetches right after its
+  /// batch must wait for the commit, not reset its position.
   public func read(from fetchOffset: Int64, maxBytes: Int) -> ReadOutcome {
     guard let log, !isClosing else {
       return .failure(.unknownTopicOrPartition, "partition \(topicPartition) does not exist")
@@ -284,11 +289,11 @@ public actor PartitionReplica {
     var outcome = ReadOutcome(
       errorCode: .none, errorMessage: nil, highWatermark: highWatermark,
       logStartOffset: log.logStartOffset, logEndOffset: log.logEndOffset, records: [])
-    guard fetchOffset >= log.logStartOffset && fetchOffset <= highWatermark else {
+    guard fetchOffset >= log.logStartOffset && fetchOffset <= log.logEndOffset else {
       outcome.errorCode = .offsetOutOfRange
       outcome.errorMessage =
-        "offset \(fetchOffset) is outside \(log.logStartOffset)...\(highWatermark) "
-        + "(log start offset...high watermark) of \(topicPartition)"
+        "offset \(fetchOffset) is outside \(log.logStartOffset)...\(log.logEndOffset) "
+        + "(log start offset...log end offset) of \(topicPartition)"
       return outcome
     }
     guard fetchOffset < highWatermark, maxBytes > 0 else { return outcome }
@@ -341,6 +346,13 @@ public actor PartitionReplica {
 
   func removeFetchWakeup(_ wakeup: FetchWakeup) {
     fetchWakeups.removeValue(forKey: wakeup.id)
+  }
+
+  /// Wakes every waiting fetch (shutdown: they answer with what they have).
+  func wakeAllFetches() {
+    for wakeup in fetchWakeups.values {
+      wakeup.signal()
+    }
   }
 
   // MARK: Offsets
@@ -396,21 +408,16 @@ public actor PartitionReplica {
   /// interval policy, and retries a failed group-commit flush.
   public func tick(nowMs: Int64) {
     guard let log, !isClosing else { return }
-    var expired = 0
-    var remaining: [AckWaiter] = []
-    for waiter in ackWaiters {
-      if waiter.deadlineMs <= nowMs {
+    if ackWaiters.contains(where: { $0.deadlineMs <= nowMs }) {
+      // Deadlines differ per request, so expired waiters need not be at the front.
+      ackWaiters.removeAll { waiter in
+        guard waiter.deadlineMs <= nowMs else { return false }
         waiter.continuation.resume(
           returning: BrokerRequestError(
             .requestTimedOut,
             "offset \(waiter.requiredOffset - 1) was appended but not committed in time"))
-        expired += 1
-      } else {
-        remaining.append(waiter)
+        return true
       }
-    }
-    if expired > 0 {
-      ackWaiters = remaining
     }
     guard !log.isFlushInFlight, log.durableEndOffset < log.logEndOffset else { return }
     switch flushPolicy {
@@ -460,7 +467,7 @@ public actor PartitionReplica {
   /// `.deleted` they and any later request get UNKNOWN_TOPIC_OR_PARTITION.
   public func close(_ reason: ReplicaCloseReason) async {
     guard !isClosing else { return }
-    isClosing = true
+    closeReason = reason
     for wakeup in fetchWakeups.values {
       wakeup.signal()
     }

@@ -16,6 +16,8 @@ public final class RequestRouter: FrameRequestHandler {
   private let logger: Logger
   /// This broker as Metadata describes it; the port is known only once bound.
   private let advertisedBroker: NIOLockedValueBox<MetadataResponse.Broker>
+  /// Set when the broker begins to shut down: waiting fetches answer at once.
+  private let isShuttingDown = NIOLockedValueBox(false)
 
   public init(replicaManager: ReplicaManager, configuration: BrokerConfiguration, logger: Logger) {
     self.replicaManager = replicaManager
@@ -30,6 +32,14 @@ public final class RequestRouter: FrameRequestHandler {
   /// Sets the port Metadata announces (the bound one when listening on port 0).
   public func setAdvertisedPort(_ port: Int) {
     advertisedBroker.withLockedValue { $0.port = Int32(port) }
+  }
+
+  /// Ends every fetch long-poll now, so connections drain without waiting out maxWaitMs.
+  public func beginShutdown() async {
+    isShuttingDown.withLockedValue { $0 = true }
+    for replica in replicaManager.allReplicas() {
+      await replica.wakeAllFetches()
+    }
   }
 
   public func handle(frame: [UInt8], connection: ConnectionInfo) async -> FrameReply {
@@ -109,12 +119,16 @@ public final class RequestRouter: FrameRequestHandler {
       Array(repeating: nil, count: $0.partitions.count)
     }
     let partitionCount = request.topics.reduce(0) { $0 + $1.partitions.count }
-    if partitionCount == 1, let topic = request.topics.first(where: { !$0.partitions.isEmpty }) {
-      let topicIndex = request.topics.firstIndex { !$0.partitions.isEmpty } ?? 0
+    if partitionCount == 1,
+      let topicIndex = request.topics.firstIndex(where: { !$0.partitions.isEmpty })
+    {
+      // The common case: no task group.
+      let topic = request.topics[topicIndex]
       outcomes[topicIndex][0] = await producePartition(
         topic: topic.name, topic.partitions[0], acks: request.acks, timeoutMs: timeoutMs,
         nowMs: nowMs)
     } else {
+      // Partitions append and wait for their commits concurrently.
       await withTaskGroup(of: (Int, Int, AppendOutcome).self) { group in
         for (topicIndex, topic) in request.topics.enumerated() {
           for (partitionIndex, partition) in topic.partitions.enumerated() {
@@ -176,7 +190,9 @@ public final class RequestRouter: FrameRequestHandler {
     let deadline = clock.now.advanced(by: .milliseconds(maxWaitMs))
     let minBytes = Int(request.minBytes)
     var result = await readAll(request)
-    if result.isComplete(minBytes: minBytes) || maxWaitMs == 0 {
+    if result.isComplete(minBytes: minBytes) || maxWaitMs == 0
+      || isShuttingDown.withLockedValue({ $0 })
+    {
       return result.response
     }
 
@@ -198,7 +214,9 @@ public final class RequestRouter: FrameRequestHandler {
     }
     while true {
       result = await readAll(request)
-      if result.isComplete(minBytes: minBytes) || clock.now >= deadline {
+      if result.isComplete(minBytes: minBytes) || clock.now >= deadline
+        || isShuttingDown.withLockedValue({ $0 })
+      {
         break
       }
       await wakeup.wait()
@@ -221,7 +239,9 @@ public final class RequestRouter: FrameRequestHandler {
   }
 
   private func readAll(_ request: FetchRequest) async -> FetchResult {
-    var remainingBytes = max(Int(request.maxBytes), 0)
+    // The response must fit in one frame the client accepts; leave room for the headers.
+    let responseRecordBytesMax = max(configuration.frameBytesMax - 64 * 1024, 0)
+    var remainingBytes = min(max(Int(request.maxBytes), 0), responseRecordBytesMax)
     var recordBytes = 0
     var hasError = false
     var topics: [FetchResponse.Topic] = []

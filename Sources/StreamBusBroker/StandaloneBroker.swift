@@ -29,14 +29,19 @@ public final class StandaloneBroker: Service, Sendable {
   public let localAddress: HostPort
   public let configuration: BrokerConfiguration
   public let replicaManager: ReplicaManager
+  private let threadPool: NIOThreadPool
+  private let router: RequestRouter
   private let server: FrameServer
   private let directoryLock: DataDirectoryLock
   private let logger: Logger
 
   private init(
-    configuration: BrokerConfiguration, replicaManager: ReplicaManager, server: FrameServer,
+    configuration: BrokerConfiguration, replicaManager: ReplicaManager,
+    threadPool: NIOThreadPool, router: RequestRouter, server: FrameServer,
     directoryLock: DataDirectoryLock, logger: Logger
   ) {
+    self.threadPool = threadPool
+    self.router = router
     self.localAddress = server.localAddress
     self.configuration = configuration
     self.replicaManager = replicaManager
@@ -48,11 +53,17 @@ public final class StandaloneBroker: Service, Sendable {
   public static func start(configuration: BrokerConfiguration, logger: Logger) async throws
     -> StandaloneBroker
   {
+    if let readyFile = configuration.readyFile {
+      // A file left by a crashed run would tell waiting scripts a stale address.
+      unlink(readyFile)
+    }
     try configuration.fileSystem.createDirectory(configuration.dataDirectory)
     let directoryLock = try DataDirectoryLock(directory: configuration.dataDirectory)
+    let threadPool = NIOThreadPool(numberOfThreads: configuration.flushThreadCount)
+    threadPool.start()
     do {
       let replicaManager = try await ReplicaManager.open(
-        configuration: configuration, logger: logger)
+        configuration: configuration, threadPool: threadPool, logger: logger)
       let router = RequestRouter(
         replicaManager: replicaManager, configuration: configuration, logger: logger)
       var serverConfiguration = FrameServerConfiguration(listen: configuration.listen)
@@ -69,8 +80,8 @@ public final class StandaloneBroker: Service, Sendable {
       }
       router.setAdvertisedPort(server.localAddress.port)
       let broker = StandaloneBroker(
-        configuration: configuration, replicaManager: replicaManager, server: server,
-        directoryLock: directoryLock, logger: logger)
+        configuration: configuration, replicaManager: replicaManager, threadPool: threadPool,
+        router: router, server: server, directoryLock: directoryLock, logger: logger)
       if let readyFile = configuration.readyFile {
         do {
           try writeReadyFile(readyFile, address: server.localAddress)
@@ -82,6 +93,7 @@ public final class StandaloneBroker: Service, Sendable {
       }
       return broker
     } catch {
+      try? await threadPool.shutdownGracefully()
       directoryLock.release()
       throw error
     }
@@ -91,23 +103,36 @@ public final class StandaloneBroker: Service, Sendable {
   /// partition log and releases the data directory.
   public func run() async throws {
     let maintenance = Task { await runMaintenance() }
-    try await server.run()
+    let router = router
+    try await withGracefulShutdownHandler {
+      try await server.run()
+    } onGracefulShutdown: {
+      Task { await router.beginShutdown() }
+    }
+    await router.beginShutdown()
     maintenance.cancel()
     _ = await maintenance.value
     await replicaManager.closeAll()
+    try? await threadPool.shutdownGracefully()
+    if let readyFile = configuration.readyFile {
+      // A script waiting for the next start must not find this run's address.
+      unlink(readyFile)
+    }
     directoryLock.release()
     logger.info("broker stopped; all partition logs flushed and closed")
   }
 
   /// Stops accepting connections and lets `run` finish its shutdown.
   public func shutdownGracefully() async {
+    await router.beginShutdown()
     await server.shutdownGracefully()
   }
 
   /// Ticks every replica (acks=all timeouts, interval flushes, flush retries) and applies
-  /// retention every `retentionCheckIntervalMs`.
+  /// retention every `retentionCheckIntervalMs`, the first time right after start (so a
+  /// restart with lower retention frees disk space at once).
   private func runMaintenance() async {
-    var lastRetentionMs = PartitionLog.wallClockMs()
+    var lastRetentionMs = Int64.min / 2
     while !Task.isCancelled {
       try? await Task.sleep(for: .milliseconds(configuration.maintenanceIntervalMs))
       if Task.isCancelled { break }

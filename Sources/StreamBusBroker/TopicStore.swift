@@ -35,7 +35,7 @@ public struct TopicPartition: Hashable, Sendable, CustomStringConvertible {
 ///
 /// ```
 /// <data-dir>/.lock                    held (flock) while a broker uses the directory
-/// <data-dir>/topics/<name>.topic      one metadata file per topic (AtomicFile)
+/// <data-dir>/topics/<name>            one metadata file per topic (AtomicFile)
 /// <data-dir>/<name>-<partition>/      one PartitionLog per partition
 /// ```
 ///
@@ -46,7 +46,6 @@ public struct TopicStore: Sendable {
   public let fileSystem: any LogFileSystem
 
   public static let topicsDirectoryName = "topics"
-  public static let topicFileSuffix = ".topic"
   static let formatVersion = 1
 
   public init(dataDirectory: String, fileSystem: any LogFileSystem) {
@@ -57,7 +56,8 @@ public struct TopicStore: Sendable {
   public var topicsDirectory: String { dataDirectory + "/" + Self.topicsDirectoryName }
 
   public func topicFilePath(_ name: String) -> String {
-    topicsDirectory + "/" + name + Self.topicFileSuffix
+    // No suffix: a 249-byte name plus AtomicFile's ".tmp" must stay within NAME_MAX (255).
+    topicsDirectory + "/" + name
   }
 
   public func partitionDirectory(_ topicPartition: TopicPartition) -> String {
@@ -85,18 +85,29 @@ public struct TopicStore: Sendable {
   }
 
   /// Every topic file in the directory; leftover temporary files are deleted.
+  ///
+  /// A topic's file is named after the topic and names it inside. Topic names may end in
+  /// ".tmp" too, so a leftover AtomicFile temporary is recognized by its content: a file
+  /// ending in ".tmp" that does not describe the topic of its own name.
   public func loadAll(defaults: TopicDefaults) throws -> [TopicDescription] {
     var topics: [TopicDescription] = []
     for name in try fileSystem.contentsOfDirectory(topicsDirectory).sorted() {
       let path = topicsDirectory + "/" + name
-      if name.hasSuffix(AtomicFile.temporarySuffix) {
+      guard (try? TopicName.validate(name)) != nil,
+        let bytes = try AtomicFile.read(path, fileSystem: fileSystem)
+      else { continue }
+      let topic: TopicDescription
+      do {
+        topic = try Self.decode(bytes, path: path, defaults: defaults)
+      } catch  where name.hasSuffix(AtomicFile.temporarySuffix) {
         try fileSystem.remove(path)
         continue
       }
-      guard name.hasSuffix(Self.topicFileSuffix) else { continue }
-      guard let bytes = try AtomicFile.read(path, fileSystem: fileSystem) else { continue }
-      let topic = try Self.decode(bytes, path: path, defaults: defaults)
-      guard topic.name + Self.topicFileSuffix == name else {
+      guard topic.name == name else {
+        if name.hasSuffix(AtomicFile.temporarySuffix) {
+          try fileSystem.remove(path)
+          continue
+        }
         throw StorageError(
           .corruptLog, "\(path) describes topic \"\(topic.name)\", not its file name", path: path)
       }

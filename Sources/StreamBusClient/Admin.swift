@@ -96,9 +96,10 @@ public final class Admin: Sendable {
           })
       ], timeoutMs: timeoutMs)
     let response = try await sendToController(.createTopics(request), topic: name)
-    guard case .createTopics(let body) = response, let result = body.topics.first(where: {
-      $0.name == name
-    })
+    guard case .createTopics(let body) = response,
+      let result = body.topics.first(where: {
+        $0.name == name
+      })
     else {
       throw StreamBusError(
         .protocolViolation, "CreateTopics response does not mention \"\(name)\"", topic: name)
@@ -186,7 +187,8 @@ public final class Admin: Sendable {
       let metadata: ClusterMetadata
       do {
         metadata = try await core.metadata.current()
-      } catch let error as StreamBusError where error.isRetriable && attempt <= core.config.retries {
+      } catch let error as StreamBusError where error.isRetriable && attempt <= core.config.retries
+      {
         try await Task.sleep(for: .clampedMilliseconds(core.config.backoffMs(attempt: attempt)))
         continue
       }
@@ -196,9 +198,8 @@ public final class Admin: Sendable {
         ?? core.config.bootstrapBrokers[0]
       do {
         let response = try await core.send(request, to: broker)
-        if let code = topLevelRetriableCode(response), attempt <= core.config.retries {
+        if reachedNonController(response), attempt <= core.config.retries {
           core.metadata.invalidate()
-          _ = code
           try await Task.sleep(for: .clampedMilliseconds(core.config.backoffMs(attempt: attempt)))
           continue
         }
@@ -218,13 +219,11 @@ public final class Admin: Sendable {
   }
 
   /// NOT_CONTROLLER reported per topic: the request reached a broker that cannot act on it.
-  private func topLevelRetriableCode(_ response: Response) -> ErrorCode? {
+  private func reachedNonController(_ response: Response) -> Bool {
     switch response {
-    case .createTopics(let body):
-      return body.topics.first { $0.errorCode == .notController }?.errorCode
-    case .deleteTopics(let body):
-      return body.topics.first { $0.errorCode == .notController }?.errorCode
-    default: return nil
+    case .createTopics(let body): return body.topics.contains { $0.errorCode == .notController }
+    case .deleteTopics(let body): return body.topics.contains { $0.errorCode == .notController }
+    default: return false
     }
   }
 }

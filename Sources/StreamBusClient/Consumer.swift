@@ -185,18 +185,20 @@ public actor Consumer {
     }
     var records: [ConsumerRecord] = []
     var firstError: StreamBusError?
-    for (leader, result) in fetches.sorted(by: { $0.0.description < $1.0.description }) {
+    var retriableFailure = false
+    for (_, result) in fetches.sorted(by: { $0.0.description < $1.0.description }) {
       switch result {
       case .failure(let error):
         if error.isRetriable {
-          core.metadata.invalidate()
+          retriableFailure = true
         } else {
           firstError = firstError ?? error
         }
-        _ = leader
       case .success(let response):
         do {
-          records += try consume(response)
+          let consumed = try consume(response)
+          records += consumed.records
+          retriableFailure = retriableFailure || consumed.retriableFailure
         } catch let error as StreamBusError {
           firstError = firstError ?? error
         }
@@ -204,6 +206,14 @@ public actor Consumer {
     }
     if let firstError, records.isEmpty {
       throw firstError
+    }
+    if retriableFailure {
+      core.metadata.invalidate()
+      if records.isEmpty {
+        // A leader moved or a connection dropped: pause briefly so a caller polling in a
+        // loop does not spin while metadata catches up.
+        try await Task.sleep(for: .clampedMilliseconds(core.config.retryBackoffMs))
+      }
     }
     return records
   }
@@ -226,9 +236,12 @@ public actor Consumer {
   }
 
   /// Decodes one fetch response, advancing positions.
-  private func consume(_ response: FetchResponse) throws -> [ConsumerRecord] {
+  private func consume(_ response: FetchResponse) throws -> (
+    records: [ConsumerRecord], retriableFailure: Bool
+  ) {
     var records: [ConsumerRecord] = []
     var firstError: StreamBusError?
+    var retriableFailure = false
     for topic in response.topics {
       for answer in topic.partitions {
         let partition = TopicPartition(topic: topic.name, partition: answer.partition)
@@ -265,7 +278,7 @@ public actor Consumer {
           let error = StreamBusError.broker(
             answer.errorCode, topic: partition.topic, partition: partition.partition)
           if error.isRetriable {
-            core.metadata.invalidate()
+            retriableFailure = true
           } else {
             firstError = firstError ?? error
           }
@@ -275,7 +288,7 @@ public actor Consumer {
     if let firstError, records.isEmpty {
       throw firstError
     }
-    return records
+    return (records, retriableFailure)
   }
 
   private func decode(_ bytes: [UInt8], partition: TopicPartition, from position: Int64) throws

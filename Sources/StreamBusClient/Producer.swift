@@ -87,6 +87,9 @@ public actor Producer {
     var retryAfter: ContinuousClock.Instant?
     var encoded: [UInt8]?
     var lastError: StreamBusError?
+    /// After a leadership or connection error: the batch waits for a metadata refresh that
+    /// completes after the failure (the cache's refresh count reaching this value).
+    var metadataRefreshRequired: Int?
 
     init(id: UInt64, topicPartition: TopicPartition, createdAt: ContinuousClock.Instant) {
       self.id = id
@@ -165,7 +168,9 @@ public actor Producer {
     }
     try validateTopicName(topic)
     let recordBytes = Self.estimatedRecordBytes(key: key, value: value, headers: headers)
-    guard recordBytes + RecordBatchHeader.byteCount <= min(config.bufferBytesMax, config.requestBytesMax)
+    guard
+      recordBytes + RecordBatchHeader.byteCount
+        <= min(config.bufferBytesMax, config.requestBytesMax)
     else {
       throw StreamBusError(
         .invalidArgument, errorCode: .messageTooLarge,
@@ -189,9 +194,10 @@ public actor Producer {
       }
       partition = explicitPartition
     } else if let key {
-      partition = topicInfo.partitions[
-        Int(Murmur2Partitioner.partition(forKey: key, partitionCount: partitionCount))
-      ].partition
+      partition =
+        topicInfo.partitions[
+          Int(Murmur2Partitioner.partition(forKey: key, partitionCount: partitionCount))
+        ].partition
     } else {
       partition = stickyPartition(for: topicInfo)
     }
@@ -336,7 +342,8 @@ public actor Producer {
     // `release` (or `close`) counted our bytes before resuming us.
     if isClosed {
       release(bytes: bytes)
-      throw StreamBusError(.closed, "the producer was closed while waiting for buffer space",
+      throw StreamBusError(
+        .closed, "the producer was closed while waiting for buffer space",
         topic: topic)
     }
   }
@@ -360,6 +367,8 @@ public actor Producer {
   /// leader's connection has room.
   private func drain() {
     let now = ContinuousClock.now
+    // Count first: the snapshot read after it is at least that fresh.
+    let refreshCount = core.metadata.refreshCount
     let metadata = core.metadata.snapshot
     var needsMetadata = false
     var earliestRetry: ContinuousClock.Instant?
@@ -383,6 +392,10 @@ public actor Producer {
       if (now - candidate.createdAt).wholeMilliseconds >= config.deliveryTimeoutMs {
         removeFromQueue(candidate)
         fail(candidate, with: deliveryTimeoutError(candidate))
+        continue
+      }
+      if let required = candidate.metadataRefreshRequired, refreshCount < required {
+        needsMetadata = true
         continue
       }
       guard let leader = metadata.leader(of: topicPartition)?.broker.address else {
@@ -538,6 +551,8 @@ public actor Producer {
       return
     }
     batch.retryAfter = .now + backoff
+    batch.metadataRefreshRequired =
+      error.invalidatesMetadata ? core.metadata.refreshCount + 1 : nil
     queues[batch.topicPartition, default: PartitionQueue()].ready.insert(batch, at: 0)
   }
 
@@ -553,8 +568,7 @@ public actor Producer {
     complete(batch, with: .failure(error))
   }
 
-  private func complete(_ batch: Batch, with result: Result<BatchAcknowledgement, StreamBusError>)
-  {
+  private func complete(_ batch: Batch, with result: Result<BatchAcknowledgement, StreamBusError>) {
     batch.completion.complete(result)
     release(bytes: batch.reservedBytes)
     batch.reservedBytes = 0

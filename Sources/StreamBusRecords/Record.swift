@@ -10,7 +10,9 @@ public struct RecordHeader: Equatable, Sendable {
 }
 
 /// One decoded record, with its offset and timestamp made absolute
-/// (`baseOffset + offsetDelta`, `baseTimestamp + timestampDelta`).
+/// (`baseOffset + offsetDelta`, `baseTimestamp + timestampDelta`). For a batch with
+/// log-append time (`RecordBatchHeader.usesLogAppendTime`) Kafka consumers use the batch's
+/// `maxTimestamp` instead; `timestamp` keeps the encoded value so re-encoding is exact.
 public struct Record: Equatable, Sendable {
   public var offset: Int64
   public var timestamp: Int64

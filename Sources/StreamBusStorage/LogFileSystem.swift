@@ -43,7 +43,9 @@ public protocol LogFileSystem: Sendable {
 
 extension LogFileSystem {
   /// Writes all of `bytes`, continuing after short writes.
-  func writeAll(_ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, at position: Int64, path: String)
+  func writeAll(
+    _ descriptor: Int32, _ bytes: UnsafeRawBufferPointer, at position: Int64, path: String
+  )
     throws
   {
     var written = 0
@@ -155,7 +157,9 @@ public struct PosixFileSystem: LogFileSystem {
   }
 
   public func remove(_ path: String) throws {
-    guard unlink(path) == 0 else { throw StorageError.systemCall("unlink", errno: errno, path: path) }
+    guard unlink(path) == 0 else {
+      throw StorageError.systemCall("unlink", errno: errno, path: path)
+    }
   }
 
   public func contentsOfDirectory(_ path: String) throws -> [String] {

@@ -134,7 +134,8 @@ struct LogRecovery {
       }
       segment.nextOffset = scan.nextOffset
       segment.maxTimestamp = scan.maxTimestamp
-      let existing = try? AtomicFile.read(segment.indexPath, fileSystem: fileSystem)
+      let existing = try? OffsetIndex.readFile(
+        segment.indexPath, sizeMax: segment.size, fileSystem: fileSystem)
       let rebuilt = OffsetIndex.encode(scan.index)
       segment.index = scan.index
       if existing != rebuilt {

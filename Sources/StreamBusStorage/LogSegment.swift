@@ -103,8 +103,9 @@ func scanSegment(
     guard remaining >= Int64(RecordBatchHeader.byteCount) else {
       return stop("\(remaining) trailing bytes, shorter than a batch header")
     }
-    if position < windowStart || position + Int64(RecordBatchHeader.byteCount)
-      > windowStart + Int64(windowCount)
+    if position < windowStart
+      || position + Int64(RecordBatchHeader.byteCount)
+        > windowStart + Int64(windowCount)
     {
       windowStart = position
       windowCount = try window.withUnsafeMutableBytes { buffer in
@@ -141,6 +142,9 @@ func scanSegment(
       return stop(
         "record count \(header.recordCount) and last offset delta \(header.lastOffsetDelta) disagree"
       )
+    }
+    guard position <= Int64(UInt32.max) else {
+      return stop("segment larger than the 4 GiB the index can address")
     }
     guard header.lastOffset - segment.baseOffset <= Int64(UInt32.max) else {
       return stop("offset \(header.lastOffset) too far from the segment base for the index")

@@ -73,4 +73,21 @@ enum OffsetIndex {
     guard low > 0 else { return (0, nil) }
     return (Int64(entries[low - 1].position), entries[low - 1])
   }
+
+  /// An index file's bytes, nil when missing or larger than `sizeMax` (an index is always
+  /// smaller than its segment, as each entry stands for at least one 61-byte batch).
+  static func readFile(_ path: String, sizeMax: Int64, fileSystem: any LogFileSystem) throws
+    -> [UInt8]?
+  {
+    guard fileSystem.fileExists(path) else { return nil }
+    let descriptor = try fileSystem.open(path, .readOnly)
+    defer { fileSystem.close(descriptor) }
+    let size = try fileSystem.size(descriptor)
+    guard size <= max(sizeMax, 0) else { return nil }
+    var bytes = [UInt8](repeating: 0, count: Int(size))
+    let count = try bytes.withUnsafeMutableBytes {
+      try fileSystem.readFully(descriptor, into: $0, at: 0)
+    }
+    return count == bytes.count ? bytes : nil
+  }
 }

@@ -68,7 +68,7 @@ public final class PartitionLog {
   var activeSegment: LogSegment { segments[segments.count - 1] }
 
   /// The offset the next appended record gets.
-  public var logEndOffset: Int64 { activeSegment.nextOffset }
+  public var logEndOffset: Int64 { segments.last?.nextOffset ?? logStartOffset }
 
   /// Base offsets of the segments, oldest first.
   public var segmentBaseOffsets: [Int64] { segments.map(\.baseOffset) }
@@ -221,7 +221,11 @@ public final class PartitionLog {
 
     segment.size = position
     segment.nextOffset = lastOffset + 1
-    segment.index = (segment.index ?? []) + newEntries
+    if !newEntries.isEmpty {
+      // Appended in place: the active index can hold hundreds of thousands of entries.
+      if segment.index == nil { segment.index = [] }
+      segment.index?.append(contentsOf: newEntries)
+    }
     segment.maxTimestamp = max(segment.maxTimestamp ?? maxTimestamp, maxTimestamp)
     segment.firstAppendMs = segment.firstAppendMs ?? nowMs
     segment.hasUnsyncedData = true
@@ -359,7 +363,9 @@ public final class PartitionLog {
 
   /// File position of the batch whose offsets include `offset` (or the first batch after
   /// it), nil when the segment ends before `offset`.
-  private func batchPosition(in segment: LogSegment, containing offset: Int64) throws -> Int64? {
+  private func batchPosition(
+    in segment: LogSegment, containing offset: Int64, mayRebuildIndex: Bool = true
+  ) throws -> Int64? {
     guard offset < segment.nextOffset else { return nil }
     if let hint = readHint, hint.offset == offset, hint.segmentBaseOffset == segment.baseOffset,
       hint.position < segment.size
@@ -372,26 +378,36 @@ public final class PartitionLog {
     var found: Int64?
     var firstHeader = true
     var indexMismatch = false
-    try walkHeaders(segment, from: start, windowBytes: config.indexIntervalBytes + 4096) {
-      position, header in
-      if firstHeader, let entry,
-        header.baseOffset != segment.baseOffset + Int64(entry.relativeOffset)
-      {
-        indexMismatch = true
-        return false
+    do {
+      try walkHeaders(segment, from: start, windowBytes: config.indexIntervalBytes + 4096) {
+        position, header in
+        if firstHeader, let entry,
+          header.baseOffset != segment.baseOffset + Int64(entry.relativeOffset)
+        {
+          indexMismatch = true
+          return false
+        }
+        firstHeader = false
+        if header.lastOffset >= offset {
+          found = position
+          return false
+        }
+        return true
       }
-      firstHeader = false
-      if header.lastOffset >= offset {
-        found = position
-        return false
-      }
-      return true
+    } catch let error as StorageError where error.code == .corruptLog && firstHeader && entry != nil
+    {
+      indexMismatch = true
     }
     if indexMismatch {
       // The index points somewhere that is not the batch it names: rebuild it from the
       // data once and look again.
+      guard mayRebuildIndex else {
+        throw StorageError(
+          .corruptLog, "index of \(segment.logPath) disagrees with its data after a rebuild",
+          path: segment.indexPath)
+      }
       try rebuildIndex(segment)
-      return try batchPosition(in: segment, containing: offset)
+      return try batchPosition(in: segment, containing: offset, mayRebuildIndex: false)
     }
     return found
   }
@@ -460,8 +476,7 @@ public final class PartitionLog {
   }
 
   /// `count` bytes from `position` with one pread, into a buffer that is not zeroed first.
-  private func readBytes(_ segment: LogSegment, at position: Int64, count: Int) throws -> [UInt8]
-  {
+  private func readBytes(_ segment: LogSegment, at position: Int64, count: Int) throws -> [UInt8] {
     do {
       return try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
         initialized = try fileSystem.readFully(
@@ -522,7 +537,8 @@ public final class PartitionLog {
   private func loadedIndex(_ segment: LogSegment) throws -> [IndexEntry] {
     if let index = segment.index { return index }
     let limit = segmentOffsetSpan(segment)
-    if let bytes = try? AtomicFile.read(segment.indexPath, fileSystem: fileSystem),
+    if let bytes = try? OffsetIndex.readFile(
+      segment.indexPath, sizeMax: segment.size, fileSystem: fileSystem),
       let index = OffsetIndex.decode(bytes, segmentBytes: segment.size, relativeOffsetLimit: limit)
     {
       segment.index = index
@@ -542,6 +558,11 @@ public final class PartitionLog {
     var bytesSinceIndexEntry: Int64 = 0
     var maxTimestamp: Int64?
     try walkHeaders(segment, from: 0, windowBytes: 256 << 10) { position, header in
+      guard position <= Int64(UInt32.max) else {
+        throw StorageError(
+          .corruptLog, "\(segment.logPath) is larger than the 4 GiB the index can address",
+          path: segment.logPath)
+      }
       if bytesSinceIndexEntry >= Int64(config.indexIntervalBytes) {
         index.append(
           IndexEntry(
@@ -559,7 +580,8 @@ public final class PartitionLog {
   }
 
   func writeIndexFile(_ segment: LogSegment, _ index: [IndexEntry]) throws {
-    let descriptor = try segment.indexDescriptor ?? fileSystem.open(segment.indexPath, .createReadWrite)
+    let descriptor =
+      try segment.indexDescriptor ?? fileSystem.open(segment.indexPath, .createReadWrite)
     defer { if segment.indexDescriptor == nil { fileSystem.close(descriptor) } }
     try fileSystem.truncate(descriptor, to: 0)
     try OffsetIndex.encode(index).withUnsafeBytes {
@@ -595,31 +617,42 @@ public final class PartitionLog {
         return false
       }
     }
-    for removed in segments[(keep + 1)...].reversed() {
-      try delete(removed)
-    }
-    segments.removeLast(segments.count - keep - 1)
-
     let index = try loadedIndex(segment).filter { Int64($0.position) < cut }
-    do {
+    try closingOnFailure("truncate of \(segment.logPath)", path: segment.logPath) {
+      // Newest first, and durably, before cutting the kept segment: at every moment the
+      // files on disk are a contiguous prefix of the log.
+      while segments.count > keep + 1 {
+        try delete(segments.removeLast())
+      }
+      try fileSystem.syncDirectory(directory)
       try fileSystem.truncate(segment.descriptor, to: cut)
       try fileSystem.syncData(segment.descriptor)
-    } catch {
-      throw annotate(error, "truncate of \(segment.logPath)", path: segment.logPath)
+      segment.size = cut
+      segment.nextOffset = newEnd
+      segment.index = index
+      segment.maxTimestamp = nil
+      segment.hasUnsyncedData = false
+      if segment.indexDescriptor == nil {
+        segment.indexDescriptor = try fileSystem.open(segment.indexPath, .createReadWrite)
+      }
+      try writeIndexFile(segment, index)
+      segment.hasUnsyncedIndex = false
     }
-    segment.size = cut
-    segment.nextOffset = newEnd
-    segment.index = index
-    segment.maxTimestamp = nil
-    segment.hasUnsyncedData = false
-    if segment.indexDescriptor == nil {
-      segment.indexDescriptor = try fileSystem.open(segment.indexPath, .createReadWrite)
-    }
-    try writeIndexFile(segment, index)
-    segment.hasUnsyncedIndex = false
-    try fileSystem.syncDirectory(directory)
     durableEndOffset = min(durableEndOffset, newEnd)
     return newEnd
+  }
+
+  /// Runs a multi-step change of files; if a step fails, the in-memory state may no longer
+  /// match the disk, so the log closes itself and the owner reopens it (recovery then
+  /// works from what is on disk).
+  private func closingOnFailure(_ what: String, path: String, _ body: () throws -> Void) throws {
+    do {
+      try body()
+    } catch {
+      for segment in segments { segment.closeFiles(fileSystem) }
+      isClosed = true
+      throw annotate(error, "\(what) (log closed; reopen to recover)", path: path)
+    }
   }
 
   /// Deletes all data and restarts the log empty at `offset`, which becomes both the log
@@ -629,11 +662,13 @@ public final class PartitionLog {
     precondition(offset >= 0, "offsets are never negative")
     readHint = nil
     try writeLogStartOffsetCheckpoint(offset)
-    for segment in segments.reversed() { try delete(segment) }
-    segments = [
-      try LogSegment.create(baseOffset: offset, directory: directory, fileSystem: fileSystem)
-    ]
-    try fileSystem.syncDirectory(directory)
+    try closingOnFailure("restart of \(directory) at \(offset)", path: directory) {
+      while let segment = segments.popLast() { try delete(segment) }
+      segments = [
+        try LogSegment.create(baseOffset: offset, directory: directory, fileSystem: fileSystem)
+      ]
+      try fileSystem.syncDirectory(directory)
+    }
     logStartOffset = offset
     durableEndOffset = offset
   }
@@ -671,13 +706,15 @@ public final class PartitionLog {
     logStartOffset = newStart
     readHint = nil
     var result = RetentionResult(logStartOffset: newStart)
-    for segment in segments[..<expired] {
-      result.deletedSegments.append(segment.baseOffset)
-      result.deletedBytes += segment.size
-      try delete(segment)
+    try closingOnFailure("retention in \(directory)", path: directory) {
+      for _ in 0..<expired {
+        let segment = segments.removeFirst()
+        result.deletedSegments.append(segment.baseOffset)
+        result.deletedBytes += segment.size
+        try delete(segment)
+      }
+      try fileSystem.syncDirectory(directory)
     }
-    segments.removeFirst(expired)
-    try fileSystem.syncDirectory(directory)
     return result
   }
 

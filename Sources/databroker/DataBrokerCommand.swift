@@ -58,6 +58,9 @@ struct DataBrokerCommand: AsyncParsableCommand {
   )
   var flushIntervalMs: String?
 
+  @Option(help: "Threads running fdatasync, i.e. partitions flushing at once. (default: 8)")
+  var flushThreads: String?
+
   @Option(help: "How often retention runs, in ms. (default: 300000)")
   var retentionCheckIntervalMs: String?
 
@@ -97,26 +100,20 @@ struct DataBrokerCommand: AsyncParsableCommand {
   @Option(help: "Upper bound on a fetch's maxWaitMs. (default: 30000)")
   var fetchWaitMaxMs: String?
 
-  static let keys = [
-    "standalone", "data-dir", "listen", "advertised-host", "node-id", "ready-file", "log-level",
-    "flush-interval-ms", "retention-check-interval-ms", "message-max-bytes",
-    "partitions-per-topic-max", "default-partitions", "retention-ms", "retention-bytes",
-    "segment-bytes", "segment-ms", "inflight-requests-max", "frame-bytes-max",
-    "shutdown-grace-period-ms", "fetch-wait-max-ms",
-  ]
-
   func run() async throws {
     let values: ConfigValues
     let brokerConfiguration: BrokerConfiguration
     let level: Logger.Level
     do {
       let file =
-        try config.map { try ConfigValues(contentsOfFile: $0, validKeys: Self.keys) }
-        ?? ConfigValues(validKeys: Self.keys)
+        try config.map {
+          try ConfigValues(contentsOfFile: $0, validKeys: BrokerConfiguration.configKeys)
+        }
+        ?? ConfigValues(validKeys: BrokerConfiguration.configKeys)
       values = file.merging(flags: [
         "standalone": standalone ? "true" : nil, "data-dir": dataDir, "listen": listen,
         "advertised-host": advertisedHost, "node-id": nodeId, "ready-file": readyFile,
-        "log-level": logLevel, "flush-interval-ms": flushIntervalMs,
+        "log-level": logLevel, "flush-interval-ms": flushIntervalMs, "flush-threads": flushThreads,
         "retention-check-interval-ms": retentionCheckIntervalMs,
         "message-max-bytes": messageMaxBytes, "partitions-per-topic-max": partitionsPerTopicMax,
         "default-partitions": defaultPartitions, "retention-ms": retentionMs,
@@ -126,7 +123,7 @@ struct DataBrokerCommand: AsyncParsableCommand {
         "fetch-wait-max-ms": fetchWaitMaxMs,
       ])
       level = try ProcessLogging.parseLevel(values.string("log-level", default: "info"))
-      brokerConfiguration = try Self.brokerConfiguration(values)
+      brokerConfiguration = try BrokerConfiguration(values: values)
     } catch let error as TransportError {
       throw ValidationError(error.message)
     }
@@ -148,56 +145,6 @@ struct DataBrokerCommand: AsyncParsableCommand {
     try await group.run()
   }
 
-  static func brokerConfiguration(_ values: ConfigValues) throws -> BrokerConfiguration {
-    guard try values.bool("standalone", default: false) else {
-      throw TransportError(
-        .invalidConfiguration,
-        "pass --standalone (or \"standalone = true\"): cluster mode is not implemented yet")
-    }
-    guard let dataDirectory = values.string("data-dir") else {
-      throw TransportError(.invalidConfiguration, "--data-dir is required")
-    }
-    var configuration = BrokerConfiguration(
-      dataDirectory: dataDirectory,
-      listen: try values.hostPort("listen", default: HostPort(host: "0.0.0.0", port: 9092)))
-    configuration.advertisedHost = values.string("advertised-host")
-    configuration.nodeId = Int32(
-      try values.int("node-id", default: 0, range: 0...Int(Int32.max)))
-    configuration.readyFile = values.string("ready-file")
-    if values.string("flush-interval-ms") != nil {
-      configuration.flushPolicy = .interval(
-        ms: Int64(try values.int("flush-interval-ms", default: 1000, range: 1...86_400_000)))
-      configuration.maintenanceIntervalMs = 10
-    }
-    configuration.retentionCheckIntervalMs = Int64(
-      try values.int("retention-check-interval-ms", default: 300_000, range: 10...86_400_000))
-    configuration.messageBytesMax = try values.int(
-      "message-max-bytes", default: 1 << 20, range: 61...Int(Int32.max))
-    configuration.partitionsPerTopicMax = Int32(
-      try values.int("partitions-per-topic-max", default: 1024, range: 1...100_000))
-    configuration.defaultPartitionCount = Int32(
-      try values.int(
-        "default-partitions", default: 1,
-        range: 1...Int(configuration.partitionsPerTopicMax)))
-    let retentionMs = try values.int("retention-ms", default: 604_800_000, range: -1...Int.max)
-    configuration.topicDefaults.retentionMs = retentionMs == -1 ? nil : Int64(retentionMs)
-    let retentionBytes = try values.int("retention-bytes", default: -1, range: -1...Int.max)
-    configuration.topicDefaults.retentionBytes =
-      retentionBytes == -1 ? nil : Int64(retentionBytes)
-    configuration.topicDefaults.segmentBytes = try values.int(
-      "segment-bytes", default: 1 << 30, range: 61...LogConfig.segmentBytesMax)
-    configuration.topicDefaults.segmentMs = Int64(
-      try values.int("segment-ms", default: 604_800_000, range: 1...Int.max))
-    configuration.inflightRequestsMax = try values.int(
-      "inflight-requests-max", default: 1, range: 1...4096)
-    configuration.frameBytesMax = try values.int(
-      "frame-bytes-max", default: 64 << 20, range: 1024...Int(Int32.max))
-    configuration.shutdownGracePeriodMs = Int64(
-      try values.int("shutdown-grace-period-ms", default: 10_000, range: 0...3_600_000))
-    configuration.fetchWaitMsMax = Int64(
-      try values.int("fetch-wait-max-ms", default: 30_000, range: 0...3_600_000))
-    return configuration
-  }
 }
 
 /// One unbuffered write, so the line is out before anything else happens.

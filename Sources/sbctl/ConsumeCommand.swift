@@ -99,14 +99,12 @@ struct ConsumeCommand: AsyncParsableCommand {
       console.line(renderTable([Self.tableHeader]).joined())
     }
     while printed < limit {
-      let idleMs = (ContinuousClock.now - lastRecordAt).components.seconds * 1000
+      let idleMs =
+        (ContinuousClock.now - lastRecordAt).components.seconds * 1000
         + (ContinuousClock.now - lastRecordAt).components.attoseconds / 1_000_000_000_000_000
       let remainingMs = timeoutMs - idleMs
       if remainingMs <= 0 { break }
       let records = try await consumer.poll(maxWaitMs: min(remainingMs, Self.pollWaitMsMax))
-      if !records.isEmpty {
-        lastRecordAt = .now
-      }
       for record in records.prefix(limit - printed) {
         printed += 1
         switch common.output {
@@ -116,6 +114,11 @@ struct ConsumeCommand: AsyncParsableCommand {
         }
       }
       console.flush()
+      if !records.isEmpty {
+        // Idle time counts from when the records were handled, not from when they arrived:
+        // printing a large poll must not use up the timeout.
+        lastRecordAt = .now
+      }
     }
     if common.output == .json {
       console.line(JSONValue.array(collected).rendered())

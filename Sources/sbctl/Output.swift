@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import NIOConcurrencyHelpers
+import StreamBusClient
 
 #if canImport(Glibc)
   import Glibc
@@ -8,8 +10,6 @@ import Foundation
 #elseif canImport(Darwin)
   import Darwin
 #endif
-import NIOConcurrencyHelpers
-import StreamBusClient
 
 /// A JSON value with object keys kept in the order written (the documented field order).
 enum JSONValue: Equatable, Sendable {

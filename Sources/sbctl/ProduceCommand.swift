@@ -40,16 +40,24 @@ struct ProduceCommand: AsyncParsableCommand {
   func run() async throws {
     let console = Console.standard()
     try await runReportingErrors(console: console) {
-      try await execute(
-        console: console, config: common.clientConfig(), readLine: { readLine() })
+      let reader = ByteLineReader(descriptor: 0)
+      return try await execute(
+        console: console, config: common.clientConfig(), readLine: { reader.nextLine() })
     }
   }
 
-  func splitLine(_ line: String) -> (key: [UInt8]?, value: [UInt8]) {
-    guard let keyDelimiter, let range = line.range(of: keyDelimiter) else {
-      return (nil, Array(line.utf8))
+  /// Splits at the first occurrence of the key delimiter; without one the line is the value.
+  func splitLine(_ line: [UInt8]) -> (key: [UInt8]?, value: [UInt8]) {
+    guard let keyDelimiter else { return (nil, line) }
+    let delimiter = Array(keyDelimiter.utf8)
+    guard line.count >= delimiter.count else { return (nil, line) }
+    for start in 0...(line.count - delimiter.count)
+    where line[start] == delimiter[0]
+      && line[start..<start + delimiter.count].elementsEqual(delimiter)
+    {
+      return (Array(line[..<start]), Array(line[(start + delimiter.count)...]))
     }
-    return (Array(line[..<range.lowerBound].utf8), Array(line[range.upperBound...].utf8))
+    return (nil, line)
   }
 
   private enum Outcome: Sendable {
@@ -63,7 +71,7 @@ struct ProduceCommand: AsyncParsableCommand {
   }
 
   func execute(
-    console: Console, config: ClientConfig, readLine: @escaping @Sendable () -> String?
+    console: Console, config: ClientConfig, readLine: () -> [UInt8]?
   ) async throws -> Int32 {
     var producerConfig = ProducerConfig(acks: ProducerConfig.Acks(parsing: acks) ?? .all)
     producerConfig.lingerMs = lingerMs

@@ -35,8 +35,9 @@ struct TopicCreateCommand: AsyncParsableCommand {
   }
 
   func run() async throws {
-    try await runReportingErrors(console: .standard()) {
-      try await execute(console: .standard(), config: common.clientConfig())
+    let console = Console.standard()
+    try await runReportingErrors(console: console) {
+      try await execute(console: console, config: common.clientConfig())
     }
   }
 
@@ -70,8 +71,9 @@ struct TopicListCommand: AsyncParsableCommand {
   func validate() throws { try common.requireTableOrJSON() }
 
   func run() async throws {
-    try await runReportingErrors(console: .standard()) {
-      try await execute(console: .standard(), config: common.clientConfig())
+    let console = Console.standard()
+    try await runReportingErrors(console: console) {
+      try await execute(console: console, config: common.clientConfig())
     }
   }
 
@@ -108,8 +110,9 @@ struct TopicDescribeCommand: AsyncParsableCommand {
   func validate() throws { try common.requireTableOrJSON() }
 
   func run() async throws {
-    try await runReportingErrors(console: .standard()) {
-      try await execute(console: .standard(), config: common.clientConfig())
+    let console = Console.standard()
+    try await runReportingErrors(console: console) {
+      try await execute(console: console, config: common.clientConfig())
     }
   }
 
@@ -180,8 +183,9 @@ struct TopicDeleteCommand: AsyncParsableCommand {
   func validate() throws { try common.requireTableOrJSON() }
 
   func run() async throws {
-    try await runReportingErrors(console: .standard()) {
-      try await execute(console: .standard(), config: common.clientConfig())
+    let console = Console.standard()
+    try await runReportingErrors(console: console) {
+      try await execute(console: console, config: common.clientConfig())
     }
   }
 

@@ -102,8 +102,7 @@ import Testing
     var body: [UInt8] = [0x00, 0x00, 0x00, 0x01, 0x01]
     body += [0xFE, 0xFF, 0xFF, 0xFF, 0x0F]  // header count Int32.max
     expectError(handmadeBatch(records: [body]), .invalidCount)
-    var negative: [UInt8] = [0x00, 0x00, 0x00, 0x01, 0x01, 0x03]  // header count -2
-    negative += []
+    let negative: [UInt8] = [0x00, 0x00, 0x00, 0x01, 0x01, 0x03]  // header count -2
     expectError(handmadeBatch(records: [negative]), .invalidCount)
   }
 

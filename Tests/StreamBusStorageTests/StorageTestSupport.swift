@@ -6,13 +6,21 @@ import Testing
 
 @testable import StreamBusStorage
 
+extension String {
+  func trimmingSuffix(_ suffix: String) -> String {
+    hasSuffix(suffix) ? String(dropLast(suffix.count)) : self
+  }
+}
+
 /// A fresh directory under the system temp directory, removed by `remove()`.
 struct TemporaryDirectory {
   let path: String
 
   init(_ label: String = #function) throws {
     let cleaned = label.filter { $0.isLetter || $0.isNumber }
-    var template = Array("\(NSTemporaryDirectory())/streambus-\(cleaned.prefix(40))-XXXXXX".utf8CString)
+    var template = Array(
+      "\(NSTemporaryDirectory().trimmingSuffix("/"))/streambus-\(cleaned.prefix(40))-XXXXXX"
+        .utf8CString)
     let created = template.withUnsafeMutableBufferPointer { buffer -> String? in
       guard let base = buffer.baseAddress, let result = mkdtemp(base) else { return nil }
       return String(cString: result)
@@ -32,7 +40,9 @@ struct TemporaryDirectory {
 
 /// A batch of `count` records with values of `valueBytes` bytes; offsets start at 0 (the
 /// log assigns real ones) and timestamps at `timestamp`.
-func makeBatch(records count: Int = 3, valueBytes: Int = 20, timestamp: Int64 = 1_000, seed: Int = 0)
+func makeBatch(
+  records count: Int = 3, valueBytes: Int = 20, timestamp: Int64 = 1_000, seed: Int = 0
+)
   -> [UInt8]
 {
   var builder = RecordBatchBuilder()
@@ -95,9 +105,14 @@ func fileBytes(_ path: String) -> [UInt8] {
   (FileManager.default.contents(atPath: path)).map { [UInt8]($0) } ?? []
 }
 
+/// Replaces a file's contents in place (no fsync, no rename: tests simulate damage).
 func writeFileBytes(_ path: String, _ bytes: [UInt8]) {
-  let written = FileManager.default.createFile(atPath: path, contents: Data(bytes))
-  #expect(written, "could not write \(path)")
+  let descriptor = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+  #expect(descriptor >= 0, "could not open \(path)")
+  guard descriptor >= 0 else { return }
+  defer { close(descriptor) }
+  let written = bytes.withUnsafeBytes { Glibc.write(descriptor, $0.baseAddress, $0.count) }
+  #expect(written == bytes.count, "could not write \(path)")
 }
 
 /// A clock the test moves by hand.
@@ -119,6 +134,9 @@ final class FaultInjectingFileSystem: LogFileSystem {
     /// Largest count one write call accepts.
     var writeChunkMax: Int?
     var syncErrno: Int32?
+    /// Skip fsyncs entirely: for tests that reopen a log thousands of times and test
+    /// recovery logic rather than durability.
+    var skipsSync = false
     var failedWrites = 0
   }
 
@@ -158,10 +176,9 @@ final class FaultInjectingFileSystem: LogFileSystem {
   }
 
   func syncData(_ descriptor: Int32) throws {
-    if let failure = faults.withLock({ $0.syncErrno }) {
-      throw StorageError.systemCall("fdatasync", errno: failure, path: nil)
-    }
-    try real.syncData(descriptor)
+    let (failure, skips) = faults.withLock { ($0.syncErrno, $0.skipsSync) }
+    if let failure { throw StorageError.systemCall("fdatasync", errno: failure, path: nil) }
+    if !skips { try real.syncData(descriptor) }
   }
 
   func truncate(_ descriptor: Int32, to length: Int64) throws {
@@ -176,6 +193,15 @@ final class FaultInjectingFileSystem: LogFileSystem {
     try real.contentsOfDirectory(path)
   }
   func createDirectory(_ path: String) throws { try real.createDirectory(path) }
-  func syncDirectory(_ path: String) throws { try real.syncDirectory(path) }
+  func syncDirectory(_ path: String) throws {
+    if !faults.withLock({ $0.skipsSync }) { try real.syncDirectory(path) }
+  }
   func fileExists(_ path: String) -> Bool { real.fileExists(path) }
+}
+
+/// A file system whose fsyncs do nothing, for tests that reopen logs many times.
+func unsyncedFileSystem() -> FaultInjectingFileSystem {
+  let fileSystem = FaultInjectingFileSystem()
+  fileSystem.update { $0.skipsSync = true }
+  return fileSystem
 }

@@ -1,0 +1,306 @@
+import StreamBusProtocol
+import StreamBusRecords
+import Testing
+
+@testable import StreamBusClient
+
+@Suite struct ProducerTests {
+  @Test func keyedRecordsGoToTheMurmur2PartitionWithConsecutiveOffsets() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("keyed", partitions: 6, leaders: [1])
+      let producer = Producer(config: harness.clientConfig())
+      var handles: [DeliveryHandle] = []
+      for index in 0..<30 {
+        handles.append(
+          try await producer.enqueue(
+            topic: "keyed", key: Array("key-\(index % 5)".utf8), value: Array("v\(index)".utf8)))
+      }
+      var offsetsByPartition: [Int32: [Int64]] = [:]
+      for (index, handle) in handles.enumerated() {
+        let metadata = try await handle.value()
+        let expected = Murmur2Partitioner.partition(
+          forKey: Array("key-\(index % 5)".utf8), partitionCount: 6)
+        #expect(metadata.partition == expected)
+        offsetsByPartition[metadata.partition, default: []].append(metadata.offset)
+      }
+      for (partition, offsets) in offsetsByPartition {
+        #expect(offsets == Array(0..<Int64(offsets.count)))
+        let stored = try harness.cluster.records(topic: "keyed", partition: Int(partition))
+        #expect(stored.count == offsets.count)
+      }
+      await producer.close()
+    }
+  }
+
+  @Test func nullKeysStickToOnePartitionUntilItsBatchIsSent() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("sticky", partitions: 4, leaders: [1])
+      var producerConfig = ProducerConfig()
+      producerConfig.lingerMs = 60_000
+      let producer = Producer(config: harness.clientConfig(), producerConfig: producerConfig)
+      var first: [DeliveryHandle] = []
+      for index in 0..<10 {
+        first.append(try await producer.enqueue(topic: "sticky", value: Array("a\(index)".utf8)))
+      }
+      #expect(Set(first.map(\.partition)).count == 1)
+      await producer.flush()
+      var second: [DeliveryHandle] = []
+      for index in 0..<10 {
+        second.append(try await producer.enqueue(topic: "sticky", value: Array("b\(index)".utf8)))
+      }
+      #expect(Set(second.map(\.partition)).count == 1)
+      #expect(second[0].partition != first[0].partition)
+      await producer.close()
+      #expect(harness.cluster.batchCount(topic: "sticky", partition: Int(first[0].partition)) == 1)
+      #expect(harness.cluster.batchCount(topic: "sticky", partition: Int(second[0].partition)) == 1)
+    }
+  }
+
+  @Test func recordsWithinLingerShareOneBatchAndOneRequest() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("linger", partitions: 1, leaders: [1])
+      var producerConfig = ProducerConfig()
+      producerConfig.lingerMs = 100
+      let producer = Producer(config: harness.clientConfig(), producerConfig: producerConfig)
+      let started = ContinuousClock.now
+      var handles: [DeliveryHandle] = []
+      for index in 0..<20 {
+        handles.append(
+          try await producer.enqueue(topic: "linger", value: Array("value-\(index)".utf8)))
+      }
+      #expect(harness.cluster.produceRequests().isEmpty)
+      let last = try await handles[19].value()
+      #expect(ContinuousClock.now - started >= .milliseconds(90))
+      #expect(last.offset == 19)
+      #expect(harness.cluster.produceRequests().count == 1)
+      #expect(harness.cluster.batchCount(topic: "linger", partition: 0) == 1)
+      #expect(try harness.cluster.records(topic: "linger", partition: 0).count == 20)
+      await producer.close()
+    }
+  }
+
+  @Test func fullBatchesAreSentWithoutWaitingForLinger() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("size", partitions: 1, leaders: [1])
+      var producerConfig = ProducerConfig()
+      producerConfig.lingerMs = 60_000
+      producerConfig.batchBytes = 2_048
+      let producer = Producer(config: harness.clientConfig(), producerConfig: producerConfig)
+      let value = [UInt8](repeating: 0x61, count: 200)
+      var handles: [DeliveryHandle] = []
+      for _ in 0..<50 {
+        handles.append(try await producer.enqueue(topic: "size", value: value))
+      }
+      // About 9 records fit in 2 KiB; the full batches go out although linger is a minute.
+      _ = try await handles[30].value()
+      let requests = harness.cluster.produceRequests()
+      #expect(requests.count >= 3)
+      for request in requests {
+        let bytes = request.topics[0].partitions[0].records.count
+        #expect(bytes <= 2_048)
+        #expect(bytes > 1_500)
+      }
+      #expect(handles[49].isComplete == false)
+      await producer.flush()
+      #expect(try harness.cluster.records(topic: "size", partition: 0).count == 50)
+      await producer.close()
+    }
+  }
+
+  @Test func retriableErrorsAreRetriedUntilSuccess() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("retry", partitions: 1, leaders: [1])
+      harness.cluster.withState {
+        $0.produceErrors[TopicPartition(topic: "retry", partition: 0)] = [
+          .notEnoughReplicas, .requestTimedOut,
+        ]
+      }
+      let producer = Producer(config: harness.clientConfig())
+      let metadata = try await producer.send(topic: "retry", value: Array("x".utf8))
+      #expect(metadata.offset == 0)
+      #expect(harness.cluster.produceRequests().count == 3)
+      await producer.close()
+    }
+  }
+
+  @Test func lostConnectionIsRetried() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("drop", partitions: 1, leaders: [1])
+      harness.cluster.withState { $0.produceConnectionDrops = 1 }
+      let producer = Producer(config: harness.clientConfig())
+      let metadata = try await producer.send(topic: "drop", value: Array("x".utf8))
+      #expect(metadata.offset == 0)
+      #expect(harness.cluster.produceRequests().count == 2)
+      await producer.close()
+    }
+  }
+
+  @Test func nonRetriableErrorSurfacesWithCodeTopicAndPartition() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("fatal", partitions: 2, leaders: [1])
+      harness.cluster.withState {
+        $0.produceErrors[TopicPartition(topic: "fatal", partition: 1)] = [.messageTooLarge]
+      }
+      let producer = Producer(config: harness.clientConfig())
+      let error = try await #require(throws: StreamBusError.self) {
+        try await producer.send(topic: "fatal", value: Array("x".utf8), partition: 1)
+      }
+      #expect(error.errorCode == .messageTooLarge)
+      #expect(error.kind == .broker)
+      #expect(error.topic == "fatal")
+      #expect(error.partition == 1)
+      #expect(!error.isRetriable)
+      #expect(harness.cluster.produceRequests().count == 1)
+      await producer.close()
+    }
+  }
+
+  @Test func retriesStopAtTheDeliveryTimeout() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("slow", partitions: 1, leaders: [1])
+      harness.cluster.withState {
+        $0.produceErrors[TopicPartition(topic: "slow", partition: 0)] = Array(
+          repeating: .notEnoughReplicas, count: 1_000)
+      }
+      var producerConfig = ProducerConfig()
+      producerConfig.deliveryTimeoutMs = 300
+      let producer = Producer(config: harness.clientConfig(), producerConfig: producerConfig)
+      let error = try await #require(throws: StreamBusError.self) {
+        try await producer.send(topic: "slow", value: Array("x".utf8))
+      }
+      #expect(error.kind == .timeout)
+      #expect(error.errorCode == .notEnoughReplicas)
+      #expect(harness.cluster.produceRequests().count >= 2)
+      await producer.close()
+    }
+  }
+
+  @Test func notLeaderRefreshesMetadataAndMovesToTheNewLeader() async throws {
+    try await withFakeCluster(brokers: 2) { harness in
+      harness.cluster.createTopic("moving", partitions: 1, leaders: [1])
+      let producer = Producer(config: harness.clientConfig())
+      #expect(try await producer.send(topic: "moving", value: Array("a".utf8)).offset == 0)
+      harness.cluster.moveLeader(topic: "moving", partition: 0, to: 2)
+      let metadata = try await producer.send(topic: "moving", value: Array("b".utf8))
+      #expect(metadata.offset == 1)
+      #expect(harness.cluster.produceRequests(broker: 1).count == 2)
+      #expect(harness.cluster.produceRequests(broker: 2).count == 1)
+      #expect(harness.cluster.requests(.metadata).count >= 2)
+      await producer.close()
+    }
+  }
+
+  @Test func acksZeroGetsNoResponseAndNoOffsets() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("fire", partitions: 1, leaders: [1])
+      let producer = Producer(
+        config: harness.clientConfig(), producerConfig: ProducerConfig(acks: .none))
+      var handles: [DeliveryHandle] = []
+      for index in 0..<5 {
+        handles.append(try await producer.enqueue(topic: "fire", value: Array("\(index)".utf8)))
+      }
+      await producer.flush()
+      for handle in handles {
+        #expect(try await handle.value().offset == -1)
+      }
+      #expect(
+        await eventually { (try? harness.cluster.records(topic: "fire", partition: 0).count) == 5 })
+      #expect(harness.cluster.produceRequests().allSatisfy { $0.acks == 0 })
+      await producer.close()
+    }
+  }
+
+  @Test func sendSuspendsWhenTheBufferIsFull() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("pressure", partitions: 4, leaders: [1])
+      harness.cluster.withState { $0.holdProduce = true }
+      var producerConfig = ProducerConfig()
+      producerConfig.lingerMs = 0
+      producerConfig.batchBytes = 1_024
+      producerConfig.bufferBytesMax = 4_096
+      producerConfig.inflightRequestsMax = 2
+      let producer = Producer(config: harness.clientConfig(), producerConfig: producerConfig)
+      let value = [UInt8](repeating: 7, count: 500)
+      let enqueued = NIOCounter()
+      let writer = Task {
+        for index in 0..<40 {
+          _ = try await producer.enqueue(
+            topic: "pressure", value: value, partition: Int32(index % 4))
+          enqueued.increment()
+        }
+      }
+      #expect(await eventually { enqueued.value >= 6 })
+      try await Task.sleep(for: .milliseconds(100))
+      // 4 KiB hold at most 7 records of ~521 bytes; the writer is suspended.
+      #expect(enqueued.value < 10)
+      #expect(await producer.queuedBytes <= 4_096)
+      #expect(harness.cluster.withState { $0.produceInFlightMax } <= 2)
+      harness.cluster.withState { $0.holdProduce = false }
+      try await writer.value
+      await producer.close()
+      #expect(enqueued.value == 40)
+      #expect(harness.cluster.withState { $0.produceInFlightMax } <= 2)
+      var total = 0
+      for partition in 0..<4 {
+        total += try harness.cluster.records(topic: "pressure", partition: partition).count
+      }
+      #expect(total == 40)
+    }
+  }
+
+  @Test func unknownTopicAndPartitionAreClearErrors() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("known", partitions: 2, leaders: [1])
+      let producer = Producer(config: harness.clientConfig())
+      let unknown = try await #require(throws: StreamBusError.self) {
+        try await producer.send(topic: "missing", value: [1])
+      }
+      #expect(unknown.errorCode == .unknownTopicOrPartition)
+      #expect(unknown.topic == "missing")
+      let badPartition = try await #require(throws: StreamBusError.self) {
+        try await producer.send(topic: "known", value: [1], partition: 5)
+      }
+      #expect(badPartition.kind == .invalidArgument)
+      #expect(badPartition.partition == 5)
+      await producer.close()
+      let closed = try await #require(throws: StreamBusError.self) {
+        try await producer.send(topic: "known", value: [1])
+      }
+      #expect(closed.kind == .closed)
+    }
+  }
+
+  @Test func recordsOfOnePartitionKeepSendOrderAcrossRetries() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("ordered", partitions: 1, leaders: [1])
+      harness.cluster.withState {
+        $0.produceErrors[TopicPartition(topic: "ordered", partition: 0)] = [
+          .notLeaderOrFollower, .none, .notEnoughReplicas,
+        ].filter { $0 != .none }
+      }
+      var producerConfig = ProducerConfig()
+      producerConfig.lingerMs = 0
+      producerConfig.batchBytes = 256
+      let producer = Producer(config: harness.clientConfig(), producerConfig: producerConfig)
+      var handles: [DeliveryHandle] = []
+      for index in 0..<200 {
+        handles.append(try await producer.enqueue(topic: "ordered", value: Array("\(index)".utf8)))
+      }
+      await producer.close()
+      for (index, handle) in handles.enumerated() {
+        #expect(try await handle.value().offset == Int64(index))
+      }
+      let values = try harness.cluster.records(topic: "ordered", partition: 0).map {
+        String(decoding: $0.value ?? [], as: UTF8.self)
+      }
+      #expect(values == (0..<200).map { "\($0)" })
+    }
+  }
+}
+
+/// A counter shared between a test and a task it started.
+final class NIOCounter: Sendable {
+  private let box = NIOLockedValueBoxInt()
+  func increment() { box.add(1) }
+  var value: Int { box.get() }
+}

@@ -167,7 +167,8 @@ let package = Package(
     .executableTarget(
       name: "sbbench",
       dependencies: [
-        "StreamBusTestSupport", "StreamBusClient", "StreamBusProtocol", "StreamBusRecords", "StreamBusTransport",
+        "StreamBusTestSupport", "StreamBusClient", "StreamBusProtocol", "StreamBusRecords",
+        "StreamBusTransport",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "Logging", package: "swift-log"),
@@ -175,7 +176,8 @@ let package = Package(
     .testTarget(
       name: "StreamBusIntegrationTests",
       dependencies: [
-        "StreamBusTestSupport", "StreamBusClient", "StreamBusProtocol", "StreamBusRecords", "StreamBusTransport",
+        "StreamBusTestSupport", "StreamBusClient", "StreamBusProtocol", "StreamBusRecords",
+        "StreamBusTransport",
         .product(name: "Logging", package: "swift-log"),
       ]),
   ]

@@ -15,8 +15,6 @@ let package = Package(
     .library(name: "StreamBusClient", targets: ["StreamBusClient"]),
     .executable(name: "sbctl", targets: ["sbctl"]),
     .library(name: "StreamBusBroker", targets: ["StreamBusBroker"]),
-    .library(name: "StreamBusClient", targets: ["StreamBusClient"]),
-    .executable(name: "sbctl", targets: ["sbctl"]),
     .executable(name: "raft-sim", targets: ["raft-sim"]),
     .executable(name: "databroker", targets: ["databroker"]),
     .executable(name: "sbbench", targets: ["sbbench"]),
@@ -82,22 +80,6 @@ let package = Package(
         .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
       ]),
 
-    // Client library (admin, producer, consumer) and the command-line tool over it.
-    .target(
-      name: "StreamBusClient",
-      dependencies: [
-        "StreamBusProtocol", "StreamBusRecords", "StreamBusTransport",
-        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-        .product(name: "Logging", package: "swift-log"),
-      ]),
-    .executableTarget(
-      name: "sbctl",
-      dependencies: [
-        "StreamBusClient",
-        .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-      ]),
-
     // Raft: pure core, SQLite persistence, deterministic simulator.
     .target(name: "StreamBusRaft"),
     .systemLibrary(
@@ -140,13 +122,6 @@ let package = Package(
       dependencies: [
         "StreamBusBroker", "StreamBusProtocol", "StreamBusRecords", "StreamBusStorage",
         "StreamBusTransport",
-        .product(name: "Logging", package: "swift-log"),
-      ]),
-    .testTarget(
-      name: "StreamBusClientTests",
-      dependencies: [
-        "StreamBusClient", "sbctl", "StreamBusProtocol", "StreamBusRecords", "StreamBusTransport",
-        .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
       ]),
     .testTarget(

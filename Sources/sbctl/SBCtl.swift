@@ -7,8 +7,8 @@ struct SBCtl: AsyncParsableCommand {
     commandName: "sbctl",
     abstract: "Administer StreamBus topics, produce and consume records.",
     discussion: """
-      Brokers come from --brokers host:port,... or the SB_BROKERS environment variable.
-      Exit codes: 0 success; 1 the cluster refused the request or some records failed;
+      Brokers come from --brokers host:port,... or the SB_BROKERS environment variable. \
+      Exit codes: 0 success; 1 the cluster refused the request or some records failed; \
       2 the cluster could not be reached or did not answer in time; 64 invalid usage.
       """,
     subcommands: [TopicCommand.self, ProduceCommand.self, ConsumeCommand.self])

@@ -3,7 +3,7 @@ import Testing
 
 @testable import StreamBusClient
 
-@Suite struct AdminTests {
+@Suite(.timeLimit(.minutes(1))) struct AdminTests {
   @Test func createListDescribeDelete() async throws {
     try await withFakeCluster(brokers: 2) { harness in
       let admin = Admin(config: harness.clientConfig())

@@ -4,7 +4,7 @@ import Testing
 
 @testable import StreamBusClient
 
-@Suite struct ConsumerTests {
+@Suite(.timeLimit(.minutes(1))) struct ConsumerTests {
   private func produce(
     _ harness: FakeClusterHarness, topic: String, partition: Int32, values: [String]
   )
@@ -153,6 +153,51 @@ import Testing
       }
       #expect(records.map(\.offset) == [0, 1, 2])
       await resetting.close()
+    }
+  }
+
+  @Test func lostConnectionDuringFetchIsAbsorbed() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("flaky", partitions: 1, leaders: [1])
+      try await produce(harness, topic: "flaky", partition: 0, values: ["a", "b"])
+      harness.cluster.withState { $0.fetchConnectionDrops = 1 }
+      let consumer = Consumer(config: harness.clientConfig())
+      let partition = TopicPartition(topic: "flaky", partition: 0)
+      await consumer.assign([partition])
+      #expect(try await consumer.poll(maxWaitMs: 200).isEmpty)
+      #expect(await consumer.position(of: partition) == 0)
+      #expect(try await consumer.poll(maxWaitMs: 200).map(\.offset) == [0, 1])
+      #expect(harness.cluster.requests(.fetch).count == 2)
+      await consumer.close()
+    }
+  }
+
+  @Test func fencedLeaderEpochRefreshesMetadata() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("fenced", partitions: 1, leaders: [1])
+      try await produce(harness, topic: "fenced", partition: 0, values: ["a"])
+      let consumer = Consumer(config: harness.clientConfig())
+      let partition = TopicPartition(topic: "fenced", partition: 0)
+      await consumer.assign([partition])
+      #expect(try await consumer.poll(maxWaitMs: 200).count == 1)
+      let metadataBefore = harness.cluster.requests(.metadata).count
+      harness.cluster.bumpLeaderEpoch(topic: "fenced", partition: 0)
+      try await produce(harness, topic: "fenced", partition: 0, values: ["b"])
+      var records: [ConsumerRecord] = []
+      for _ in 0..<10 where records.isEmpty {
+        records = try await consumer.poll(maxWaitMs: 100)
+      }
+      #expect(records.map(\.offset) == [1])
+      #expect(harness.cluster.requests(.metadata).count > metadataBefore)
+      let epochs = harness.cluster.requests(.fetch).compactMap { request -> Int32? in
+        if case .fetch(let body) = request {
+          return body.topics[0].partitions[0].currentLeaderEpoch
+        }
+        return nil
+      }
+      #expect(epochs.first == 0)
+      #expect(epochs.last == 1)
+      await consumer.close()
     }
   }
 

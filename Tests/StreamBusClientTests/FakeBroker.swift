@@ -36,6 +36,10 @@ final class FakeCluster: Sendable {
     var produceErrors: [TopicPartition: [ErrorCode]] = [:]
     /// Close the connection instead of answering this many upcoming produce requests.
     var produceConnectionDrops = 0
+    /// The next produce request sleeps this long before it is handled (a slow broker).
+    var nextProduceDelayMs: Int64 = 0
+    /// Close the connection instead of answering this many upcoming fetch requests.
+    var fetchConnectionDrops = 0
     /// Produce requests wait until this is false.
     var holdProduce = false
     var produceInFlight = 0
@@ -58,6 +62,10 @@ final class FakeCluster: Sendable {
         return Partition(leader: leader, replicas: [leader])
       }
     }
+  }
+
+  func bumpLeaderEpoch(topic: String, partition: Int) {
+    withState { $0.topics[topic]?[partition].epoch += 1 }
   }
 
   func moveLeader(topic: String, partition: Int, to broker: Int32) {
@@ -152,6 +160,13 @@ final class FakeBroker: FrameRequestHandler, Sendable {
       }) {
         return .close(reason: "test drops the connection")
       }
+      let delayMs = cluster.withState { state in
+        defer { state.nextProduceDelayMs = 0 }
+        return state.nextProduceDelayMs
+      }
+      if delayMs > 0 {
+        try? await Task.sleep(for: .milliseconds(delayMs))
+      }
       cluster.withState { state in
         state.produceInFlight += 1
         state.produceInFlightMax = max(state.produceInFlightMax, state.produceInFlight)
@@ -166,6 +181,13 @@ final class FakeBroker: FrameRequestHandler, Sendable {
       }
       response = .produce(answer)
     case .fetch(let fetch):
+      if cluster.withState({ state in
+        guard state.fetchConnectionDrops > 0 else { return false }
+        state.fetchConnectionDrops -= 1
+        return true
+      }) {
+        return .close(reason: "test drops the connection")
+      }
       response = .fetch(await self.fetch(fetch))
     case .listOffsets(let list):
       response = .listOffsets(listOffsets(list))
@@ -286,6 +308,9 @@ final class FakeBroker: FrameRequestHandler, Sendable {
               else { return answer(.unknownTopicOrPartition) }
               let partition = partitions[index]
               guard partition.leader == id else { return answer(.notLeaderOrFollower) }
+              if entry.currentLeaderEpoch >= 0 && entry.currentLeaderEpoch < partition.epoch {
+                return answer(.fencedLeaderEpoch)
+              }
               guard entry.fetchOffset >= partition.logStartOffset,
                 entry.fetchOffset <= partition.nextOffset
               else { return answer(.offsetOutOfRange, high: partition.nextOffset) }

@@ -4,7 +4,7 @@ import Testing
 
 @testable import StreamBusClient
 
-@Suite struct ProducerTests {
+@Suite(.timeLimit(.minutes(1))) struct ProducerTests {
   @Test func keyedRecordsGoToTheMurmur2PartitionWithConsecutiveOffsets() async throws {
     try await withFakeCluster { harness in
       harness.cluster.createTopic("keyed", partitions: 6, leaders: [1])
@@ -131,6 +131,25 @@ import Testing
       let metadata = try await producer.send(topic: "drop", value: Array("x".utf8))
       #expect(metadata.offset == 0)
       #expect(harness.cluster.produceRequests().count == 2)
+      await producer.close()
+    }
+  }
+
+  @Test func slowResponseTimesOutAndIsRetriedAtLeastOnce() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("slowpoke", partitions: 1, leaders: [1])
+      harness.cluster.withState { $0.nextProduceDelayMs = 400 }
+      var config = harness.clientConfig()
+      config.requestTimeoutMs = 150
+      let producer = Producer(config: config)
+      let metadata = try await producer.send(topic: "slowpoke", value: Array("once".utf8))
+      #expect(metadata.offset >= 0)
+      #expect(harness.cluster.produceRequests().count == 2)
+      // The slow request was appended too, after the client gave up on it: at least once.
+      #expect(
+        await eventually {
+          (try? harness.cluster.records(topic: "slowpoke", partition: 0).count) == 2
+        })
       await producer.close()
     }
   }

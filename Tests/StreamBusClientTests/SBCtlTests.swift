@@ -130,7 +130,7 @@ private func fieldOrder(_ line: String, _ fields: [String]) -> Bool {
   }
 }
 
-@Suite struct SBCtlOutputTests {
+@Suite(.timeLimit(.minutes(1))) struct SBCtlOutputTests {
   @Test func recordJSONHasTheDocumentedShape() throws {
     let line = ConsumeCommand.recordJSON(
       ConsumerRecord(

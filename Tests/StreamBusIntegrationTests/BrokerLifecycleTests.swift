@@ -183,6 +183,7 @@ struct BrokerLifecycleTests {
         stage.set("waiting for the delivery handles")
         await collector.value
       }
+      let stillQueuedBytes = settled ? 0 : await producer.queuedBytes
       // Known client bug (reported with client a38b410; passed with 22e62f3): close() never
       // returns once its broker is gone. Kept visible as a known issue so the data checks
       // below still run strictly and CI stays green until the client is fixed.
@@ -194,7 +195,7 @@ struct BrokerLifecycleTests {
           settled,
           """
           Producer did not settle within 20 s after its only broker was killed \
-          (deliveryTimeoutMs 1500): still \(stage.value)
+          (deliveryTimeoutMs 1500): still \(stage.value), \(stillQueuedBytes) bytes queued
           """)
       }
 

@@ -17,12 +17,14 @@ let package = Package(
     .library(name: "StreamBusBroker", targets: ["StreamBusBroker"]),
     .executable(name: "raft-sim", targets: ["raft-sim"]),
     .executable(name: "databroker", targets: ["databroker"]),
+    .executable(name: "sbbench", targets: ["sbbench"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
     .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+    .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
   ],
   targets: [
     // CRC-32C with the SSE4.2 instruction where the CPU has it, software otherwise.
@@ -136,5 +138,30 @@ let package = Package(
     .testTarget(
       name: "StreamBusRaftSQLiteTests",
       dependencies: ["StreamBusRaftSQLite", "StreamBusSQLite"]),
+
+    // Real-process testing and benchmarking: launcher for built executables, the
+    // integration tests that drive databroker and sbctl, and the benchmark tool.
+    .target(
+      name: "StreamBusTestSupport",
+      dependencies: [
+        "StreamBusProtocol", "StreamBusRecords", "StreamBusTransport",
+        .product(name: "Logging", package: "swift-log"),
+      ]),
+    .executableTarget(
+      name: "sbbench",
+      dependencies: [
+        "StreamBusTestSupport", "StreamBusClient", "StreamBusProtocol", "StreamBusRecords",
+        "StreamBusTransport",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Histogram", package: "hdrhistogram-swift"),
+        .product(name: "Logging", package: "swift-log"),
+      ]),
+    .testTarget(
+      name: "StreamBusIntegrationTests",
+      dependencies: [
+        "StreamBusTestSupport", "StreamBusClient", "StreamBusProtocol", "StreamBusRecords",
+        "StreamBusTransport",
+        .product(name: "Logging", package: "swift-log"),
+      ]),
   ]
 )

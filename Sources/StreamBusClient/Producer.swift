@@ -282,7 +282,7 @@ public actor Producer {
 
   /// Bytes of a produce request besides its topics: the request header (api key, version,
   /// correlation id, client id) and the body's acks, timeout and topic count.
-  private var requestFixedBytes: Int { 10 + 2 + core.config.clientId.utf8.count + 10 }
+  private var requestFixedBytes: Int { 8 + 2 + core.config.clientId.utf8.count + 10 }
 
   /// Bytes a topic adds to a request besides its partitions: name and partition count.
   private static func topicFieldBytes(_ topic: String) -> Int { 2 + topic.utf8.count + 4 }

@@ -50,8 +50,13 @@ public struct ProducerConfig: Sendable {
   public var bufferBytesMax: Int = 32 * 1024 * 1024
   /// Produce requests awaiting a response per broker connection.
   public var inflightRequestsMax: Int = 5
-  /// Bound on the batches of one produce request.
-  public var requestBytesMax: Int = 1024 * 1024
+  /// Bound on one encoded produce request (header, topic and partition fields, records).
+  /// The broker's frame limit is 64 MiB.
+  public var requestBytesMax: Int = 4 * 1024 * 1024
+  /// Bound on one partition's records in one produce request; also caps a single batch. The
+  /// broker rejects more than its `message.max.bytes` (default 1 MiB) with
+  /// `MESSAGE_TOO_LARGE`, so keep this at or below that setting.
+  public var requestPartitionBytesMax: Int = 1024 * 1024
   /// A record fails once this long has passed since it was queued, retries included.
   public var deliveryTimeoutMs: Int64 = 120_000
 
@@ -62,15 +67,19 @@ public struct ProducerConfig: Sendable {
 
 /// Sends records to partition leaders in batches.
 ///
-/// Records are grouped per partition into Kafka v2 record batches. A batch is sent once it
-/// reaches `batchBytes`, once it is `lingerMs` old, or on `flush()`/`close()`. Each request to
-/// a broker carries at most one batch per partition and at most `inflightRequestsMax`
-/// requests are outstanding per broker.
+/// Records are grouped per partition into Kafka v2 record batches. A batch may be sent once it
+/// reaches `batchBytes`, once it is `lingerMs` old, or on `flush()`/`close()`. At most
+/// `inflightRequestsMax` requests are outstanding per broker, and one request carries the
+/// batches of every partition of that broker that has some ready (up to `requestBytesMax`).
 ///
-/// Ordering: at most one batch per partition is in flight, and a batch that failed with a
-/// retriable error is retried before any later batch of its partition, so records of one
-/// partition are appended in `send` order. Delivery is at least once: a retry after a lost
-/// connection may append a batch the broker had already appended.
+/// Ordering: at most one request per partition is in flight. Batches that became ready while
+/// it was outstanding all go out in the partition's next request (up to
+/// `requestPartitionBytesMax`), so the bytes per request grow with the broker's response time
+/// (self-clocking: with acks=all each request waits for a disk flush, and the next one carries
+/// everything that arrived during it). Batches that failed with a retriable error are retried,
+/// in order, before any later batch of their partition, so records of one partition are
+/// appended in `send` order. Delivery is at least once: a retry after a lost connection may
+/// append batches the broker had already appended.
 public actor Producer {
   public let config: ProducerConfig
   let core: ClientCore
@@ -103,9 +112,17 @@ public actor Producer {
     var open: Batch?
     /// Closed batches (full, or put back for a retry), oldest first.
     var ready: [Batch] = []
-    var inFlight: Batch?
+    /// The batches of the partition's one outstanding request, in log order.
+    var inFlight: [Batch] = []
 
-    var isIdle: Bool { open == nil && ready.isEmpty && inFlight == nil }
+    var isIdle: Bool { open == nil && ready.isEmpty && inFlight.isEmpty }
+  }
+
+  /// The batches one produce request will carry, per partition in log order.
+  private struct RequestPlan {
+    var bytes: Int
+    var topics: Set<String> = []
+    var partitions: [(topicPartition: TopicPartition, batches: [Batch])] = []
   }
 
   private struct SpaceWaiter {
@@ -133,6 +150,9 @@ public actor Producer {
     precondition(
       producerConfig.bufferBytesMax >= producerConfig.batchBytes,
       "bufferBytesMax must hold at least one batch")
+    precondition(
+      producerConfig.requestPartitionBytesMax > RecordBatchHeader.byteCount,
+      "requestPartitionBytesMax must hold a batch")
     self.config = producerConfig
     self.core = ClientCore(config: config)
   }
@@ -170,11 +190,11 @@ public actor Producer {
     let recordBytes = Self.estimatedRecordBytes(key: key, value: value, headers: headers)
     guard
       recordBytes + RecordBatchHeader.byteCount
-        <= min(config.bufferBytesMax, config.requestBytesMax)
+        <= min(config.bufferBytesMax, partitionBytesLimit(topic: topic))
     else {
       throw StreamBusError(
         .invalidArgument, errorCode: .messageTooLarge,
-        "record of about \(recordBytes) bytes exceeds bufferBytesMax \(config.bufferBytesMax) or requestBytesMax \(config.requestBytesMax)",
+        "record of about \(recordBytes) bytes exceeds bufferBytesMax \(config.bufferBytesMax), requestPartitionBytesMax \(config.requestPartitionBytesMax) or requestBytesMax \(config.requestBytesMax)",
         topic: topic)
     }
     let topicInfo: TopicInfo
@@ -225,7 +245,7 @@ public actor Producer {
     for queue in queues.values {
       if let open = queue.open { completions.append(open.completion) }
       completions.append(contentsOf: queue.ready.map(\.completion))
-      if let inFlight = queue.inFlight { completions.append(inFlight.completion) }
+      completions.append(contentsOf: queue.inFlight.map(\.completion))
     }
     drain()
     for completion in completions {
@@ -258,6 +278,24 @@ public actor Producer {
       bytes += 10 + header.key.utf8.count + (header.value?.count ?? 0)
     }
     return bytes
+  }
+
+  /// Bytes of a produce request besides its topics: the request header (api key, version,
+  /// correlation id, client id) and the body's acks, timeout and topic count.
+  private var requestFixedBytes: Int { 8 + 2 + core.config.clientId.utf8.count + 10 }
+
+  /// Bytes a topic adds to a request besides its partitions: name and partition count.
+  private static func topicFieldBytes(_ topic: String) -> Int { 2 + topic.utf8.count + 4 }
+
+  /// Bytes a partition adds to a request besides its records: index and records length.
+  private static let partitionFieldBytes = 8
+
+  /// The most record bytes of one partition that a request may carry.
+  private func partitionBytesLimit(topic: String) -> Int {
+    min(
+      config.requestPartitionBytesMax,
+      config.requestBytesMax - requestFixedBytes - Self.topicFieldBytes(topic)
+        - Self.partitionFieldBytes)
   }
 
   private func stickyPartition(for topic: TopicInfo) -> Int32 {
@@ -293,7 +331,9 @@ public actor Producer {
   ) -> (Batch, closedBatch: Bool) {
     var queue = queues[topicPartition] ?? PartitionQueue()
     var closedBatch = false
-    if let open = queue.open, open.estimatedBytes + recordBytes > config.batchBytes {
+    // `batchBytes`, unless a request could not carry a batch that large.
+    let batchBytesLimit = min(config.batchBytes, partitionBytesLimit(topic: topicPartition.topic))
+    if let open = queue.open, open.estimatedBytes + recordBytes > batchBytesLimit {
       queue.ready.append(open)
       queue.open = nil
       closedBatch = true
@@ -316,9 +356,10 @@ public actor Producer {
     batch.builder.append(
       key: key, value: value,
       headers: headers.map { RecordHeader(key: $0.key, value: $0.value) }, timestamp: timestamp)
+    batch.encoded = nil
     batch.estimatedBytes += recordBytes
     batch.reservedBytes += recordBytes
-    let isFull = batch.estimatedBytes >= config.batchBytes
+    let isFull = batch.estimatedBytes >= batchBytesLimit
     if isFull {
       queue.ready.append(batch)
       queue.open = nil
@@ -362,9 +403,10 @@ public actor Producer {
 
   // MARK: - Sending
 
-  /// Sends every batch that may go now: per partition the oldest closed batch (or the open
-  /// one once lingered or flushing), when no batch of that partition is in flight and its
-  /// leader's connection has room.
+  /// Sends every batch that may go now. A partition with no request in flight sends its closed
+  /// batches, oldest first, as many as fit (and its open batch once lingered or flushing,
+  /// after every closed one); partitions with the same leader share requests, up to that
+  /// connection's free `inflightRequestsMax` slots.
   private func drain() {
     let now = ContinuousClock.now
     // Count first: the snapshot read after it is at least that fresh.
@@ -372,29 +414,31 @@ public actor Producer {
     let metadata = core.metadata.snapshot
     var needsMetadata = false
     var earliestRetry: ContinuousClock.Instant?
-    var plans: [HostPort: (bytes: Int, batches: [Batch])] = [:]
+    var plans: [HostPort: [RequestPlan]] = [:]
+    var drainAgain = false
     let lingerMs = config.lingerMs
-    for (topicPartition, queue) in queues where queue.inFlight == nil {
-      let candidate: Batch
-      if let first = queue.ready.first {
-        if let retryAfter = first.retryAfter, retryAfter > now {
-          earliestRetry = min(earliestRetry ?? retryAfter, retryAfter)
-          continue
-        }
-        candidate = first
-      } else if let open = queue.open,
+    for (topicPartition, queue) in queues where queue.inFlight.isEmpty {
+      var candidates = queue.ready
+      if let open = queue.open,
         flushesRunning > 0 || (now - open.createdAt).wholeMilliseconds >= lingerMs
       {
-        candidate = open
-      } else {
+        candidates.append(open)
+      }
+      guard let head = candidates.first else { continue }
+      if let retryAfter = head.retryAfter, retryAfter > now {
+        earliestRetry = min(earliestRetry ?? retryAfter, retryAfter)
         continue
       }
-      if (now - candidate.createdAt).wholeMilliseconds >= config.deliveryTimeoutMs {
-        removeFromQueue(candidate)
-        fail(candidate, with: deliveryTimeoutError(candidate))
-        continue
+      candidates.removeAll { batch in
+        guard (now - batch.createdAt).wholeMilliseconds >= config.deliveryTimeoutMs else {
+          return false
+        }
+        removeFromQueue(batch)
+        fail(batch, with: deliveryTimeoutError(batch))
+        return true
       }
-      if let required = candidate.metadataRefreshRequired, refreshCount < required {
+      guard let head = candidates.first else { continue }
+      if let required = head.metadataRefreshRequired, refreshCount < required {
         needsMetadata = true
         continue
       }
@@ -402,30 +446,72 @@ public actor Producer {
         needsMetadata = true
         continue
       }
-      guard inflightRequestsByBroker[leader, default: 0] < config.inflightRequestsMax else {
+      let freeSlots = config.inflightRequestsMax - inflightRequestsByBroker[leader, default: 0]
+      var leaderPlans = plans[leader] ?? []
+      let topicBytes = Self.topicFieldBytes(topicPartition.topic) + Self.partitionFieldBytes
+      let partitionLimit = partitionBytesLimit(topic: topicPartition.topic)
+      // Into the newest request if it has room for the first batch, else a new request.
+      func roomInLast() -> Int {
+        guard let last = leaderPlans.last else { return 0 }
+        let fields =
+          last.topics.contains(topicPartition.topic)
+          ? Self.partitionFieldBytes : topicBytes
+        return min(config.requestBytesMax - last.bytes - fields, partitionLimit)
+      }
+      let freshRoom = min(
+        config.requestBytesMax - requestFixedBytes - topicBytes, partitionLimit)
+      let headBytes = encodedBytes(of: head)
+      guard headBytes <= freshRoom else {
+        // Only when the size estimate undercounted a batch near the limit: it can never go.
+        removeFromQueue(head)
+        fail(
+          head,
+          with: StreamBusError(
+            .invalidArgument, errorCode: .messageTooLarge,
+            "batch of \(headBytes) bytes exceeds requestPartitionBytesMax \(config.requestPartitionBytesMax) or requestBytesMax \(config.requestBytesMax)",
+            topic: topicPartition.topic, partition: topicPartition.partition))
+        drainAgain = true
         continue
       }
-      let encodedBytes = candidate.encoded?.count ?? candidate.estimatedBytes
-      if let planned = plans[leader]?.bytes, planned + encodedBytes > config.requestBytesMax {
-        continue
+      var room = roomInLast()
+      let wantedBytes = min(candidates.reduce(0) { $0 + encodedBytes(of: $1) }, freshRoom)
+      if headBytes > room || (wantedBytes > room && leaderPlans.count < freeSlots) {
+        guard leaderPlans.count < freeSlots else { continue }
+        leaderPlans.append(RequestPlan(bytes: requestFixedBytes))
+        room = roomInLast()
       }
-      if plans[leader] == nil {
-        plans[leader] = (encodedBytes, [candidate])
-      } else {
-        plans[leader]?.bytes += encodedBytes
-        plans[leader]?.batches.append(candidate)
+      var taken: [Batch] = []
+      var takenBytes = 0
+      for batch in candidates {
+        let bytes = encodedBytes(of: batch)
+        guard takenBytes + bytes <= room else { break }
+        taken.append(batch)
+        takenBytes += bytes
+      }
+      precondition(!taken.isEmpty, "a batch is never larger than an empty request can carry")
+      let index = leaderPlans.count - 1
+      leaderPlans[index].bytes +=
+        takenBytes
+        + (leaderPlans[index].topics.contains(topicPartition.topic)
+          ? Self.partitionFieldBytes : topicBytes)
+      leaderPlans[index].topics.insert(topicPartition.topic)
+      leaderPlans[index].partitions.append((topicPartition, taken))
+      plans[leader] = leaderPlans
+    }
+    for (leader, leaderPlans) in plans {
+      for plan in leaderPlans {
+        for (topicPartition, batches) in plan.partitions {
+          for batch in batches {
+            removeFromQueue(batch)
+          }
+          queues[topicPartition]?.inFlight = batches
+          batchLeftAccumulator(topicPartition)
+        }
+        send(plan, to: leader)
       }
     }
-    for (leader, plan) in plans {
-      for batch in plan.batches {
-        removeFromQueue(batch)
-        queues[batch.topicPartition]?.inFlight = batch
-        if batch.encoded == nil {
-          batch.encoded = batch.builder.build()
-        }
-        batchLeftAccumulator(batch.topicPartition)
-      }
-      send(plan.batches, to: leader)
+    if drainAgain {
+      drain()
     }
     if needsMetadata {
       refreshMetadataThenDrain()
@@ -438,6 +524,16 @@ public actor Producer {
     }
   }
 
+  /// The batch's exact encoded size; encodes it once (appending a record drops the cache).
+  private func encodedBytes(of batch: Batch) -> Int {
+    if let encoded = batch.encoded {
+      return encoded.count
+    }
+    let encoded = batch.builder.build()
+    batch.encoded = encoded
+    return encoded.count
+  }
+
   private func removeFromQueue(_ batch: Batch) {
     guard var queue = queues[batch.topicPartition] else { return }
     if queue.open === batch {
@@ -448,13 +544,22 @@ public actor Producer {
     queues[batch.topicPartition] = queue
   }
 
-  private func send(_ batches: [Batch], to leader: HostPort) {
+  private func send(_ plan: RequestPlan, to leader: HostPort) {
     inflightRequestsByBroker[leader, default: 0] += 1
     var byTopic: [String: [ProduceRequest.Partition]] = [:]
-    for batch in batches {
-      byTopic[batch.topicPartition.topic, default: []].append(
-        ProduceRequest.Partition(
-          partition: batch.topicPartition.partition, records: batch.encoded ?? []))
+    for (topicPartition, batches) in plan.partitions {
+      var records: [UInt8]
+      if batches.count == 1 {
+        records = batches[0].encoded ?? []
+      } else {
+        records = []
+        records.reserveCapacity(batches.reduce(0) { $0 + ($1.encoded?.count ?? 0) })
+        for batch in batches {
+          records.append(contentsOf: batch.encoded ?? [])
+        }
+      }
+      byTopic[topicPartition.topic, default: []].append(
+        ProduceRequest.Partition(partition: topicPartition.partition, records: records))
     }
     let request = ProduceRequest(
       acks: config.acks.wireValue,
@@ -462,7 +567,7 @@ public actor Producer {
       topics: byTopic.keys.sorted().map {
         ProduceRequest.Topic(name: $0, partitions: byTopic[$0] ?? [])
       })
-    let batchIds = batches.map { ($0.topicPartition, $0.id) }
+    let batchIds = plan.partitions.map { ($0.topicPartition, $0.batches.map(\.id)) }
     let core = core
     let acks = config.acks
     Task {
@@ -487,13 +592,15 @@ public actor Producer {
 
   private func handleOutcome(
     _ outcome: Result<ProduceResponse?, StreamBusError>,
-    batchIds: [(TopicPartition, UInt64)], leader: HostPort
+    batchIds: [(TopicPartition, [UInt64])], leader: HostPort
   ) {
     inflightRequestsByBroker[leader, default: 1] -= 1
     var invalidate = false
-    for (topicPartition, id) in batchIds {
-      guard let batch = queues[topicPartition]?.inFlight, batch.id == id else { continue }
-      queues[topicPartition]?.inFlight = nil
+    for (topicPartition, ids) in batchIds {
+      guard let batches = queues[topicPartition]?.inFlight, batches.map(\.id) == ids else {
+        continue
+      }
+      queues[topicPartition]?.inFlight = []
       let result: Result<BatchAcknowledgement, StreamBusError>
       switch outcome {
       case .failure(let error):
@@ -523,7 +630,18 @@ public actor Producer {
       }
       switch result {
       case .success(let acknowledgement):
-        complete(batch, with: .success(acknowledgement))
+        // The broker appended the batches in request order from the base offset it answered.
+        var baseOffset = acknowledgement.baseOffset
+        for batch in batches {
+          complete(
+            batch,
+            with: .success(
+              BatchAcknowledgement(
+                baseOffset: baseOffset, logAppendTimeMs: acknowledgement.logAppendTimeMs)))
+          if baseOffset >= 0 {
+            baseOffset += Int64(batch.builder.records.count)
+          }
+        }
       case .failure(let error):
         let error =
           error.topic == nil
@@ -531,7 +649,7 @@ public actor Producer {
             error.kind, errorCode: error.errorCode, error.message, topic: topicPartition.topic,
             partition: topicPartition.partition) : error
         invalidate = invalidate || error.invalidatesMetadata
-        retryOrFail(batch, error: error)
+        retryOrFail(batches, error: error)
       }
     }
     if invalidate {
@@ -541,19 +659,27 @@ public actor Producer {
     drain()
   }
 
-  private func retryOrFail(_ batch: Batch, error: StreamBusError) {
-    batch.lastError = error
-    batch.attempts += 1
-    let backoff = Duration.clampedMilliseconds(core.config.backoffMs(attempt: batch.attempts))
-    let deadline = batch.createdAt + .clampedMilliseconds(config.deliveryTimeoutMs)
-    guard error.isRetriable, ContinuousClock.now + backoff < deadline else {
-      fail(batch, with: error.isRetriable ? deliveryTimeoutError(batch) : error)
-      return
+  /// Puts the batches of a failed request back at the head of their partition's queue, in
+  /// order, or fails those out of time (or all of them, for an error that is not retriable).
+  private func retryOrFail(_ batches: [Batch], error: StreamBusError) {
+    var retried: [Batch] = []
+    for batch in batches {
+      batch.lastError = error
+      batch.attempts += 1
+      let backoff = Duration.clampedMilliseconds(core.config.backoffMs(attempt: batch.attempts))
+      let deadline = batch.createdAt + .clampedMilliseconds(config.deliveryTimeoutMs)
+      guard error.isRetriable, ContinuousClock.now + backoff < deadline else {
+        fail(batch, with: error.isRetriable ? deliveryTimeoutError(batch) : error)
+        continue
+      }
+      batch.retryAfter = .now + backoff
+      batch.metadataRefreshRequired =
+        error.invalidatesMetadata ? core.metadata.refreshCount + 1 : nil
+      retried.append(batch)
     }
-    batch.retryAfter = .now + backoff
-    batch.metadataRefreshRequired =
-      error.invalidatesMetadata ? core.metadata.refreshCount + 1 : nil
-    queues[batch.topicPartition, default: PartitionQueue()].ready.insert(batch, at: 0)
+    guard let first = retried.first else { return }
+    queues[first.topicPartition, default: PartitionQueue()].ready.insert(
+      contentsOf: retried, at: 0)
   }
 
   private func deliveryTimeoutError(_ batch: Batch) -> StreamBusError {

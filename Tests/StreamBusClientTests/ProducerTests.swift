@@ -91,15 +91,20 @@ import Testing
       for _ in 0..<50 {
         handles.append(try await producer.enqueue(topic: "size", value: value))
       }
-      // About 9 records fit in 2 KiB; the full batches go out although linger is a minute.
+      // About 9 records fit in 2 KiB; the full batches go out although linger is a minute
+      // (those that filled while a request was outstanding together in the next request).
       _ = try await handles[30].value()
       let requests = harness.cluster.produceRequests()
-      #expect(requests.count >= 3)
+      #expect(requests.count >= 2)
+      var batchCount = 0
       for request in requests {
-        let bytes = request.topics[0].partitions[0].records.count
-        #expect(bytes <= 2_048)
-        #expect(bytes > 1_500)
+        for bytes in try batchSizes(request.topics[0].partitions[0].records) {
+          #expect(bytes <= 2_048)
+          #expect(bytes > 1_500)
+          batchCount += 1
+        }
       }
+      #expect(batchCount >= 3)
       #expect(handles[49].isComplete == false)
       await producer.flush()
       #expect(try harness.cluster.records(topic: "size", partition: 0).count == 50)
@@ -314,6 +319,173 @@ import Testing
       }
       #expect(values == (0..<200).map { "\($0)" })
     }
+  }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct ProducerRequestGroupingTests {
+  @Test func batchesReadyWhileARequestIsOutstandingGoInTheNextRequest() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("clocked", partitions: 1, leaders: [1])
+      harness.cluster.withState { $0.holdProduce = true }
+      var producerConfig = ProducerConfig()
+      producerConfig.lingerMs = 60_000
+      producerConfig.batchBytes = RecordBatchHeader.byteCount + 10 * recordEstimate(valueBytes: 79)
+      let producer = Producer(config: harness.clientConfig(), producerConfig: producerConfig)
+      var handles: [DeliveryHandle] = []
+      for index in 0..<10 {
+        handles.append(
+          try await producer.enqueue(topic: "clocked", value: paddedValue(index, bytes: 79)))
+      }
+      // The first full batch is sent at once and held by the broker.
+      #expect(await eventually { harness.cluster.withState { $0.produceInFlight } == 1 })
+      for index in 10..<130 {
+        handles.append(
+          try await producer.enqueue(topic: "clocked", value: paddedValue(index, bytes: 79)))
+      }
+      try await Task.sleep(for: .milliseconds(50))
+      #expect(harness.cluster.produceRequests().count == 1)
+      harness.cluster.withState { $0.holdProduce = false }
+      for (index, handle) in handles.enumerated() {
+        #expect(try await handle.value().offset == Int64(index))
+      }
+      let requests = harness.cluster.produceRequests()
+      #expect(requests.count == 2)
+      let second = try #require(requests.last?.topics.first?.partitions.first?.records)
+      #expect(try batchSizes(second).count == 12)
+      let values = try harness.cluster.records(topic: "clocked", partition: 0).map(\.value)
+      #expect(values == (0..<130).map { paddedValue($0, bytes: 79) })
+      await producer.close()
+    }
+  }
+
+  @Test func retriedRequestOfSeveralBatchesKeepsTheirOrder() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("reordered", partitions: 1, leaders: [1])
+      harness.cluster.withState {
+        $0.holdProduce = true
+        $0.produceErrors[TopicPartition(topic: "reordered", partition: 0)] = [
+          .notEnoughReplicas, .notLeaderOrFollower,
+        ]
+      }
+      var producerConfig = ProducerConfig()
+      producerConfig.lingerMs = 0
+      producerConfig.batchBytes = RecordBatchHeader.byteCount + 5 * recordEstimate(valueBytes: 79)
+      let producer = Producer(config: harness.clientConfig(), producerConfig: producerConfig)
+      var handles: [DeliveryHandle] = []
+      for index in 0..<60 {
+        handles.append(
+          try await producer.enqueue(topic: "reordered", value: paddedValue(index, bytes: 79)))
+      }
+      harness.cluster.withState { $0.holdProduce = false }
+      await producer.flush()
+      for (index, handle) in handles.enumerated() {
+        #expect(try await handle.value().offset == Int64(index))
+      }
+      let requests = harness.cluster.produceRequests()
+      // The held first request (record 0 alone: linger is 0) fails; its retry carries it and
+      // every batch queued meanwhile (11 full of 5 records, the open one with 4), fails again,
+      // and the third attempt succeeds.
+      #expect(requests.count == 3)
+      #expect(try batchSizes(requests[1].topics[0].partitions[0].records).count == 13)
+      #expect(try batchSizes(requests[2].topics[0].partitions[0].records).count == 13)
+      let values = try harness.cluster.records(topic: "reordered", partition: 0).map(\.value)
+      #expect(values == (0..<60).map { paddedValue($0, bytes: 79) })
+      await producer.close()
+    }
+  }
+
+  @Test func requestsStayWithinRequestBytesMaxAndGroupPartitionsOfALeader() async throws {
+    try await withFakeCluster(brokers: 2) { harness in
+      harness.cluster.createTopic("bounded", partitions: 6, leaders: [1, 2])
+      harness.cluster.withState { $0.holdProduce = true }
+      var producerConfig = ProducerConfig()
+      producerConfig.lingerMs = 0
+      producerConfig.batchBytes = 600
+      producerConfig.requestPartitionBytesMax = 2_000
+      producerConfig.requestBytesMax = 4_096
+      producerConfig.inflightRequestsMax = 2
+      let producer = Producer(config: harness.clientConfig(), producerConfig: producerConfig)
+      var handles: [[DeliveryHandle]] = Array(repeating: [], count: 6)
+      for index in 0..<300 {
+        let partition = index % 6
+        handles[partition].append(
+          try await producer.enqueue(
+            topic: "bounded", value: paddedValue(index, bytes: 90), partition: Int32(partition)))
+      }
+      harness.cluster.withState { $0.holdProduce = false }
+      await producer.flush()
+      for partition in 0..<6 {
+        for (index, handle) in handles[partition].enumerated() {
+          #expect(try await handle.value().offset == Int64(index))
+        }
+        let values = try harness.cluster.records(topic: "bounded", partition: partition).map(
+          \.value)
+        #expect(
+          values == stride(from: partition, to: 300, by: 6).map { paddedValue($0, bytes: 90) })
+      }
+      let logged = harness.cluster.withState { $0.log }.filter { $0.request.apiKey == .produce }
+      var sawSeveralPartitions = false
+      var sawSeveralBatches = false
+      for entry in logged {
+        #expect(entry.request.encodePayload(header: entry.header).count <= 4_096)
+        guard case .produce(let request) = entry.request else { continue }
+        let partitions = request.topics.flatMap(\.partitions)
+        sawSeveralPartitions = sawSeveralPartitions || partitions.count > 1
+        for partition in partitions {
+          #expect(partition.records.count <= 2_000)
+          #expect(
+            harness.cluster.withState { $0.topics["bounded"]?[Int(partition.partition)].leader }
+              == entry.brokerId)
+          if try batchSizes(partition.records).count > 1 {
+            sawSeveralBatches = true
+          }
+        }
+      }
+      #expect(sawSeveralPartitions)
+      #expect(sawSeveralBatches)
+      #expect(harness.cluster.withState { $0.produceInFlightMax } <= 4)
+      await producer.close()
+    }
+  }
+
+  @Test func recordTooLargeForOneRequestFailsAtOnce() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("huge", partitions: 1, leaders: [1])
+      var producerConfig = ProducerConfig()
+      producerConfig.requestPartitionBytesMax = 1_000
+      let producer = Producer(config: harness.clientConfig(), producerConfig: producerConfig)
+      let error = try await #require(throws: StreamBusError.self) {
+        try await producer.send(topic: "huge", value: [UInt8](repeating: 1, count: 1_000))
+      }
+      #expect(error.errorCode == .messageTooLarge)
+      #expect(harness.cluster.produceRequests().isEmpty)
+      let fits = try await producer.send(topic: "huge", value: [UInt8](repeating: 1, count: 900))
+      #expect(fits.offset == 0)
+      await producer.close()
+    }
+  }
+}
+
+/// The producer's size estimate of a record without key and headers.
+func recordEstimate(valueBytes: Int) -> Int {
+  Producer.estimatedRecordBytes(
+    key: nil, value: [UInt8](repeating: 0, count: valueBytes), headers: [])
+}
+
+/// "index" padded with dots to `bytes` bytes.
+func paddedValue(_ index: Int, bytes: Int) -> [UInt8] {
+  let text = Array("\(index)".utf8)
+  return text + [UInt8](repeating: 0x2E, count: bytes - text.count)
+}
+
+/// Sizes of the record batches in a produce request's records field.
+func batchSizes(_ records: [UInt8]) throws -> [Int] {
+  try records.withUnsafeBytes { buffer in
+    var scanner = RecordBatchScanner(buffer)
+    var sizes: [Int] = []
+    while let span = try scanner.next() { sizes.append(span.range.count) }
+    #expect(scanner.partialTailByteCount == 0)
+    return sizes
   }
 }
 

@@ -10,8 +10,11 @@ import Testing
   .serialized,
   .enabled(if: ProcessInfo.processInfo.environment["STREAMBUS_BROKER_THROUGHPUT"] != nil))
 struct ThroughputTests {
-  @Test(arguments: [(Int16(-1), 1), (-1, 16), (1, 1), (1, 16)])
-  func produceThroughput(acks: Int16, connections: Int) async throws {
+  /// `pipelineDepth` produce requests are outstanding on each connection at any time.
+  @Test(arguments: [
+    (Int16(-1), 1, 1), (-1, 1, 32), (-1, 16, 1), (1, 1, 1), (1, 1, 32), (1, 16, 1),
+  ])
+  func produceThroughput(acks: Int16, connections: Int, pipelineDepth: Int) async throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
     let fileSystem = FaultyFileSystem()
@@ -26,7 +29,7 @@ struct ThroughputTests {
     let duration = Duration.seconds(2)
     let syncsBefore = fileSystem.syncCount
     let started = ContinuousClock.now
-    let producers = clients
+    let producers = clients.flatMap { Array(repeating: $0, count: pipelineDepth) }
     let total = try await withThrowingTaskGroup(of: Int.self) { group in
       for client in producers {
         group.addTask {
@@ -48,7 +51,8 @@ struct ThroughputTests {
       + Double((ContinuousClock.now - started).components.seconds)
     let syncs = fileSystem.syncCount - syncsBefore
     print(
-      "throughput acks=\(acks) connections=\(connections): \(Int(Double(total) / seconds)) produce/s, "
+      "throughput acks=\(acks) connections=\(connections) pipeline depth=\(pipelineDepth): "
+        + "\(Int(Double(total) / seconds)) produce/s, "
         + "\(Int(Double(total * 10) / seconds)) records/s, \(syncs) fdatasyncs "
         + "(\(String(format: "%.1f", Double(total) / Double(max(syncs, 1)))) produces per sync)")
     for client in clients { await client.close() }

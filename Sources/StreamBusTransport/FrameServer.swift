@@ -300,8 +300,11 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
   /// Requests handed to the handler whose replies are not yet written (being handled,
   /// deferred work running, or waiting for an earlier reply).
   private var dispatchedCount = 0
-  /// A handler call is running; the next frame waits for it to return.
-  private var isHandling = false
+  /// Feeds the connection's handler task, which calls the handler for one frame after the
+  /// other; it holds at most `inflightRequestsMax` frames.
+  private var handlerInbox: AsyncStream<(sequence: UInt64, frame: [UInt8])>.Continuation?
+  /// Set when the connection closes: the handler task drops the frames still in its inbox.
+  private let isConnectionClosed = NIOLockedValueBox(false)
   /// The handler answered `.close`: later frames are never handled.
   private var isCloseRequested = false
   private var nextSequenceToAssign: UInt64 = 0
@@ -329,6 +332,37 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
+    startHandlerTask(eventLoop: context.eventLoop)
+  }
+
+  /// One task per connection calls the handler serially, in arrival order, and goes on with
+  /// the next frame as soon as a call returns: the event loop is not in that chain, so a
+  /// pipelined connection is handled at the handler's own pace.
+  private func startHandlerTask(eventLoop: any EventLoop) {
+    let (frames, inbox) = AsyncStream.makeStream(of: (sequence: UInt64, frame: [UInt8]).self)
+    handlerInbox = inbox
+    let loopBoundSelf = NIOLoopBound(self, eventLoop: eventLoop)
+    let handler = requestHandler
+    let info = info
+    let isConnectionClosed = isConnectionClosed
+    Task {
+      var isCloseRequested = false
+      for await (sequence, frame) in frames {
+        let reply: FrameReply
+        if isCloseRequested || isConnectionClosed.withLockedValue({ $0 }) {
+          // Nobody will read the reply, or the handler asked to close before this request.
+          reply = .noResponse
+        } else {
+          reply = await handler.handle(frame: frame, connection: info)
+          if case .close = reply {
+            isCloseRequested = true
+          }
+        }
+        eventLoop.execute {
+          loopBoundSelf.value.handlerReturned(sequence: sequence, reply: reply)
+        }
+      }
+    }
   }
 
   func handlerRemoved(context: ChannelHandlerContext) {
@@ -417,31 +451,20 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
     context.close(promise: nil)
   }
 
-  /// Starts the handler on the oldest queued frame, unless a call is running or the window
-  /// is full: calls are serial so that a connection's requests are processed in order.
+  /// Passes queued frames to the handler task while the request window has room.
   private func handleNextFrame(context: ChannelHandlerContext) {
-    guard
-      !isClosed && !isHandling && !isCloseRequested
-        && dispatchedCount < inflightRequestsMax && context.channel.isWritable,
+    while !isClosed && !isCloseRequested && dispatchedCount < inflightRequestsMax
+      && context.channel.isWritable,
       let frame = queuedFrames.popFirst()
-    else { return }
-    let sequence = nextSequenceToAssign
-    nextSequenceToAssign += 1
-    dispatchedCount += 1
-    isHandling = true
-    let handler = requestHandler
-    let info = info
-    let promise = context.eventLoop.makePromise(of: FrameReply.self)
-    promise.completeWithTask {
-      await handler.handle(frame: frame, connection: info)
-    }
-    promise.futureResult.assumeIsolated().whenSuccess { reply in
-      self.handlerReturned(sequence: sequence, reply: reply)
+    {
+      let sequence = nextSequenceToAssign
+      nextSequenceToAssign += 1
+      dispatchedCount += 1
+      handlerInbox?.yield((sequence: sequence, frame: frame))
     }
   }
 
-  private func handlerReturned(sequence: UInt64, reply: FrameReply) {
-    isHandling = false
+  fileprivate func handlerReturned(sequence: UInt64, reply: FrameReply) {
     switch reply {
     case .deferred(let work):
       startDeferredWork(sequence: sequence, work)
@@ -547,6 +570,10 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
   private func markClosed() {
     guard !isClosed else { return }
     isClosed = true
+    // Frames still in the inbox come back unhandled; a running handler call completes.
+    isConnectionClosed.withLockedValue { $0 = true }
+    handlerInbox?.finish()
+    handlerInbox = nil
     if !queuedFrames.isEmpty {
       registry.requestsFinished(queuedFrames.count)
       queuedFrames.removeAll()

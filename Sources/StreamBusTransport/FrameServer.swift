@@ -282,8 +282,8 @@ private func settleDeferredReply(_ work: @Sendable () async -> FrameReply) async
 /// order, runs deferred replies concurrently, writes replies in request order, and holds
 /// reads while `inflightRequestsMax` requests are open.
 ///
-/// Everything here runs on the channel's event loop; handler calls and deferred work run as
-/// tasks and hop back.
+/// Everything here runs on the channel's event loop; handler calls (one task per
+/// connection) and deferred work (one task each) hop back with their replies.
 final class FrameServerConnectionHandler: ChannelDuplexHandler {
   typealias InboundIn = ByteBuffer
   typealias OutboundIn = ByteBuffer

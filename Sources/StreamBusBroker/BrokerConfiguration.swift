@@ -27,11 +27,11 @@ public struct BrokerConfiguration: Sendable {
   /// Upper bound on a fetch's maxWaitMs.
   public var fetchWaitMsMax: Int64 = 30_000
   public var topicDefaults = TopicDefaults()
-  /// Requests processed at once per connection. 1 (the default) processes a connection's
-  /// requests one after another in arrival order, as Kafka does, so pipelined produce
-  /// requests append in the order they were sent; larger values let requests of one
-  /// connection overlap and may reorder their appends.
-  public var inflightRequestsMax: Int = 1
+  /// Requests per connection between their arrival and their response. Requests are always
+  /// processed in arrival order (appends land in send order); this bounds how many may wait
+  /// at once for their completion (acks=all commits, fetch long-polls) or for an earlier
+  /// response, and so how much one connection can pipeline.
+  public var inflightRequestsMax: Int = 64
   public var frameBytesMax: Int = 64 << 20
   public var shutdownGracePeriodMs: Int64 = 10_000
   /// Receives "host:port" (atomically: temp file + rename) once the broker serves.
@@ -111,7 +111,7 @@ public struct BrokerConfiguration: Sendable {
     configuration.topicDefaults.segmentMs = Int64(
       try values.int("segment-ms", default: 604_800_000, range: 1...Int.max))
     configuration.inflightRequestsMax = try values.int(
-      "inflight-requests-max", default: 1, range: 1...4096)
+      "inflight-requests-max", default: 64, range: 1...4096)
     configuration.frameBytesMax = try values.int(
       "frame-bytes-max", default: 64 << 20, range: 1024...Int(Int32.max))
     configuration.shutdownGracePeriodMs = Int64(

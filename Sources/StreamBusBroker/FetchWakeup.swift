@@ -28,21 +28,26 @@ final class FetchWakeup: Sendable {
     waiter?.resume()
   }
 
-  /// Returns at the next signal, or at once if one arrived since the last wait.
+  /// Returns at the next signal, or at once if one arrived since the last wait. Task
+  /// cancellation (the client's connection closed) counts as a signal.
   func wait() async {
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-      let resumeNow = state.withLockedValue { state -> Bool in
-        precondition(state.waiter == nil, "one waiter at a time")
-        if state.isSignalled {
-          state.isSignalled = false
-          return true
+    await withTaskCancellationHandler {
+      await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let resumeNow = state.withLockedValue { state -> Bool in
+          precondition(state.waiter == nil, "one waiter at a time")
+          if state.isSignalled {
+            state.isSignalled = false
+            return true
+          }
+          state.waiter = continuation
+          return false
         }
-        state.waiter = continuation
-        return false
+        if resumeNow {
+          continuation.resume()
+        }
       }
-      if resumeNow {
-        continuation.resume()
-      }
+    } onCancel: {
+      signal()
     }
   }
 }

@@ -20,6 +20,29 @@ public struct AppendOutcome: Sendable, Equatable {
   }
 }
 
+/// An append to one partition, already written to the log (or refused) when it exists.
+/// acks=all produces get their final outcome from `outcome()`, which waits for the commit;
+/// the caller can do other work in between (the next request of its connection).
+public struct PendingAppend: Sendable {
+  /// The outcome of the write: the failure, or the base offset.
+  public let written: AppendOutcome
+  let commitWait: CommitWait?
+
+  static func done(_ outcome: AppendOutcome) -> PendingAppend {
+    PendingAppend(written: outcome, commitWait: nil)
+  }
+
+  /// False when `outcome()` returns at once (an error, acks 0 or 1, already committed).
+  public var awaitsCommit: Bool { commitWait != nil }
+
+  /// The outcome once the acks level is met: the write's, or the commit failure
+  /// (REQUEST_TIMED_OUT, STORAGE_ERROR, UNKNOWN_TOPIC_OR_PARTITION after a delete).
+  public func outcome() async -> AppendOutcome {
+    guard let commitWait, let failure = await commitWait.wait() else { return written }
+    return .failure(failure.errorCode, failure.message, logStartOffset: written.logStartOffset)
+  }
+}
+
 /// What one partition returns to a fetch.
 public struct ReadOutcome: Sendable, Equatable {
   public var errorCode: ErrorCode
@@ -85,7 +108,7 @@ public actor PartitionReplica {
     /// The waiter completes once the high watermark reaches this offset.
     var requiredOffset: Int64
     var deadlineMs: Int64
-    var continuation: CheckedContinuation<BrokerRequestError?, Never>
+    var commitWait: CommitWait
   }
 
   /// acks=all producers waiting for the high watermark, in offset order.
@@ -128,25 +151,27 @@ public actor PartitionReplica {
 
   // MARK: Produce
 
-  /// Appends producer batches (storage validates them, CRC included) and returns once the
-  /// acks level is met: `1` and `0` after the write, `-1` once the high watermark passes
-  /// the last appended offset (fsynced, with one replica). `nowMs` and `timeoutMs` bound the
-  /// acks=all wait (REQUEST_TIMED_OUT; the data stays appended).
-  public func append(_ records: [UInt8], acks: Int16, timeoutMs: Int64, nowMs: Int64) async
-    -> AppendOutcome
+  /// Appends producer batches (storage validates them, CRC included) and returns once they
+  /// are written, so appends land in the order of the calls. For acks `0` and `1` that is
+  /// the answer; for `-1` the returned `PendingAppend` waits until the high watermark passes
+  /// the last appended offset (fsynced, with one replica). `nowMs` and `timeoutMs` bound
+  /// that wait (REQUEST_TIMED_OUT; the data stays appended).
+  public func append(_ records: [UInt8], acks: Int16, timeoutMs: Int64, nowMs: Int64)
+    -> PendingAppend
   {
-    guard let log, !isClosing else { return unknownPartition() }
+    guard let log, !isClosing else { return .done(unknownPartition()) }
     if acks == -1 && minInsyncReplicas > 1 {
-      return .failure(
-        .notEnoughReplicas,
-        "min.insync.replicas is \(minInsyncReplicas) but the in-sync replica set has 1 replica",
-        logStartOffset: log.logStartOffset)
+      return .done(
+        .failure(
+          .notEnoughReplicas,
+          "min.insync.replicas is \(minInsyncReplicas) but the in-sync replica set has 1 replica",
+          logStartOffset: log.logStartOffset))
     }
     let result: AppendResult
     do {
       result = try log.append(records, partitionLeaderEpoch: leaderEpoch)
     } catch {
-      return appendFailure(error, logStartOffset: log.logStartOffset)
+      return .done(appendFailure(error, logStartOffset: log.logStartOffset))
     }
     switch flushPolicy {
     case .groupCommit:
@@ -155,20 +180,17 @@ public actor PartitionReplica {
       // Durability is left to the interval; with one replica the write alone commits.
       advanceHighWatermark(to: log.logEndOffset)
     }
-    if acks == -1 && highWatermark <= result.lastOffset {
-      let failure = await withCheckedContinuation { continuation in
-        ackWaiters.append(
-          AckWaiter(
-            requiredOffset: result.lastOffset + 1, deadlineMs: nowMs + max(timeoutMs, 0),
-            continuation: continuation))
-      }
-      if let failure {
-        return .failure(failure.errorCode, failure.message, logStartOffset: log.logStartOffset)
-      }
-    }
-    return AppendOutcome(
+    let written = AppendOutcome(
       errorCode: .none, errorMessage: nil, baseOffset: result.baseOffset,
       logStartOffset: log.logStartOffset)
+    guard acks == -1 && highWatermark <= result.lastOffset else { return .done(written) }
+    // Registered in this actor turn, so no commit or failure can be missed.
+    let commitWait = CommitWait()
+    ackWaiters.append(
+      AckWaiter(
+        requiredOffset: result.lastOffset + 1, deadlineMs: nowMs + max(timeoutMs, 0),
+        commitWait: commitWait))
+    return PendingAppend(written: written, commitWait: commitWait)
   }
 
   private func appendFailure(_ error: any Error, logStartOffset: Int64) -> AppendOutcome {
@@ -248,7 +270,7 @@ public actor PartitionReplica {
     highWatermark = offset
     var completed = 0
     while completed < ackWaiters.count && ackWaiters[completed].requiredOffset <= offset {
-      ackWaiters[completed].continuation.resume(returning: nil)
+      ackWaiters[completed].commitWait.resolve(nil)
       completed += 1
     }
     ackWaiters.removeFirst(completed)
@@ -261,7 +283,7 @@ public actor PartitionReplica {
   private func failAckWaiters(below offset: Int64, _ error: BrokerRequestError) {
     var failed = 0
     while failed < ackWaiters.count && ackWaiters[failed].requiredOffset <= offset {
-      ackWaiters[failed].continuation.resume(returning: error)
+      ackWaiters[failed].commitWait.resolve(error)
       failed += 1
     }
     ackWaiters.removeFirst(failed)
@@ -412,8 +434,8 @@ public actor PartitionReplica {
       // Deadlines differ per request, so expired waiters need not be at the front.
       ackWaiters.removeAll { waiter in
         guard waiter.deadlineMs <= nowMs else { return false }
-        waiter.continuation.resume(
-          returning: BrokerRequestError(
+        waiter.commitWait.resolve(
+          BrokerRequestError(
             .requestTimedOut,
             "offset \(waiter.requiredOffset - 1) was appended but not committed in time"))
         return true

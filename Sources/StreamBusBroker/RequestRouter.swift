@@ -7,6 +7,13 @@ import StreamBusTransport
 /// Decodes each request frame and dispatches it to the replicas; the transport's
 /// `FrameRequestHandler`.
 ///
+/// The transport calls `handle` for one connection's requests one at a time, in arrival
+/// order, and every request is processed inside that call: a produce's appends are written
+/// before it returns, so pipelined produces to a partition get offsets in send order. Only
+/// waits go into a `.deferred` reply, which runs while later requests are processed: an
+/// acks=all produce waiting for its commit (so one connection's pipelined produces share
+/// fdatasyncs) and a fetch long-poll waiting for data.
+///
 /// A request whose header cannot be read closes the connection (the transport logs the
 /// reason); a request with a readable header but a bad body is answered with its error
 /// response and logged here. Neither touches stored data.
@@ -59,11 +66,20 @@ public final class RequestRouter: FrameRequestHandler {
     let response: Response
     switch request {
     case .produce(let body):
-      let produced = await produce(body)
+      let produce = await appendAll(body)
       if body.acks == 0 {
         return .noResponse
       }
-      response = .produce(produced)
+      guard produce.awaitsCommit else {
+        return .respond(
+          Response.produce(await produce.response()).encodePayload(
+            header: responseHeader, version: header.apiVersion))
+      }
+      return .deferred {
+        .respond(
+          Response.produce(await produce.response()).encodePayload(
+            header: responseHeader, version: header.apiVersion))
+      }
     case .fetch(let body):
       if body.replicaId >= 0 {
         return .respond(
@@ -74,7 +90,16 @@ public final class RequestRouter: FrameRequestHandler {
               + "and has no followers"
           ).encodeErrorOnly())
       }
-      response = .fetch(await fetch(body))
+      switch await startFetch(body) {
+      case .answered(let answer):
+        response = .fetch(answer)
+      case .waiting(let longPoll):
+        return .deferred {
+          .respond(
+            Response.fetch(await self.finishFetch(longPoll)).encodePayload(
+              header: responseHeader, version: header.apiVersion))
+        }
+      }
     case .listOffsets(let body):
       response = .listOffsets(await listOffsets(body))
     case .metadata(let body):
@@ -99,23 +124,66 @@ public final class RequestRouter: FrameRequestHandler {
 
   // MARK: Produce
 
-  func produce(_ request: ProduceRequest) async -> ProduceResponse {
-    guard request.acks == 0 || request.acks == 1 || request.acks == -1 else {
+  /// A produce request whose appends are written; `response()` waits for the commits its
+  /// acks level needs.
+  struct PendingProduce: Sendable {
+    let request: ProduceRequest
+    /// Per topic, per partition, in request order; empty when the whole request failed.
+    let appends: [[PendingAppend]]
+    /// The answer of a request refused as a whole.
+    let refusal: ProduceResponse?
+
+    var awaitsCommit: Bool { appends.contains { $0.contains { $0.awaitsCommit } } }
+
+    func response() async -> ProduceResponse {
+      if let refusal { return refusal }
+      var outcomes: [[AppendOutcome]] = []
+      outcomes.reserveCapacity(appends.count)
+      for topic in appends {
+        var topicOutcomes: [AppendOutcome] = []
+        topicOutcomes.reserveCapacity(topic.count)
+        for append in topic {
+          // Sequential waits: the total is still the slowest one's.
+          topicOutcomes.append(await append.outcome())
+        }
+        outcomes.append(topicOutcomes)
+      }
       return ProduceResponse(
-        topics: request.topics.map { topic in
+        topics: request.topics.enumerated().map { topicIndex, topic in
           ProduceResponse.Topic(
             name: topic.name,
-            partitions: topic.partitions.map {
-              ProduceResponse.Partition(
-                partition: $0.partition, errorCode: .invalidRequiredAcks,
-                errorMessage: "acks must be 0, 1 or -1, not \(request.acks)", baseOffset: -1,
-                logStartOffset: -1, logAppendTimeMs: -1)
+            partitions: topic.partitions.enumerated().map { partitionIndex, partition in
+              let outcome = outcomes[topicIndex][partitionIndex]
+              return ProduceResponse.Partition(
+                partition: partition.partition, errorCode: outcome.errorCode,
+                errorMessage: outcome.errorMessage, baseOffset: outcome.baseOffset,
+                logStartOffset: outcome.logStartOffset, logAppendTimeMs: -1)
             })
         })
     }
+  }
+
+  /// Writes every partition's batches and returns once all are written (acks=all commits
+  /// are still pending): the caller's next request appends strictly after these.
+  func appendAll(_ request: ProduceRequest) async -> PendingProduce {
+    guard request.acks == 0 || request.acks == 1 || request.acks == -1 else {
+      return PendingProduce(
+        request: request, appends: [],
+        refusal: ProduceResponse(
+          topics: request.topics.map { topic in
+            ProduceResponse.Topic(
+              name: topic.name,
+              partitions: topic.partitions.map {
+                ProduceResponse.Partition(
+                  partition: $0.partition, errorCode: .invalidRequiredAcks,
+                  errorMessage: "acks must be 0, 1 or -1, not \(request.acks)", baseOffset: -1,
+                  logStartOffset: -1, logAppendTimeMs: -1)
+              })
+          }))
+    }
     let nowMs = PartitionLog.wallClockMs()
     let timeoutMs = Int64(request.timeoutMs)
-    var outcomes: [[AppendOutcome?]] = request.topics.map {
+    var appends: [[PendingAppend?]] = request.topics.map {
       Array(repeating: nil, count: $0.partitions.count)
     }
     let partitionCount = request.topics.reduce(0) { $0 + $1.partitions.count }
@@ -124,57 +192,51 @@ public final class RequestRouter: FrameRequestHandler {
     {
       // The common case: no task group.
       let topic = request.topics[topicIndex]
-      outcomes[topicIndex][0] = await producePartition(
+      appends[topicIndex][0] = await appendPartition(
         topic: topic.name, topic.partitions[0], acks: request.acks, timeoutMs: timeoutMs,
         nowMs: nowMs)
     } else {
-      // Partitions append and wait for their commits concurrently.
-      await withTaskGroup(of: (Int, Int, AppendOutcome).self) { group in
+      // Different partitions are independent: their appends run concurrently.
+      await withTaskGroup(of: (Int, Int, PendingAppend).self) { group in
         for (topicIndex, topic) in request.topics.enumerated() {
           for (partitionIndex, partition) in topic.partitions.enumerated() {
             group.addTask {
-              let outcome = await self.producePartition(
+              let append = await self.appendPartition(
                 topic: topic.name, partition, acks: request.acks, timeoutMs: timeoutMs,
                 nowMs: nowMs)
-              return (topicIndex, partitionIndex, outcome)
+              return (topicIndex, partitionIndex, append)
             }
           }
         }
-        for await (topicIndex, partitionIndex, outcome) in group {
-          outcomes[topicIndex][partitionIndex] = outcome
+        for await (topicIndex, partitionIndex, append) in group {
+          appends[topicIndex][partitionIndex] = append
         }
       }
     }
-    return ProduceResponse(
-      topics: request.topics.enumerated().map { topicIndex, topic in
-        ProduceResponse.Topic(
-          name: topic.name,
-          partitions: topic.partitions.enumerated().map { partitionIndex, partition in
-            let outcome =
-              outcomes[topicIndex][partitionIndex]
-              ?? .failure(.unknownServerError, "partition was not processed")
-            return ProduceResponse.Partition(
-              partition: partition.partition, errorCode: outcome.errorCode,
-              errorMessage: outcome.errorMessage, baseOffset: outcome.baseOffset,
-              logStartOffset: outcome.logStartOffset, logAppendTimeMs: -1)
-          })
-      })
+    return PendingProduce(
+      request: request,
+      appends: appends.map { topic in
+        topic.map { $0 ?? .done(.failure(.unknownServerError, "partition was not processed")) }
+      },
+      refusal: nil)
   }
 
-  private func producePartition(
+  private func appendPartition(
     topic: String, _ partition: ProduceRequest.Partition, acks: Int16, timeoutMs: Int64,
     nowMs: Int64
-  ) async -> AppendOutcome {
+  ) async -> PendingAppend {
     let topicPartition = TopicPartition(topic: topic, partition: partition.partition)
     guard let replica = replicaManager.replica(topicPartition) else {
-      return .failure(
-        .unknownTopicOrPartition, "partition \(topicPartition) does not exist on this broker")
+      return .done(
+        .failure(
+          .unknownTopicOrPartition, "partition \(topicPartition) does not exist on this broker"))
     }
     guard partition.records.count <= configuration.messageBytesMax else {
-      return .failure(
-        .messageTooLarge,
-        "\(partition.records.count) bytes of records for \(topicPartition) exceed "
-          + "message.max.bytes \(configuration.messageBytesMax)")
+      return .done(
+        .failure(
+          .messageTooLarge,
+          "\(partition.records.count) bytes of records for \(topicPartition) exceed "
+            + "message.max.bytes \(configuration.messageBytesMax)"))
     }
     return await replica.append(
       partition.records, acks: acks, timeoutMs: timeoutMs, nowMs: nowMs)
@@ -182,20 +244,38 @@ public final class RequestRouter: FrameRequestHandler {
 
   // MARK: Fetch
 
-  /// Answers once at least `minBytes` are available, a partition has an error, or
-  /// `maxWaitMs` has passed; in between it sleeps until a partition's high watermark moves.
-  func fetch(_ request: FetchRequest) async -> FetchResponse {
+  /// A fetch that found too little data on its first read and waits for more.
+  struct FetchLongPoll: Sendable {
+    let request: FetchRequest
+    let deadline: ContinuousClock.Instant
+  }
+
+  enum FetchStart: Sendable {
+    case answered(FetchResponse)
+    case waiting(FetchLongPoll)
+  }
+
+  /// Reads once, in request order with the connection's other requests. Answers at once when
+  /// at least `minBytes` are available, a partition has an error, or `maxWaitMs` is 0;
+  /// otherwise `finishFetch` waits, off the connection's request order.
+  func startFetch(_ request: FetchRequest) async -> FetchStart {
     let maxWaitMs = min(max(Int64(request.maxWaitMs), 0), configuration.fetchWaitMsMax)
-    let clock = ContinuousClock()
-    let deadline = clock.now.advanced(by: .milliseconds(maxWaitMs))
-    let minBytes = Int(request.minBytes)
-    var result = await readAll(request)
-    if result.isComplete(minBytes: minBytes) || maxWaitMs == 0
+    let deadline = ContinuousClock.now.advanced(by: .milliseconds(maxWaitMs))
+    let result = await readAll(request)
+    if result.isComplete(minBytes: Int(request.minBytes)) || maxWaitMs == 0
       || isShuttingDown.withLockedValue({ $0 })
     {
-      return result.response
+      return .answered(result.response)
     }
+    return .waiting(FetchLongPoll(request: request, deadline: deadline))
+  }
 
+  /// Answers once at least `minBytes` are available, a partition has an error, the
+  /// deadline passes, the broker shuts down or the task is cancelled (connection closed);
+  /// in between it sleeps until a partition's high watermark moves.
+  func finishFetch(_ longPoll: FetchLongPoll) async -> FetchResponse {
+    let request = longPoll.request
+    let minBytes = Int(request.minBytes)
     let wakeup = FetchWakeup()
     var replicas: [PartitionReplica] = []
     for topic in request.topics {
@@ -209,13 +289,14 @@ public final class RequestRouter: FrameRequestHandler {
       }
     }
     let timer = Task {
-      try? await Task.sleep(until: deadline, clock: clock)
+      try? await Task.sleep(until: longPoll.deadline, clock: ContinuousClock())
       wakeup.signal()
     }
+    var result: FetchResult
     while true {
       result = await readAll(request)
-      if result.isComplete(minBytes: minBytes) || clock.now >= deadline
-        || isShuttingDown.withLockedValue({ $0 })
+      if result.isComplete(minBytes: minBytes) || ContinuousClock.now >= longPoll.deadline
+        || isShuttingDown.withLockedValue({ $0 }) || Task.isCancelled
       {
         break
       }

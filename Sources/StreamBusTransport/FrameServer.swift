@@ -22,19 +22,29 @@ public struct ConnectionInfo: Sendable, CustomStringConvertible {
 }
 
 /// What the server does with a request once the handler is done with it.
-public enum FrameReply: Sendable, Equatable {
+public enum FrameReply: Sendable {
   /// Write this payload back as one frame, in request order.
   case respond([UInt8])
   /// Write nothing (a produce with acks=0); later responses still keep their order.
   case noResponse
   /// Write the responses before this one, then close the connection (logged with the reason).
+  /// No later request of the connection reaches the handler.
   case close(reason: String)
+  /// The request is processed; its reply comes from this work, which the server runs
+  /// concurrently with the handling of later requests (a produce waiting for its commit, a
+  /// fetch waiting for data). The reply still goes out in request order; a `.deferred`
+  /// returned by the work runs in turn. The work sees task cancellation once the connection
+  /// is closed, and should then return promptly: its reply is discarded.
+  case deferred(@Sendable () async -> FrameReply)
 }
 
 /// Application logic behind a `FrameServer`: one call per request frame.
 ///
-/// Calls for requests on one connection run concurrently (up to `inflightRequestsMax`);
-/// the server restores request order when writing replies.
+/// Calls for the requests of one connection are serial, in arrival order: the next call
+/// starts only after the previous one returned. So a handler processes a connection's
+/// requests in order (appends land in send order) and puts waits that need not hold up
+/// later requests into a `.deferred` reply. Up to `inflightRequestsMax` requests per
+/// connection are between the start of their call and the write of their reply.
 public protocol FrameRequestHandler: Sendable {
   func handle(frame: [UInt8], connection: ConnectionInfo) async -> FrameReply
 }
@@ -44,7 +54,8 @@ public struct FrameServerConfiguration: Sendable {
   /// 0 lets the OS pick; read the result from `FrameServer.localAddress`.
   public var port: Int
   public var frameBytesMax: Int = FrameDecoder.frameBytesMaxDefault
-  /// Requests read but not yet answered, per connection; reading stops at this bound.
+  /// Requests per connection handed to the handler and not yet answered (deferred work
+  /// included); no further request is handled, and reading stops, at this bound.
   public var inflightRequestsMax: Int = 64
   /// How long a graceful shutdown waits for in-flight requests before closing connections.
   public var shutdownGracePeriodMs: Int64 = 10_000
@@ -258,10 +269,21 @@ final class ConnectionRegistry: Sendable {
   }
 }
 
-/// Per-connection request pipeline: dispatches frames to the handler concurrently, writes
-/// replies in request order, and holds reads while `inflightRequestsMax` requests are open.
+/// Runs deferred work, and any work its reply defers to, down to a final reply.
+private func settleDeferredReply(_ work: @Sendable () async -> FrameReply) async -> FrameReply {
+  var reply = await work()
+  while case .deferred(let next) = reply {
+    reply = await next()
+  }
+  return reply
+}
+
+/// Per-connection request pipeline: hands frames to the handler one at a time in arrival
+/// order, runs deferred replies concurrently, writes replies in request order, and holds
+/// reads while `inflightRequestsMax` requests are open.
 ///
-/// Everything here runs on the channel's event loop; handler calls run as tasks and hop back.
+/// Everything here runs on the channel's event loop; handler calls (one task per
+/// connection) and deferred work (one task each) hop back with their replies.
 final class FrameServerConnectionHandler: ChannelDuplexHandler {
   typealias InboundIn = ByteBuffer
   typealias OutboundIn = ByteBuffer
@@ -273,13 +295,23 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
   private let inflightRequestsMax: Int
   private let logger: Logger
 
-  /// Frames read while `inflightRequestsMax` handler calls were already open.
+  /// Frames read but not yet handed to the handler.
   private var queuedFrames = CircularBuffer<[UInt8]>()
-  /// Handler calls dispatched whose replies are not yet written (running or waiting for order).
+  /// Requests handed to the handler whose replies are not yet written (being handled,
+  /// deferred work running, or waiting for an earlier reply).
   private var dispatchedCount = 0
+  /// Feeds the connection's handler task, which calls the handler for one frame after the
+  /// other; it holds at most `inflightRequestsMax` frames.
+  private var handlerInbox: AsyncStream<(sequence: UInt64, frame: [UInt8])>.Continuation?
+  /// Set when the connection closes: the handler task drops the frames still in its inbox.
+  private let isConnectionClosed = NIOLockedValueBox(false)
+  /// The handler answered `.close`: later frames are never handled.
+  private var isCloseRequested = false
   private var nextSequenceToAssign: UInt64 = 0
   private var nextSequenceToWrite: UInt64 = 0
   private var finishedReplies: [UInt64: FrameReply] = [:]
+  /// Running deferred work by request sequence, cancelled when the connection closes.
+  private var deferredTasks: [UInt64: Task<Void, Never>] = [:]
   /// A `read` from the channel that we did not pass on because of backpressure.
   private var isReadHeld = false
   private var isStoppingReads = false
@@ -300,6 +332,37 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
 
   func handlerAdded(context: ChannelHandlerContext) {
     self.context = context
+    startHandlerTask(eventLoop: context.eventLoop)
+  }
+
+  /// One task per connection calls the handler serially, in arrival order, and goes on with
+  /// the next frame as soon as a call returns: the event loop is not in that chain, so a
+  /// pipelined connection is handled at the handler's own pace.
+  private func startHandlerTask(eventLoop: any EventLoop) {
+    let (frames, inbox) = AsyncStream.makeStream(of: (sequence: UInt64, frame: [UInt8]).self)
+    handlerInbox = inbox
+    let loopBoundSelf = NIOLoopBound(self, eventLoop: eventLoop)
+    let handler = requestHandler
+    let info = info
+    let isConnectionClosed = isConnectionClosed
+    Task {
+      var isCloseRequested = false
+      for await (sequence, frame) in frames {
+        let reply: FrameReply
+        if isCloseRequested || isConnectionClosed.withLockedValue({ $0 }) {
+          // Nobody will read the reply, or the handler asked to close before this request.
+          reply = .noResponse
+        } else {
+          reply = await handler.handle(frame: frame, connection: info)
+          if case .close = reply {
+            isCloseRequested = true
+          }
+        }
+        eventLoop.execute {
+          loopBoundSelf.value.handlerReturned(sequence: sequence, reply: reply)
+        }
+      }
+    }
   }
 
   func handlerRemoved(context: ChannelHandlerContext) {
@@ -318,7 +381,7 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
     registry.requestsStarted(1)
     // The one copy per request: the handler gets an owned array, free of NIO types.
     queuedFrames.append(frame.copyReadableBytes())
-    dispatchQueuedFrames(context: context)
+    handleNextFrame(context: context)
   }
 
   func read(context: ChannelHandlerContext) {
@@ -331,17 +394,17 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
 
   func channelWritabilityChanged(context: ChannelHandlerContext) {
     if context.channel.isWritable && !isClosed {
-      dispatchQueuedFrames(context: context)
+      handleNextFrame(context: context)
       releaseHeldRead(context: context)
     }
     context.fireChannelWritabilityChanged()
   }
 
-  /// Reading stops while the handler window is full, frames wait in the queue, or replies
+  /// Reading stops while the request window is full, frames wait in the queue, or replies
   /// pile up behind a peer that does not read them: memory per connection stays bounded.
   private func canRead(context: ChannelHandlerContext) -> Bool {
-    !isStoppingReads && dispatchedCount < inflightRequestsMax && queuedFrames.isEmpty
-      && context.channel.isWritable
+    !isStoppingReads && !isCloseRequested && dispatchedCount < inflightRequestsMax
+      && queuedFrames.isEmpty && context.channel.isWritable
   }
 
   private func releaseHeldRead(context: ChannelHandlerContext) {
@@ -388,22 +451,56 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
     context.close(promise: nil)
   }
 
-  private func dispatchQueuedFrames(context: ChannelHandlerContext) {
-    while !isClosed && dispatchedCount < inflightRequestsMax && context.channel.isWritable,
+  /// Passes queued frames to the handler task while the request window has room.
+  private func handleNextFrame(context: ChannelHandlerContext) {
+    while !isClosed && !isCloseRequested && dispatchedCount < inflightRequestsMax
+      && context.channel.isWritable,
       let frame = queuedFrames.popFirst()
     {
       let sequence = nextSequenceToAssign
       nextSequenceToAssign += 1
       dispatchedCount += 1
-      let handler = requestHandler
-      let info = info
-      let promise = context.eventLoop.makePromise(of: FrameReply.self)
-      promise.completeWithTask {
-        await handler.handle(frame: frame, connection: info)
+      handlerInbox?.yield((sequence: sequence, frame: frame))
+    }
+  }
+
+  fileprivate func handlerReturned(sequence: UInt64, reply: FrameReply) {
+    switch reply {
+    case .deferred(let work):
+      startDeferredWork(sequence: sequence, work)
+      // Nothing to write yet: go on with the next request.
+      if !isClosed, let context {
+        handleNextFrame(context: context)
+        releaseHeldRead(context: context)
       }
-      promise.futureResult.assumeIsolated().whenSuccess { reply in
-        self.replyFinished(sequence: sequence, reply: reply)
-      }
+    case .close:
+      isCloseRequested = true
+      replyFinished(sequence: sequence, reply: reply)
+    case .respond, .noResponse:
+      replyFinished(sequence: sequence, reply: reply)
+    }
+  }
+
+  private func startDeferredWork(
+    sequence: UInt64, _ work: @escaping @Sendable () async -> FrameReply
+  ) {
+    guard let context else {
+      // Removed from the pipeline: nobody can write the reply, but the work still runs.
+      Task { _ = await settleDeferredReply(work) }.cancel()
+      replyFinished(sequence: sequence, reply: .noResponse)
+      return
+    }
+    let promise = context.eventLoop.makePromise(of: FrameReply.self)
+    let task = Task {
+      promise.succeed(await settleDeferredReply(work))
+    }
+    deferredTasks[sequence] = task
+    if isClosed {
+      task.cancel()
+    }
+    promise.futureResult.assumeIsolated().whenSuccess { reply in
+      self.deferredTasks.removeValue(forKey: sequence)
+      self.replyFinished(sequence: sequence, reply: reply)
     }
   }
 
@@ -427,13 +524,15 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
         wroteResponse = false
         markClosed()
         closeAfterPendingWrites(context: context)
+      case .deferred:
+        preconditionFailure("deferred replies are settled before they are queued for writing")
       }
     }
     guard !isClosed, let context else { return }
     if wroteResponse {
       scheduleFlush(context: context)
     }
-    dispatchQueuedFrames(context: context)
+    handleNextFrame(context: context)
     releaseHeldRead(context: context)
     closeIfDrained(context: context)
   }
@@ -471,9 +570,17 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
   private func markClosed() {
     guard !isClosed else { return }
     isClosed = true
+    // Frames still in the inbox come back unhandled; a running handler call completes.
+    isConnectionClosed.withLockedValue { $0 = true }
+    handlerInbox?.finish()
+    handlerInbox = nil
     if !queuedFrames.isEmpty {
       registry.requestsFinished(queuedFrames.count)
       queuedFrames.removeAll()
+    }
+    // Their replies can no longer be written; let waits (fetch long-polls) end early.
+    for task in deferredTasks.values {
+      task.cancel()
     }
   }
 }

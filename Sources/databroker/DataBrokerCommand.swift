@@ -87,7 +87,7 @@ struct DataBrokerCommand: AsyncParsableCommand {
 
   @Option(
     help:
-      "Requests processed at once per connection; 1 keeps pipelined produces in order. (default: 1)"
+      "Pipelined requests per connection awaiting a response; processed in order. (default: 64)"
   )
   var inflightRequestsMax: String?
 

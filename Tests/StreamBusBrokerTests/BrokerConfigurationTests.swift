@@ -15,7 +15,7 @@ import Testing
     #expect(configuration.listen == HostPort(host: "0.0.0.0", port: 9092))
     #expect(configuration.effectiveAdvertisedHost == "127.0.0.1")
     #expect(configuration.flushPolicy == .groupCommit)
-    #expect(configuration.inflightRequestsMax == 1)
+    #expect(configuration.inflightRequestsMax == 64)
     #expect(configuration.messageBytesMax == 1 << 20)
     #expect(configuration.topicDefaults.retentionMs == 604_800_000)
     #expect(configuration.topicDefaults.retentionBytes == nil)

@@ -10,12 +10,22 @@ import Testing
   .serialized,
   .enabled(if: ProcessInfo.processInfo.environment["STREAMBUS_BROKER_THROUGHPUT"] != nil))
 struct ThroughputTests {
-  @Test(arguments: [(Int16(-1), 1), (-1, 16), (1, 1), (1, 16)])
-  func produceThroughput(acks: Int16, connections: Int) async throws {
+  /// `pipelineDepth` produce requests are outstanding on each connection at any time; the
+  /// broker answers at most `inflightRequestsMax` of them at once (1: one request after the
+  /// other, what the broker did before it completed requests concurrently).
+  @Test(arguments: [
+    (Int16(-1), 1, 1, 64), (-1, 1, 32, 1), (-1, 1, 32, 64), (-1, 16, 1, 64), (1, 1, 1, 64),
+    (1, 1, 32, 64), (1, 16, 1, 64),
+  ])
+  func produceThroughput(
+    acks: Int16, connections: Int, pipelineDepth: Int, inflightRequestsMax: Int
+  ) async throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
     let fileSystem = FaultyFileSystem()
-    let broker = try await TestBroker.start(dataDirectory: directory.path, fileSystem: fileSystem)
+    let broker = try await TestBroker.start(dataDirectory: directory.path, fileSystem: fileSystem) {
+      $0.inflightRequestsMax = inflightRequestsMax
+    }
     let setup = try await broker.connect()
     _ = try await setup.createTopic("bench")
     var clients: [TestClient] = []
@@ -26,7 +36,7 @@ struct ThroughputTests {
     let duration = Duration.seconds(2)
     let syncsBefore = fileSystem.syncCount
     let started = ContinuousClock.now
-    let producers = clients
+    let producers = clients.flatMap { Array(repeating: $0, count: pipelineDepth) }
     let total = try await withThrowingTaskGroup(of: Int.self) { group in
       for client in producers {
         group.addTask {
@@ -48,7 +58,9 @@ struct ThroughputTests {
       + Double((ContinuousClock.now - started).components.seconds)
     let syncs = fileSystem.syncCount - syncsBefore
     print(
-      "throughput acks=\(acks) connections=\(connections): \(Int(Double(total) / seconds)) produce/s, "
+      "throughput acks=\(acks) connections=\(connections) pipeline depth=\(pipelineDepth) "
+        + "inflight max=\(inflightRequestsMax): "
+        + "\(Int(Double(total) / seconds)) produce/s, "
         + "\(Int(Double(total * 10) / seconds)) records/s, \(syncs) fdatasyncs "
         + "(\(String(format: "%.1f", Double(total) / Double(max(syncs, 1)))) produces per sync)")
     for client in clients { await client.close() }

@@ -22,8 +22,10 @@ import Testing
   @Test func serverClosingMidRequestFailsAllPendingRequests() async throws {
     let gate = Gate()
     let handler = ClosureHandler { frame, _ in
-      await gate.pass()
-      return .close(reason: "going away")
+      .deferred {
+        await gate.pass()
+        return .close(reason: "going away")
+      }
     }
     let server = try await startServer(handler)
     let connection = try await connect(server)

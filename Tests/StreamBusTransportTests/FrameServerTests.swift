@@ -20,9 +20,11 @@ import Testing
 
   @Test func pipelinedRequestsAreAnsweredInOrderDespiteOutOfOrderCompletion() async throws {
     let handler = ClosureHandler { frame, _ in
-      try? await Task.sleep(for: .microseconds(Int.random(in: 0...2000)))
-      let request = ParsedRequest(frame)
-      return .respond(makeResponse(correlationId: request.correlationId, body: request.body))
+      .deferred {
+        try? await Task.sleep(for: .microseconds(Int.random(in: 0...2000)))
+        let request = ParsedRequest(frame)
+        return .respond(makeResponse(correlationId: request.correlationId, body: request.body))
+      }
     }
     let server = try await startServer(handler)
     let connection = try await connect(server)
@@ -46,11 +48,15 @@ import Testing
     // Later requests finish first; the raw bytes must still come back in request order.
     let arrivals = Gate()
     await arrivals.open()
+    let completions = Recorder()
     let handler = ClosureHandler { frame, _ in
-      await arrivals.pass()
       let request = ParsedRequest(frame)
-      try? await Task.sleep(for: .milliseconds(Int(10 - request.correlationId) * 5))
-      return .respond(makeResponse(correlationId: request.correlationId, body: []))
+      return .deferred {
+        await arrivals.pass()
+        try? await Task.sleep(for: .milliseconds(Int(10 - request.correlationId) * 5))
+        await completions.append(request.correlationId)
+        return .respond(makeResponse(correlationId: request.correlationId, body: []))
+      }
     }
     let server = try await startServer(handler)
     var bytes: [UInt8] = []
@@ -71,6 +77,8 @@ import Testing
       ids.append(try #require(id))
     }
     #expect(ids == Array(0..<10))
+    // The deferred replies really finished out of order (the last one first).
+    #expect(await completions.values.first == 9)
   }
 
   @Test func oversizedFrameClosesOnlyThatConnection() async throws {
@@ -152,10 +160,15 @@ import Testing
   }
 
   @Test func readingStopsAtTheInflightBound() async throws {
+    // Deferred work counts toward the bound: handler calls stop once 4 are outstanding.
     let gate = Gate()
+    let handlerCalls = Counter()
     let handler = ClosureHandler { frame, info in
-      await gate.pass()
-      return await echoHandler.handle(frame: frame, connection: info)
+      await handlerCalls.increment()
+      return .deferred {
+        await gate.pass()
+        return await echoHandler.handle(frame: frame, connection: info)
+      }
     }
     let server = try await startServer(handler) { $0.inflightRequestsMax = 4 }
     let connection = try await connect(server)
@@ -173,10 +186,12 @@ import Testing
     await gate.waitUntilStarted(4)
     try await Task.sleep(for: .milliseconds(100))
     #expect(await gate.started == 4)
+    #expect(await handlerCalls.value == 4)
     await gate.open()
     try await sends.value
     #expect(await gate.runningMax == 4)
     #expect(await gate.started == 20)
+    #expect(await handlerCalls.value == 20)
     await connection.close()
     await server.shutdownGracefully()
   }
@@ -298,8 +313,10 @@ import Testing
         return .close(reason: "test asked to close")
       }
       // Finishes after the close request, whose reply must still wait for this one.
-      try? await Task.sleep(for: .milliseconds(50))
-      return await echoHandler.handle(frame: frame, connection: info)
+      return .deferred {
+        try? await Task.sleep(for: .milliseconds(50))
+        return await echoHandler.handle(frame: frame, connection: info)
+      }
     }
     let server = try await startServer(handler)
     let connection = try await connect(server)

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import Testing
 
 @testable import StreamBusTransport
 
@@ -181,4 +182,53 @@ func eventually(timeoutMs: Int = 5000, _ condition: () async -> Bool) async thro
     try await Task.sleep(for: .milliseconds(2))
   }
   return await condition()
+}
+
+/// Values appended by concurrent tasks, in the order they arrived.
+actor Recorder {
+  private(set) var values: [Int32] = []
+
+  func append(_ value: Int32) {
+    values.append(value)
+  }
+}
+
+/// Tracks how many tasks are inside a region at once.
+actor OverlapProbe {
+  private var inside = 0
+  private(set) var insideMax = 0
+
+  func enter() {
+    inside += 1
+    insideMax = max(insideMax, inside)
+  }
+
+  func leave() {
+    inside -= 1
+  }
+}
+
+/// The request payloads as length-prefixed frames in one buffer, for a single raw write.
+func framed(_ payloads: [[UInt8]]) -> [UInt8] {
+  var bytes: [UInt8] = []
+  for payload in payloads {
+    bytes += ByteBufferAllocator().frameBuffer(payload: payload).readableBytesView
+  }
+  return bytes
+}
+
+/// The correlation ids of the response frames in `bytes`, in wire order.
+func responseCorrelationIds(_ bytes: [UInt8]) throws -> [Int32] {
+  var buffer = ByteBuffer(bytes: bytes)
+  var ids: [Int32] = []
+  while let length = buffer.readInteger(as: UInt32.self) {
+    let payload = buffer.readBytes(length: Int(length))
+    ids.append(correlationId(ofResponse: try #require(payload)))
+  }
+  #expect(buffer.readableBytes == 0)
+  return ids
+}
+
+func correlationId(ofResponse response: [UInt8]) -> Int32 {
+  Int32(bitPattern: response[0...3].reduce(0) { $0 << 8 | UInt32($1) })
 }

@@ -1,0 +1,116 @@
+import StreamBusRaft
+import StreamBusRaftSimulation
+import Testing
+
+/// Review of the Raft core and simulator (branch raft-review). Each test proves one finding:
+/// it asserts the behaviour the paper / thesis / Ready contract requires, so a test that
+/// FAILS here is a confirmed bug. Tests marked "passes" pin behaviour that was checked and
+/// found correct, so a regression would show.
+@Suite struct ReviewFindingsTests {
+  // MARK: - Helpers
+
+  private func makeFollower(id: NodeID, voters: [NodeID] = [1, 2, 3]) throws -> (
+    RaftNode, MemoryRaftStorage
+  ) {
+    let storage = MemoryRaftStorage(confState: ConfState(voters: voters))
+    var config = RaftConfig(id: id, randomSeed: id)
+    config.preVote = false
+    config.checkQuorum = false
+    return (try RaftNode(config: config, storage: storage), storage)
+  }
+
+  /// Handles every Ready like a correct driver and returns the messages sent.
+  private func drain(_ node: inout RaftNode, _ storage: MemoryRaftStorage) throws -> [Message] {
+    var sent: [Message] = []
+    while node.hasReady {
+      let ready = try node.ready()
+      try storage.persist(
+        hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot)
+      sent += ready.messages
+      try node.advance()
+    }
+    return sent
+  }
+
+  /// A complete one-chunk snapshot at `index` (term 1, voters 1...3) from leader 1.
+  private func wholeSnapshot(to id: NodeID, index: LogIndex) -> Message {
+    var install = Message(kind: .installSnapshot, from: 1, to: id, term: 1)
+    let data = KeyValueStore().snapshotData()
+    install.snapshot = SnapshotChunk(
+      metadata: SnapshotMetadata(index: index, term: 1, confState: ConfState(voters: [1, 2, 3])),
+      totalBytes: UInt64(data.count), offset: 0, data: data)
+    return install
+  }
+
+  // MARK: - Finding 1 (FAILS): hup() after a restored-but-unpersisted snapshot stops the node
+
+  enum TriggerAfterSnapshot: String, CaseIterable, Sendable {
+    /// A stale TimeoutNow from the same leader queued behind the last snapshot chunk.
+    case timeoutNow
+    /// Operator tooling calling `campaign()`.
+    case campaign
+    /// Timer ticks arriving before the driver got round to `ready()`.
+    case ticks
+  }
+
+  /// The Ready contract allows any number of `step`/`tick` calls before `ready()`. After
+  /// the last snapshot chunk `restore()` sets committed = snapshot index while `applied`
+  /// stays behind and the log's first index jumps past it; `hup()` then reads
+  /// `log.entries(from: applied + 1, ...)`, which throws `RaftStorageError.compacted`, and
+  /// `guarded` turns that into a permanent stop of a healthy node.
+  /// EXPECTED TO FAIL on raft-core cad6b34 (node stops with "compacted").
+  @Test(arguments: TriggerAfterSnapshot.allCases)
+  func electionTriggerBeforeReadyAfterSnapshotDoesNotStopNode(trigger: TriggerAfterSnapshot)
+    throws
+  {
+    var (node, storage) = try makeFollower(id: 2)
+    try node.step(wholeSnapshot(to: 2, index: 5))
+    #expect(node.committedIndex == 5)
+    #expect(node.appliedIndex == 0, "the snapshot is not applied before advance()")
+    let outcome = Result<Void, any Error> {
+      switch trigger {
+      case .timeoutNow:
+        try node.step(Message(kind: .timeoutNow, from: 1, to: 2, term: 1))
+      case .campaign:
+        try node.campaign()
+      case .ticks:
+        for _ in 0..<40 { try node.tick() }
+      }
+    }
+    if case .failure(let error) = outcome {
+      Issue.record("\(trigger) before ready() failed: \(error)")
+    }
+    #expect(node.stopReason == nil, "node stopped: \(node.stopReason ?? "")")
+    // The node must still be usable: handle the Ready, then be at the snapshot.
+    if node.stopReason == nil {
+      _ = try drain(&node, storage)
+      #expect(node.appliedIndex == 5)
+    }
+  }
+
+  // MARK: - Finding 2 (FAILS): the simulator's crash() deletes messages already sent
+
+  /// A crash loses what the node did not persist, not what is already on the wire: the
+  /// network must still deliver messages sent before the crash (they are the "stale
+  /// messages from an earlier incarnation" Raft must tolerate). `SimulatedCluster.crash`
+  /// removes every in-flight message *from* the crashed node, so the `afterSend` crash point
+  /// behaves exactly like `afterPersist` and no run ever delivers a pre-crash message.
+  /// EXPECTED TO FAIL on raft-core cad6b34.
+  @Test func crashedNodesMessagesAlreadySentAreStillDelivered() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    let cluster = scenario.cluster
+    cluster.network.delayTicksMax = 3  // keep the appends on the wire for a while
+    try cluster.write(at: 1, key: 0)
+    let sent = cluster.inFlight.filter { $0.message.from == 1 && !$0.message.entries.isEmpty }
+    #expect(sent.count == 2, "leader 1 persisted the write and sent it to 2 and 3")
+    scenario.crash(1)
+    let stillOnTheWire = cluster.inFlight.filter {
+      $0.message.from == 1 && !$0.message.entries.isEmpty
+    }
+    #expect(stillOnTheWire.count == sent.count, "crash() dropped messages already sent")
+    try scenario.tick(4)
+    for id: NodeID in [2, 3] {
+      #expect(try scenario.raft(id).lastIndex() == 2, "node \(id) never got the sent append")
+    }
+  }
+}

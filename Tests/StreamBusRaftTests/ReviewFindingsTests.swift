@@ -113,4 +113,25 @@ import Testing
       #expect(try scenario.raft(id).lastIndex() == 2, "node \(id) never got the sent append")
     }
   }
+
+  // MARK: - Finding 3 (FAILS): PreVote alone does not protect a leader (needs CheckQuorum)
+
+  /// Thesis §9.6: a voter grants a pre-vote only if "the voters have not received heartbeats
+  /// from a valid leader for at least a baseline election timeout". `RaftConfig.preVote`
+  /// promises that "a node rejoining after a partition cannot depose a healthy leader", but
+  /// the heartbeat condition lives in the CheckQuorum lease (`stepChecked`, `inLease`), so
+  /// with `preVote = true, checkQuorum = false` a node cut off from the leader only wins the
+  /// pre-vote from a follower that hears the leader every heartbeat, and deposes it.
+  /// EXPECTED TO FAIL on raft-core cad6b34 (a documented config combination misbehaves).
+  @Test func preVoteWithoutCheckQuorumStillRefusesWhileLeaderIsHeard() throws {
+    let scenario = try Scenario(nodes: 3) { config in
+      config.preVote = true
+      config.checkQuorum = false
+    }.campaign(1)
+    scenario.cluster.block(from: 1, to: 3)
+    scenario.cluster.block(from: 3, to: 1)
+    try scenario.tick(60)
+    #expect(scenario.raft(2).leader == 1, "node 2 hears leader 1 all along")
+    #expect(scenario.raft(1).role == .leader && scenario.raft(1).term == 1, "leader deposed")
+  }
 }

@@ -134,4 +134,64 @@ import Testing
     #expect(scenario.raft(2).leader == 1, "node 2 hears leader 1 all along")
     #expect(scenario.raft(1).role == .leader && scenario.raft(1).term == 1, "leader deposed")
   }
+
+  // MARK: - Checked and found correct (these pass; they pin the behaviour)
+
+  /// Thesis §9.6: a pre-vote for term + 1 is answered at that future term and changes
+  /// neither the voter's term nor its vote (nothing to persist). Passes.
+  @Test func preVoteIsAnsweredAtFutureTermAndChangesNothing() throws {
+    let storage = MemoryRaftStorage(
+      confState: ConfState(voters: [1, 2, 3]), hardState: HardState(term: 2, vote: nil, commit: 0),
+      entries: [Entry(term: 1, index: 1), Entry(term: 2, index: 2)])
+    var config = RaftConfig(id: 1, randomSeed: 1)
+    config.checkQuorum = false
+    var node = try RaftNode(config: config, storage: storage)
+    var request = Message(kind: .requestPreVote, from: 2, to: 1, term: 3)
+    request.index = 2
+    request.logTerm = 2
+    try node.step(request)
+    #expect(!node.hasPersistentWork)
+    #expect(node.term == 2 && node.vote == nil)
+    let sent = try drain(&node, storage)
+    #expect(sent.count == 1)
+    #expect(sent.first?.kind == .preVoteResponse && sent.first?.reject == false)
+    #expect(sent.first?.term == 3)
+  }
+
+  /// Figure 2 / §5.3: a delayed append whose previous index is below our commit must not
+  /// truncate anything, even if its entries conflict with what we hold. Passes.
+  @Test func staleConflictingAppendBelowCommitIsIgnored() throws {
+    let storage = MemoryRaftStorage(
+      confState: ConfState(voters: [1, 2, 3]), hardState: HardState(term: 3, vote: nil, commit: 3),
+      entries: [Entry(term: 1, index: 1), Entry(term: 3, index: 2), Entry(term: 3, index: 3)])
+    var config = RaftConfig(id: 2, randomSeed: 2)
+    config.checkQuorum = false
+    config.preVote = false
+    var node = try RaftNode(config: config, storage: storage)
+    var append = Message(kind: .appendEntries, from: 1, to: 2, term: 3)
+    append.index = 1
+    append.logTerm = 1
+    append.entries = [Entry(term: 2, index: 2)]
+    try node.step(append)
+    let sent = try drain(&node, storage)
+    #expect(node.stopReason == nil)
+    #expect(try storage.term(at: 2) == 3 && storage.lastIndex() == 3)
+    #expect(sent.first?.kind == .appendResponse && sent.first?.reject == false)
+    #expect(sent.first?.index == 3)
+  }
+
+  /// Thesis §6.4: a new leader answers ReadIndex only after it committed an entry of its
+  /// own term, then confirms leadership with a heartbeat round. Passes.
+  @Test func readIndexWaitsForNoOpCommitThenServes() throws {
+    let scenario = try Scenario(nodes: 3)
+    scenario.cluster.dropFilter = { $0.kind == .appendResponse }
+    try scenario.campaign(1)
+    #expect(scenario.raft(1).role == .leader && scenario.raft(1).committedIndex == 0)
+    let read = try #require(try scenario.cluster.read(at: 1, key: 0))
+    try scenario.stabilize()
+    #expect(!scenario.cluster.history.contains { $0.id == read }, "served before no-op commit")
+    scenario.cluster.dropFilter = nil
+    try scenario.tick(2).stabilize()
+    #expect(scenario.cluster.history.contains { $0.id == read })
+  }
 }

@@ -152,6 +152,32 @@ import Testing
     #expect(scenario.raft(1).role == .leader && scenario.raft(1).term == 1, "leader deposed")
   }
 
+  /// Thesis §4.2.3 (disruptive servers): "if a server receives a RequestVote request within
+  /// the minimum election timeout of hearing from a current leader, it does not update its
+  /// term or grant its vote" — a rule of its own, not part of CheckQuorum. Here the lease
+  /// exists only when `checkQuorum` is on, so with it off a removed server that never
+  /// learned of its removal keeps deposing every leader. The random simulator shows the same
+  /// (patched to `preVote = false, checkQuorum = false` and Finding 4's check disabled):
+  /// seeds 214 and 394 of 1...400 (5 nodes, 600 steps, all faults) fail liveness with the
+  /// removed node campaigning at ever higher terms. EXPECTED TO FAIL for checkQuorum = false on raft-core cad6b34.
+  /// With `checkQuorum = true` the same scenario passes (the lease protects the leader).
+  @Test(arguments: [false, true])
+  func removedServerCannotDisruptLeader(checkQuorum: Bool) throws {
+    let scenario = try Scenario(nodes: 3) { config in
+      config.preVote = false
+      config.checkQuorum = checkQuorum
+    }.campaign(1)
+    scenario.isolate(3)
+    #expect(try scenario.cluster.proposeConfChange(at: 1, ConfChange(kind: .removeNode, node: 3)))
+    try scenario.stabilize().tick(2).stabilize()
+    #expect(scenario.raft(1).confState.voters == [1, 2])
+    let term = scenario.raft(1).term
+    scenario.heal()
+    try scenario.tick(100)
+    #expect(scenario.raft(2).term == term, "removed node 3 raised the term of the cluster")
+    #expect(scenario.leader == 1, "leader 1 was deposed by removed node 3")
+  }
+
   // MARK: - Finding 4 (FAILS): the "committed entry overwritten" checker has false positives
 
   /// Raft lets a deposed leader that has not yet heard of the new term keep appending to

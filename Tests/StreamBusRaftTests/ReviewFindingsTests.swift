@@ -159,7 +159,8 @@ import Testing
   /// learned of its removal keeps deposing every leader. The random simulator shows the same
   /// (patched to `preVote = false, checkQuorum = false` and Finding 4's check disabled):
   /// seeds 214 and 394 of 1...400 (5 nodes, 600 steps, all faults) fail liveness with the
-  /// removed node campaigning at ever higher terms. EXPECTED TO FAIL for checkQuorum = false on raft-core cad6b34.
+  /// removed node campaigning at ever higher terms.
+  /// EXPECTED TO FAIL for checkQuorum = false on raft-core cad6b34.
   /// With `checkQuorum = true` the same scenario passes (the lease protects the leader).
   @Test(arguments: [false, true])
   func removedServerCannotDisruptLeader(checkQuorum: Bool) throws {

@@ -215,6 +215,32 @@ import Testing
     #expect(try scenario.raft(1).lastTerm() == scenario.raft(newLeader).lastTerm())
   }
 
+  // MARK: - Finding 5: a pending ReadIndex is never answered once the leader is sole voter
+
+  /// `handleReadAck` only counts heartbeat responses from voters, and a read waiting for
+  /// them is re-checked only when such a response arrives. When a membership change leaves
+  /// the leader as the only voter, no voter will ever answer again, so the reads queued in
+  /// `pendingReads` stay there for the rest of the term although a quorum of one (the
+  /// leader) already confirms them (thesis §6.4; a new read is answered at once by the
+  /// `confState.voters == [id]` shortcut). Liveness only: the client times out.
+  /// EXPECTED TO FAIL on raft-core cad6b34.
+  @Test func pendingReadIsAnsweredWhenLeaderBecomesSoleVoter() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    let cluster = scenario.cluster
+    #expect(try cluster.proposeConfChange(at: 1, ConfChange(kind: .removeNode, node: 3)))
+    try scenario.stabilize().tick(2).stabilize()
+    #expect(scenario.raft(1).confState.voters == [1, 2])
+    // Node 2's heartbeat responses are lost, so the read waits for its confirmation.
+    cluster.dropFilter = { $0.kind == .heartbeatResponse }
+    let read = try #require(try cluster.read(at: 1, key: 0))
+    try scenario.stabilize()
+    #expect(!cluster.history.contains { $0.id == read })
+    #expect(try cluster.proposeConfChange(at: 1, ConfChange(kind: .removeNode, node: 2)))
+    try scenario.stabilize().tick(4).stabilize()
+    #expect(scenario.raft(1).confState.voters == [1] && scenario.raft(1).role == .leader)
+    #expect(cluster.history.contains { $0.id == read }, "the read is never answered")
+  }
+
   // MARK: - Checked and found correct (these pass; they pin the behaviour)
 
   /// Thesis §9.6: a pre-vote for term + 1 is answered at that future term and changes

@@ -853,13 +853,6 @@ public struct RaftNode {
       send(response)
       return
     }
-    // Refuse to overwrite committed entries: only a broken peer could ask for it.
-    for entry in append.entries where entry.index <= log.committed {
-      guard try log.matchTerm(entry.index, entry.term) else {
-        throw RaftError.safetyViolation(
-          "leader \(append.from) overwrites committed entry \(entry.index)")
-      }
-    }
     var response = message(.appendResponse, to: append.from)
     // Raft §5.3: "If a follower's log is inconsistent with the leader's, the AppendEntries
     // consistency check will fail" (no entry at prevLogIndex with term prevLogTerm).

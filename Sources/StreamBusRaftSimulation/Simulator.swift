@@ -100,6 +100,10 @@ public enum Simulator {
       let inflightMessagesMax = 1 + Int(settings.next(below: 4))
       let chunkBytes = [4, 10, 64][Int(settings.next(below: 3))]
       let heartbeatTicks = 1 + Int(settings.next(below: 3))
+      // A quarter of the seeds run without CheckQuorum (deposed leaders linger, which
+      // stresses ReadIndex) and a quarter without PreVote.
+      let checkQuorum = settings.next(below: 4) != 0
+      let preVote = settings.next(below: 4) != 0
       cluster = try SimulatedCluster(
         nodeCount: options.nodeCount, seed: options.seed, raftFaults: options.raftFaults
       ) { config in
@@ -107,6 +111,8 @@ public enum Simulator {
         config.inflightMessagesMax = inflightMessagesMax
         config.snapshotChunkBytesMax = chunkBytes
         config.heartbeatTicks = heartbeatTicks
+        config.checkQuorum = checkQuorum
+        config.preVote = preVote
       }
     } catch {
       result.failure = "start-up: \(error)"
@@ -172,10 +178,10 @@ public enum Simulator {
         try cluster.tick()
       case .write:
         // Clients mostly find the leader; sometimes they hit a random node.
-        let node = random.next(below: 4) == 0 ? target : (cluster.currentLeader() ?? target)
+        let node = clientTarget(cluster, &random, fallback: target)
         try cluster.write(at: node, key: UInt8(random.next(below: keysMax)))
       case .read:
-        let node = random.next(below: 4) == 0 ? target : (cluster.currentLeader() ?? target)
+        let node = clientTarget(cluster, &random, fallback: target)
         try cluster.read(at: node, key: UInt8(random.next(below: keysMax)))
       case .partition:
         switch random.next(below: 3) {
@@ -214,6 +220,16 @@ public enum Simulator {
         }
       }
     }
+  }
+
+  /// Where a client sends a request: usually some node that believes it leads (clients
+  /// with stale metadata reach deposed leaders too), sometimes any node.
+  private static func clientTarget(
+    _ cluster: SimulatedCluster, _ random: inout SplitMix64, fallback: NodeID
+  ) -> NodeID {
+    let leaders = cluster.nodeIDs.filter { cluster.node($0).raft?.role == .leader }
+    if leaders.isEmpty || random.next(below: 4) == 0 { return fallback }
+    return leaders[Int(random.next(below: UInt64(leaders.count)))]
   }
 
   private static func changeMembership(

@@ -325,3 +325,17 @@ import Testing
     try scenario.cluster.checkLinearizability()
   }
 }
+
+@Suite struct ProposalBoundTests {
+  @Test func cutOffLeaderStopsAcceptingProposalsAtUncommittedBound() throws {
+    // Each write entry costs 38 bytes: three fit under 120, the fourth does not.
+    let scenario = try Scenario(nodes: 3) { config in config.uncommittedBytesMax = 120 }
+    try scenario.campaign(1)
+    scenario.isolate(1)
+    var accepted = 0
+    for _ in 0..<6 where try scenario.cluster.write(at: 1, key: 0) != nil { accepted += 1 }
+    #expect(accepted == 3)
+    try scenario.heal().tick(4).stabilize()
+    #expect(try scenario.cluster.write(at: 1, key: 0) != nil, "room again once committed")
+  }
+}

@@ -595,9 +595,12 @@ public final class SimulatedCluster {
       } else {
         entriesByPosition[position] = fingerprint
       }
-      // No committed entry is ever overwritten.
+      // No committed entry is ever overwritten by a later term: a leader of a later term
+      // holds every committed entry, so only a stale leader (older term) may write
+      // something else at a committed index, and that entry can never commit.
       if entry.index <= LogIndex(committedTerms.count)
-        && committedTerms[Int(entry.index - 1)] != entry.term
+        && committedTerms[Int(entry.index - 1)] < entry.term
+        && committedTerms[Int(entry.index - 1)] != 0
       {
         throw SafetyViolation(
           "committed entry \(entry.index) (term \(committedTerms[Int(entry.index - 1)])) "

@@ -93,8 +93,27 @@ public enum Simulator {
       statistics: [:], events: [])
     let cluster: SimulatedCluster
     do {
+      // Swarm over the node settings too: from one entry per append with a window of one
+      // message, to large batches and deep pipelines.
+      var settings = SplitMix64(seed: options.seed ^ 0xC0FF_EE00)
+      let appendBytesMax = [1, 60, 120, 1000][Int(settings.next(below: 4))]
+      let inflightMessagesMax = 1 + Int(settings.next(below: 4))
+      let chunkBytes = [4, 10, 64][Int(settings.next(below: 3))]
+      let heartbeatTicks = 1 + Int(settings.next(below: 3))
+      // A quarter of the seeds run without CheckQuorum (deposed leaders linger, which
+      // stresses ReadIndex) and a quarter without PreVote.
+      let checkQuorum = settings.next(below: 4) != 0
+      let preVote = settings.next(below: 4) != 0
       cluster = try SimulatedCluster(
-        nodeCount: options.nodeCount, seed: options.seed, raftFaults: options.raftFaults)
+        nodeCount: options.nodeCount, seed: options.seed, raftFaults: options.raftFaults
+      ) { config in
+        config.appendBytesMax = UInt64(appendBytesMax)
+        config.inflightMessagesMax = inflightMessagesMax
+        config.snapshotChunkBytesMax = chunkBytes
+        config.heartbeatTicks = heartbeatTicks
+        config.checkQuorum = checkQuorum
+        config.preVote = preVote
+      }
     } catch {
       result.failure = "start-up: \(error)"
       return result
@@ -159,10 +178,10 @@ public enum Simulator {
         try cluster.tick()
       case .write:
         // Clients mostly find the leader; sometimes they hit a random node.
-        let node = random.next(below: 4) == 0 ? target : (cluster.currentLeader() ?? target)
+        let node = clientTarget(cluster, &random, fallback: target)
         try cluster.write(at: node, key: UInt8(random.next(below: keysMax)))
       case .read:
-        let node = random.next(below: 4) == 0 ? target : (cluster.currentLeader() ?? target)
+        let node = clientTarget(cluster, &random, fallback: target)
         try cluster.read(at: node, key: UInt8(random.next(below: keysMax)))
       case .partition:
         switch random.next(below: 3) {
@@ -201,6 +220,16 @@ public enum Simulator {
         }
       }
     }
+  }
+
+  /// Where a client sends a request: usually some node that believes it leads (clients
+  /// with stale metadata reach deposed leaders too), sometimes any node.
+  private static func clientTarget(
+    _ cluster: SimulatedCluster, _ random: inout SplitMix64, fallback: NodeID
+  ) -> NodeID {
+    let leaders = cluster.nodeIDs.filter { cluster.node($0).raft?.role == .leader }
+    if leaders.isEmpty || random.next(below: 4) == 0 { return fallback }
+    return leaders[Int(random.next(below: UInt64(leaders.count)))]
   }
 
   private static func changeMembership(

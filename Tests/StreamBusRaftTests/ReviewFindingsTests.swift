@@ -190,7 +190,8 @@ import Testing
   /// legal step as a safety violation. With `checkQuorum = false` (a public option) the
   /// random simulator hits it at once (e.g. `--faults drop,reorder,partition`, seeds 1, 80,
   /// 130, 152 of 1...300 for 5 nodes); with CheckQuorum on only the short lease overlap
-  /// hides it. EXPECTED TO FAIL on raft-core cad6b34 (SafetyViolation from the checker).
+  /// hides it. FAILED on raft-core cad6b34 (SafetyViolation from the checker); PASSES
+  /// since raft-core 501a9b3 (the check now only flags later-term overwrites).
   @Test func deposedLeaderAppendingAtCommittedIndexIsNotAViolation() throws {
     let scenario = try Scenario(nodes: 3) { config in
       config.checkQuorum = false

@@ -186,7 +186,7 @@ import Testing
     #expect(scenario.leader == 1, "leader 1 was deposed by removed node 3")
   }
 
-  // MARK: - Finding 4 (FAILS): the "committed entry overwritten" checker has false positives
+  // MARK: - Finding 4 (failed on cad6b34, fixed in 501a9b3): overwrite checker false positive
 
   /// Raft lets a deposed leader that has not yet heard of the new term keep appending to
   /// its own log; those entries can never commit and are overwritten later (§5.3). Such a
@@ -223,7 +223,7 @@ import Testing
     #expect(try scenario.raft(1).lastTerm() == scenario.raft(newLeader).lastTerm())
   }
 
-  // MARK: - Finding 5: a pending ReadIndex is never answered once the leader is sole voter
+  // MARK: - Finding 5 (FAILS): a pending ReadIndex is never answered once the leader is sole voter
 
   /// `handleReadAck` only counts heartbeat responses from voters, and a read waiting for
   /// them is re-checked only when such a response arrives. When a membership change leaves

@@ -412,9 +412,12 @@ public struct RaftNode {
     guard role != .leader, isPromotable else { return }
     // A committed but unapplied membership change means our view of the voters may be
     // stale; campaigning with it could split the cluster.
-    if log.committed > log.applied {
+    // A restored snapshot not yet handed to the application counts as applied here: its
+    // membership is already in effect, and the entries it covers are no longer in the log.
+    let firstUnapplied = max(log.applied + 1, try log.firstIndex())
+    if log.committed >= firstUnapplied {
       let pending = try log.entries(
-        from: log.applied + 1, to: log.committed + 1, maxBytes: .max)
+        from: firstUnapplied, to: log.committed + 1, maxBytes: .max)
       if pending.contains(where: { $0.kind == .confChange }) { return }
     }
     try campaign(kind)

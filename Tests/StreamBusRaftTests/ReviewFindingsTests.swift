@@ -66,7 +66,7 @@ import Testing
     return install
   }
 
-  // MARK: - Finding 1 (FAILS): hup() after a restored-but-unpersisted snapshot stops the node
+  // MARK: - Finding 1 (fixed): hup() after a restored-but-unpersisted snapshot stops the node
 
   enum TriggerAfterSnapshot: String, CaseIterable, Sendable {
     /// A stale TimeoutNow from the same leader queued behind the last snapshot chunk.
@@ -82,7 +82,8 @@ import Testing
   /// stays behind and the log's first index jumps past it; `hup()` then reads
   /// `log.entries(from: applied + 1, ...)`, which throws `RaftStorageError.compacted`, and
   /// `guarded` turns that into a permanent stop of a healthy node.
-  /// EXPECTED TO FAIL on raft-core cad6b34 (node stops with "compacted").
+  /// FAILED on raft-core cad6b34 (node stops with "compacted"). Fixed on raft-review: `hup()`
+  /// scans only unapplied entries still in the log (the snapshot's membership is in effect).
   @Test(arguments: TriggerAfterSnapshot.allCases)
   func electionTriggerBeforeReadyAfterSnapshotDoesNotStopNode(trigger: TriggerAfterSnapshot)
     throws

@@ -193,7 +193,8 @@ public final class SimulatedCluster {
     try checkCommitted(node, upTo: try node.storage.initialState().0.commit)
   }
 
-  /// Stops a node; everything not persisted is gone, and so are its clients' requests.
+  /// Stops a node; everything not persisted is gone, and so are its clients' requests and
+  /// the messages addressed to it.
   public func crash(_ id: NodeID) {
     let node = node(id)
     guard node.isUp else { return }
@@ -209,7 +210,9 @@ public final class SimulatedCluster {
     node.pendingWrites = [:]
     node.pendingReads = [:]
     node.readsAwaitingApply = []
-    inFlight.removeAll { $0.message.to == id || $0.message.from == id }
+    // Messages to the node die with the process; those it already sent are on the wire and
+    // still arrive (stale messages from an earlier incarnation that Raft must tolerate).
+    inFlight.removeAll { $0.message.to == id }
   }
 
   public func restart(_ id: NodeID) throws {

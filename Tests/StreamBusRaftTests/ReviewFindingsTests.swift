@@ -113,14 +113,14 @@ import Testing
     }
   }
 
-  // MARK: - Finding 2 (FAILS): the simulator's crash() deletes messages already sent
+  // MARK: - Finding 2 (fixed): the simulator's crash() deletes messages already sent
 
   /// A crash loses what the node did not persist, not what is already on the wire: the
   /// network must still deliver messages sent before the crash (they are the "stale
   /// messages from an earlier incarnation" Raft must tolerate). `SimulatedCluster.crash`
   /// removes every in-flight message *from* the crashed node, so the `afterSend` crash point
   /// behaves exactly like `afterPersist` and no run ever delivers a pre-crash message.
-  /// EXPECTED TO FAIL on raft-core cad6b34.
+  /// FAILED on raft-core cad6b34. Fixed on raft-review: crash() drops only messages to it.
   @Test func crashedNodesMessagesAlreadySentAreStillDelivered() throws {
     let scenario = try Scenario(nodes: 3).campaign(1)
     let cluster = scenario.cluster

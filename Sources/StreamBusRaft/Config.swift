@@ -9,10 +9,13 @@ public struct RaftConfig: Sendable {
   /// Interval between leader heartbeats; must be well below the election timeout.
   public var heartbeatTicks = 1
   /// Run a pre-election that changes no term first, so a node rejoining after a partition
-  /// cannot depose a healthy leader by bumping the term.
+  /// cannot depose a healthy leader by bumping the term. (Independently of both settings,
+  /// a node that heard from a leader within `electionTimeoutTicks` grants no vote or
+  /// pre-vote, except for a leadership transfer.)
   public var preVote = true
-  /// A leader steps down when it has not heard from a quorum within an election timeout,
-  /// and followers that hear from a leader ignore vote requests for that long (leases).
+  /// A leader steps down when it has not heard from a quorum within an election timeout:
+  /// it may have been deposed, or only its outgoing links work (then its heartbeats would
+  /// keep the followers from ever electing a leader that can commit).
   public var checkQuorum = true
   /// Payload bytes per append message (at least one entry is always sent).
   public var appendBytesMax: UInt64 = 1 << 20

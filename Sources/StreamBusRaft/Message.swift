@@ -62,7 +62,8 @@ public struct Message: Sendable, Hashable {
   public var entries: [Entry] = []
   public var reject = false
   public var rejectHint: LogIndex = 0
-  /// Vote requests sent because of a leadership transfer override leader leases.
+  /// Vote requests sent because of a leadership transfer (or a forced campaign) override
+  /// the voters' leases.
   public var isLeaderTransfer = false
   public var context: [UInt8] = []
   public var snapshotOffset: UInt64 = 0

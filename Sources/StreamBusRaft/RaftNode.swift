@@ -70,6 +70,8 @@ public struct RaftNode {
   private enum CampaignKind {
     case preElection
     case election
+    /// Leadership transfer, or a campaign forced by the operator: skips PreVote and
+    /// overrides the voters' leases.
     case transfer
   }
 
@@ -198,9 +200,16 @@ public struct RaftNode {
     }
   }
 
-  /// Starts an election now (tests and operator tooling; normally ticks do this).
-  public mutating func campaign() throws {
-    try guarded { try $0.hup(kind: $0.config.preVote ? .preElection : .election) }
+  /// Starts an election now (tests and operator tooling; normally ticks do this). Voters
+  /// that heard from a leader within the election timeout ignore it, unless
+  /// `overridingLeases` is set: then it runs like the target's side of a leadership
+  /// transfer (no PreVote, leases overridden), which can depose a healthy leader.
+  public mutating func campaign(overridingLeases: Bool = false) throws {
+    try guarded { node in
+      let kind: CampaignKind =
+        overridingLeases ? .transfer : node.config.preVote ? .preElection : .election
+      try node.hup(kind: kind)
+    }
   }
 
   // MARK: - Ready / advance
@@ -529,10 +538,12 @@ public struct RaftNode {
     try validate(message)
     if message.term > term {
       if message.kind == .requestVote || message.kind == .requestPreVote {
-        // Leases (CheckQuorum): while we hear from a leader, ignore candidates that could
-        // only disrupt it, unless the leader itself asked for the election (transfer).
-        let inLease =
-          config.checkQuorum && leader != nil && electionElapsed < config.electionTimeoutTicks
+        // Thesis §4.2.3 and §9.6: within the minimum election timeout of hearing from a
+        // current leader, neither grant a (pre-)vote nor take the candidate's term, unless
+        // the leader itself asked for the election (transfer). This holds with or without
+        // CheckQuorum: otherwise a removed server, or one cut off from the leader alone,
+        // deposes a leader the rest of the cluster still hears.
+        let inLease = leader != nil && electionElapsed < config.electionTimeoutTicks
         if inLease && !message.isLeaderTransfer { return }
       }
       switch message.kind {
@@ -548,11 +559,10 @@ public struct RaftNode {
         try becomeFollower(term: message.term, leader: nil)
       }
     } else if message.term < term {
-      if (config.checkQuorum || config.preVote)
-        && (message.kind == .appendEntries || message.kind == .heartbeat)
-      {
-        // Tell a stale leader about the new term, or it may never step down when
-        // CheckQuorum/PreVote keep its partitioned followers from raising their terms.
+      if message.kind == .appendEntries || message.kind == .heartbeat {
+        // Tell a stale leader about the new term (Figure 2: the response carries our term).
+        // Our vote requests cannot do it: the leader's followers, and the leader itself,
+        // ignore them while the leader is heard (see above).
         send(self.message(.appendResponse, to: message.from))
       } else if message.kind == .requestPreVote {
         var response = self.message(.preVoteResponse, to: message.from)

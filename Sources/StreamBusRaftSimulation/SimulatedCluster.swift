@@ -509,8 +509,9 @@ public final class SimulatedCluster {
     return accepted
   }
 
-  public func campaign(_ id: NodeID) throws {
-    try withRaft(id) { try $0.campaign() }
+  /// Node `id` starts an election now; see `RaftNode.campaign(overridingLeases:)`.
+  public func campaign(_ id: NodeID, overridingLeases: Bool = false) throws {
+    try withRaft(id) { try $0.campaign(overridingLeases: overridingLeases) }
     try drive(id)
   }
 

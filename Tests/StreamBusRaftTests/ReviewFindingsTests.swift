@@ -139,7 +139,7 @@ import Testing
     }
   }
 
-  // MARK: - Finding 3 (FAILS): PreVote alone does not protect a leader (needs CheckQuorum)
+  // MARK: - Finding 3 (fixed): PreVote alone does not protect a leader (needs CheckQuorum)
 
   /// Thesis §9.6: a voter grants a pre-vote only if "the voters have not received heartbeats
   /// from a valid leader for at least a baseline election timeout". `RaftConfig.preVote`
@@ -147,7 +147,8 @@ import Testing
   /// the heartbeat condition lives in the CheckQuorum lease (`stepChecked`, `inLease`), so
   /// with `preVote = true, checkQuorum = false` a node cut off from the leader only wins the
   /// pre-vote from a follower that hears the leader every heartbeat, and deposes it.
-  /// EXPECTED TO FAIL on raft-core cad6b34 (a documented config combination misbehaves).
+  /// FAILED on raft-core cad6b34 (a documented config combination misbehaves). Fixed on
+  /// raft-review: the vote lease holds with or without CheckQuorum (docs/raft.md).
   @Test func preVoteWithoutCheckQuorumStillRefusesWhileLeaderIsHeard() throws {
     let scenario = try Scenario(nodes: 3) { config in
       config.preVote = true
@@ -168,7 +169,7 @@ import Testing
   /// (patched to `preVote = false, checkQuorum = false` and Finding 4's check disabled):
   /// seeds 214 and 394 of 1...400 (5 nodes, 600 steps, all faults) fail liveness with the
   /// removed node campaigning at ever higher terms.
-  /// EXPECTED TO FAIL for checkQuorum = false on raft-core cad6b34.
+  /// FAILED for checkQuorum = false on raft-core cad6b34; fixed with the lease above.
   /// With `checkQuorum = true` the same scenario passes (the lease protects the leader).
   @Test(arguments: [false, true])
   func removedServerCannotDisruptLeader(checkQuorum: Bool) throws {

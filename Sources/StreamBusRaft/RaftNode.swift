@@ -993,6 +993,7 @@ public struct RaftNode {
       return
     }
     if let leadTransferee, !confState.isVoter(leadTransferee) { self.leadTransferee = nil }
+    releaseConfirmedReads()
     // The quorum changed: entries may now be committed, and new members need the log.
     if try maybeCommit() {
       try broadcastAppend()
@@ -1042,8 +1043,18 @@ public struct RaftNode {
       let position = pendingReads.firstIndex(where: { $0.context == context })
     else { return }
     pendingReads[position].acks.insert(member)
-    let ackCount = pendingReads[position].acks.filter { confState.isVoter($0) }.count
-    guard ackCount >= quorumSize else { return }
+    releaseConfirmedReads()
+  }
+
+  /// Releases every pending read whose leadership confirmation reached a quorum of the
+  /// current voters. Runs on each acknowledgement and whenever the voters change: a
+  /// smaller quorum (down to the leader alone) may already be met by the acks collected.
+  private mutating func releaseConfirmedReads() {
+    guard
+      let position = pendingReads.lastIndex(where: { read in
+        read.acks.filter { confState.isVoter($0) }.count >= quorumSize
+      })
+    else { return }
     // Confirming leadership for this request confirms it for every earlier one too.
     let released = pendingReads[...position]
     pendingReads.removeSubrange(...position)

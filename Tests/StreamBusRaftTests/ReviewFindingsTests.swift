@@ -225,7 +225,7 @@ import Testing
     #expect(try scenario.raft(1).lastTerm() == scenario.raft(newLeader).lastTerm())
   }
 
-  // MARK: - Finding 5 (FAILS): a pending ReadIndex is never answered once the leader is sole voter
+  // MARK: - Finding 5 (fixed): a pending ReadIndex is never answered once the leader is sole voter
 
   /// `handleReadAck` only counts heartbeat responses from voters, and a read waiting for
   /// them is re-checked only when such a response arrives. When a membership change leaves
@@ -233,7 +233,8 @@ import Testing
   /// `pendingReads` stay there for the rest of the term although a quorum of one (the
   /// leader) already confirms them (thesis §6.4; a new read is answered at once by the
   /// `confState.voters == [id]` shortcut). Liveness only: the client times out.
-  /// EXPECTED TO FAIL on raft-core cad6b34.
+  /// FAILED on raft-core cad6b34. Fixed on raft-review: reads are re-counted when the
+  /// voters change.
   @Test func pendingReadIsAnsweredWhenLeaderBecomesSoleVoter() throws {
     let scenario = try Scenario(nodes: 3).campaign(1)
     let cluster = scenario.cluster

@@ -20,7 +20,7 @@ public struct SnapshotChunk: Sendable, Hashable {
     self.data = data
   }
 
-  public var isLast: Bool { offset + UInt64(data.count) == totalBytes }
+  public var isLast: Bool { offset <= totalBytes && UInt64(data.count) == totalBytes - offset }
 }
 
 public struct Message: Sendable, Hashable {

@@ -123,6 +123,9 @@ public struct RaftNode {
   public var hardState: HardState { HardState(term: term, vote: vote, commit: log.committed) }
   /// The reason the node stopped after a storage or safety error, if it did.
   public var stopReason: String? { stoppedReason }
+  /// Highest term a peer's message may carry. Real terms never come near it; the margin
+  /// keeps `term + 1` from overflowing however often we campaign after adopting it.
+  public static let termMax: Term = Term.max / 2
 
   // MARK: - Inputs
 
@@ -516,6 +519,14 @@ public struct RaftNode {
     guard message.from != 0, message.from != id else {
       throw RaftError.invalidMessage("message from \(message.from) to \(id)")
     }
+    // Bounds that keep our own arithmetic on these fields (term + 1, index + count) exact.
+    guard message.term <= RaftNode.termMax else {
+      throw RaftError.invalidMessage("term \(message.term) above \(RaftNode.termMax)")
+    }
+    guard message.index <= LogIndex.max - LogIndex(message.entries.count) - 1 else {
+      throw RaftError.invalidMessage(
+        "\(message.entries.count) entries after index \(message.index) overflow")
+    }
     for (offset, entry) in message.entries.enumerated() {
       guard entry.index == message.index + 1 + LogIndex(offset), entry.term <= message.term
       else {
@@ -527,7 +538,9 @@ public struct RaftNode {
     }
     if message.kind == .installSnapshot {
       guard let chunk = message.snapshot, chunk.totalBytes <= config.snapshotBytesMax,
-        chunk.offset + UInt64(chunk.data.count) <= chunk.totalBytes
+        chunk.offset <= chunk.totalBytes,
+        UInt64(chunk.data.count) <= chunk.totalBytes - chunk.offset,
+        chunk.metadata.index < LogIndex.max, chunk.metadata.term <= RaftNode.termMax
       else {
         throw RaftError.invalidMessage("bad snapshot chunk")
       }
@@ -636,6 +649,14 @@ public struct RaftNode {
     guard var memberProgress = progress[message.from] else { return }
     switch message.kind {
     case .appendResponse:
+      // Every index a follower reports in our term came from our log (a rejection's hint
+      // lies at or below the rejected index).
+      let last = try log.lastIndex()
+      guard message.index <= last, !message.reject || message.rejectHint <= message.index else {
+        throw RaftError.invalidMessage(
+          "append response for index \(message.index) (hint \(message.rejectHint)), "
+            + "our last index is \(last)")
+      }
       memberProgress.recentActive = true
       progress[message.from] = memberProgress
       if message.reject {

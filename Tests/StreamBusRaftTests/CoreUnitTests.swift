@@ -100,6 +100,16 @@ import Testing
     let belowMatch = progress.rejected(5, matchHint: 0)
     #expect(!belowMatch, "below match: stale")
   }
+
+  /// The hint arithmetic itself saturates too (defence in depth behind the leader's
+  /// check of the hint).
+  @Test func progressRejectionWithMaxHintDoesNotOverflow() {
+    var progress = Progress(
+      next: 4, isLearner: false, inflightMessagesMax: 4, inflightBytesMax: 1 << 20)
+    let accepted = progress.rejected(3, matchHint: .max)
+    #expect(accepted)
+    #expect(progress.next == 3)
+  }
 }
 
 /// Storage that can be told to fail, to check that the node stops instead of guessing.

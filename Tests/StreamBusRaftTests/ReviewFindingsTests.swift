@@ -252,6 +252,140 @@ import Testing
     #expect(cluster.history.contains { $0.id == read }, "the read is never answered")
   }
 
+  // MARK: - Finding 6 (fixed): arithmetic on peer fields trapped on UInt64.max
+
+  /// Bad input from a peer must be dropped with a reason (`invalidMessage`), never trap:
+  /// `validate` computed `message.index + 1 + offset`, the snapshot check
+  /// `offset + data.count`, `RaftLog.term(at:)` `index + 1`, and `Progress.rejected`
+  /// `matchHint + 1`, all of which overflow on UInt64.max. A term near UInt64.max would make
+  /// our own `term + 1` overflow at the next campaign. FAILED (trapped the test process)
+  /// before the fix on raft-review.
+  enum MalformedAtFollower: String, CaseIterable, Sendable {
+    case appendAfterMaxIndex
+    case appendWrappingEntry
+    case appendEntryAtMaxIndex
+    case snapshotChunkOffsetMax
+    case snapshotAtMaxIndex
+    case termMax
+    case voteRequestForMaxIndex
+
+    func message() -> Message {
+      var message = Message(kind: .appendEntries, from: 1, to: 2, term: 1)
+      switch self {
+      case .appendAfterMaxIndex:
+        message.index = .max
+        message.logTerm = 1
+      case .appendWrappingEntry:
+        message.index = .max
+        message.entries = [Entry(term: 1, index: 1)]  // as if the index wrapped round
+      case .appendEntryAtMaxIndex:
+        message.index = .max - 1
+        message.entries = [Entry(term: 1, index: .max)]
+      case .snapshotChunkOffsetMax, .snapshotAtMaxIndex:
+        message.kind = .installSnapshot
+        let atMax = self == .snapshotAtMaxIndex
+        message.snapshot = SnapshotChunk(
+          metadata: SnapshotMetadata(
+            index: atMax ? .max : 5, term: 1, confState: ConfState(voters: [1, 2, 3])),
+          totalBytes: 10, offset: atMax ? 0 : .max,
+          data: atMax ? Array(repeating: 0, count: 10) : [1])
+      case .termMax:
+        message.kind = .heartbeat
+        message.term = .max
+      case .voteRequestForMaxIndex:
+        message.kind = .requestVote
+        message.term = 2
+        message.index = .max
+        message.logTerm = 1
+      }
+      return message
+    }
+  }
+
+  @Test(arguments: MalformedAtFollower.allCases)
+  func malformedMessageAtFollowerIsDroppedWithReason(_ malformed: MalformedAtFollower) throws {
+    var (node, storage) = try makeFollower(id: 2)
+    #expect(throws: RaftError.self) { try node.step(malformed.message()) }
+    do {
+      try node.step(malformed.message())
+    } catch RaftError.invalidMessage(let reason) {
+      #expect(!reason.isEmpty)
+    } catch {
+      Issue.record("expected invalidMessage, got \(error)")
+    }
+    #expect(node.stopReason == nil)
+    // Still a working follower: it accepts a valid append from leader 1.
+    var append = Message(kind: .appendEntries, from: 1, to: 2, term: 1)
+    append.entries = [Entry(term: 1, index: 1)]
+    try node.step(append)
+    let sent = try drain(&node, storage)
+    #expect(sent.contains { $0.kind == .appendResponse && !$0.reject && $0.index == 1 })
+  }
+
+  /// A well-formed append far beyond our log takes the reject path (`term(at:)` on it).
+  @Test func appendFarBeyondTheLogIsRejectedWithHint() throws {
+    var (node, storage) = try makeFollower(id: 2)
+    var append = Message(kind: .appendEntries, from: 1, to: 2, term: 1)
+    append.index = .max - 1
+    append.logTerm = 1
+    try node.step(append)
+    let sent = try drain(&node, storage)
+    #expect(node.stopReason == nil)
+    let response = try #require(sent.first { $0.kind == .appendResponse })
+    #expect(response.reject && response.rejectHint == 0)
+  }
+
+  enum MalformedAtLeader: String, CaseIterable, Sendable {
+    case ackAtMaxIndex
+    case ackBeyondLastIndex
+    case rejectionHintMax
+    case rejectionHintBeyondIndexWithTerm
+  }
+
+  @Test(arguments: MalformedAtLeader.allCases)
+  func malformedResponseAtLeaderIsDroppedWithReason(_ malformed: MalformedAtLeader) throws {
+    let storage = MemoryRaftStorage(confState: ConfState(voters: [1, 2, 3]))
+    var config = RaftConfig(id: 1, randomSeed: 1)
+    config.preVote = false
+    var node = try RaftNode(config: config, storage: storage)
+    try node.campaign()
+    _ = try drain(&node, storage)
+    try node.step(Message(kind: .voteResponse, from: 2, to: 1, term: 1))
+    _ = try drain(&node, storage)
+    #expect(node.role == .leader)
+    #expect(try node.lastIndex() == 1)
+    var response = Message(kind: .appendResponse, from: 2, to: 1, term: 1)
+    switch malformed {
+    case .ackAtMaxIndex:
+      response.index = .max
+    case .ackBeyondLastIndex:
+      response.index = .max - 1
+    case .rejectionHintMax:
+      // Answers the probe the leader just sent (previous index 0) in probe state.
+      response.reject = true
+      response.index = 0
+      response.rejectHint = .max
+    case .rejectionHintBeyondIndexWithTerm:
+      response.reject = true
+      response.index = 0
+      response.rejectHint = .max
+      response.logTerm = 1
+    }
+    do {
+      try node.step(response)
+      Issue.record("\(malformed) was accepted")
+    } catch RaftError.invalidMessage(let reason) {
+      #expect(!reason.isEmpty)
+    }
+    #expect(node.stopReason == nil)
+    #expect(node.progress[2]?.match == 0 && node.progress[2]?.next == 1)
+    // Still a working leader: node 2 acknowledges index 1 and it commits.
+    var ack = Message(kind: .appendResponse, from: 2, to: 1, term: 1)
+    ack.index = 1
+    try node.step(ack)
+    #expect(node.committedIndex == 1)
+  }
+
   // MARK: - Checked and found correct (these pass; they pin the behaviour)
 
   /// Thesis §9.6: a pre-vote for term + 1 is answered at that future term and changes

@@ -288,6 +288,9 @@ public enum Simulator {
     cluster.heal()
     cluster.network.dropPerMille = 0
     cluster.network.duplicatePerMille = 0
+    // Prompt delivery again: with one-entry appends and a window of one message, catching a
+    // follower up costs a round trip per entry, so slow links would only measure patience.
+    cluster.network.delayTicksMax = 1
     cluster.crashDuringReadyPerMille = 0
     for id in cluster.nodeIDs where !cluster.node(id).isUp { try cluster.restart(id) }
     var marker: (leader: NodeID, operation: UInt64)?
@@ -316,9 +319,21 @@ public enum Simulator {
         return
       }
     }
+    var details: [String] = []
+    if let leader = cluster.currentLeader() {
+      let leaderRaft = cluster.raft(leader)
+      details.append("leader \(leader) term \(leaderRaft.term) conf \(leaderRaft.confState)")
+      for member in leaderRaft.confState.members {
+        let raft = cluster.node(member).raft
+        let progress = leaderRaft.progress[member]
+        details.append(
+          "\(member): applied \(raft?.appliedIndex ?? 0) commit \(raft?.committedIndex ?? 0) "
+            + "\(raft?.role.rawValue ?? "down") term \(raft?.term ?? 0) progress "
+            + "\(progress.map { "\($0.state) match \($0.match) next \($0.next)" } ?? "none")")
+      }
+    }
     throw SafetyViolation(
       "liveness: no leader committed and replicated a write within "
-        + "\(options.livenessTicksMax) ticks after healing (leader: "
-        + "\(cluster.currentLeader().map(String.init) ?? "none"))")
+        + "\(options.livenessTicksMax) ticks after healing; " + details.joined(separator: "; "))
   }
 }

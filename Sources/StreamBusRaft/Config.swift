@@ -57,15 +57,20 @@ public struct RaftTestFaults: Sendable, Hashable {
   public var applyBeforeCommit = false
   /// Honoured by drivers: send a Ready's messages before persisting it.
   public var ackBeforePersist = false
+  /// Answer ReadIndex requests at once, without the heartbeat round that proves the
+  /// leader was not deposed (Raft §8).
+  public var readWithoutQuorum = false
 
   public init(
     grantSecondVote: Bool = false, skipCurrentTermCommitRule: Bool = false,
-    applyBeforeCommit: Bool = false, ackBeforePersist: Bool = false
+    applyBeforeCommit: Bool = false, ackBeforePersist: Bool = false,
+    readWithoutQuorum: Bool = false
   ) {
     self.grantSecondVote = grantSecondVote
     self.skipCurrentTermCommitRule = skipCurrentTermCommitRule
     self.applyBeforeCommit = applyBeforeCommit
     self.ackBeforePersist = ackBeforePersist
+    self.readWithoutQuorum = readWithoutQuorum
   }
 
   public var isEmpty: Bool { self == RaftTestFaults() }

@@ -308,7 +308,19 @@ import Testing
   /// read-only request". Without CheckQuorum the deposed leader keeps its role, so only the
   /// heartbeat round of ReadIndex stops it from answering with stale data.
   @Test func deposedLeaderDoesNotServeStaleRead() throws {
-    let scenario = try Scenario(nodes: 3) { config in config.checkQuorum = false }
+    try runDeposedLeaderRead(faults: RaftTestFaults())
+  }
+
+  /// The linearizability checker bites: skipping the heartbeat round lets the deposed
+  /// leader answer from its stale state, and the client history says so.
+  @Test func readWithoutQuorumIsCaughtByLinearizabilityChecker() throws {
+    #expect(throws: SafetyViolation.self) {
+      try runDeposedLeaderRead(faults: RaftTestFaults(readWithoutQuorum: true))
+    }
+  }
+
+  private func runDeposedLeaderRead(faults: RaftTestFaults) throws {
+    let scenario = try Scenario(nodes: 3, faults: faults) { config in config.checkQuorum = false }
     try scenario.campaign(1)
     try scenario.cluster.write(at: 1, key: 0)
     try scenario.stabilize()
@@ -322,8 +334,8 @@ import Testing
     #expect(scenario.cluster.history.contains { $0.id == write && $0.returnedAt != nil })
     let read = try #require(try scenario.cluster.read(at: 1, key: 0))
     try scenario.stabilize().tick(3)
-    #expect(!scenario.cluster.history.contains { $0.id == read })
     try scenario.cluster.checkLinearizability()
+    #expect(!scenario.cluster.history.contains { $0.id == read })
   }
 }
 

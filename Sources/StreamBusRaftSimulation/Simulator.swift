@@ -148,7 +148,9 @@ public enum Simulator {
     // Swarm testing: every seed keeps each requested fault kind with probability 3/4 and
     // draws its own intensities, so some seeds hammer one kind of trouble while others
     // stay calm long enough for subtle interleavings (a deposed leader next to a new one).
-    let faults = options.faults.filter { _ in random.next(below: 4) != 0 }
+    // (Drawn in declaration order: a Set's iteration order differs between processes.)
+    let faults = Set(
+      SimulationFault.allCases.filter { options.faults.contains($0) && random.next(below: 4) != 0 })
     cluster.log("faults: \(SimulationFault.listText(faults))")
     cluster.network.dropPerMille = faults.contains(.drop) ? Int(random.next(below: 150)) : 0
     cluster.network.duplicatePerMille =

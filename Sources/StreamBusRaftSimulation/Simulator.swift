@@ -171,6 +171,11 @@ public enum Simulator {
     if faults.contains(.transfer) { table.append((weight(1), .transfer)) }
     if faults.contains(.snapshot) { table.append((weight(3), .snapshot)) }
     let totalWeight = table.reduce(0) { $0 + $1.weight }
+    // Ticks left during which heal events leave an isolated leader cut off, so a successor
+    // is elected and commits writes while clients still reach the deposed leader: the
+    // window in which a ReadIndex without its heartbeat round would return stale data.
+    var leaderIsolationTicksLeft = 0
+    var isolatedLeader: NodeID?
 
     for step in 0..<options.steps {
       result.stepsRun = step + 1
@@ -187,12 +192,25 @@ public enum Simulator {
       switch event {
       case .tick:
         try cluster.tick()
+        leaderIsolationTicksLeft = max(0, leaderIsolationTicksLeft - 1)
       case .write:
         // Clients mostly find the leader; sometimes they hit a random node.
-        let node = clientTarget(cluster, &random, fallback: target)
+        var node = clientTarget(cluster, &random, fallback: target)
+        if leaderIsolationTicksLeft > 0, let newest = cluster.currentLeader(),
+          newest != isolatedLeader, random.next(below: 4) != 0
+        {
+          // Clients that found the successor write there (and complete).
+          node = newest
+        }
         try cluster.write(at: node, key: UInt8(random.next(below: keysMax)))
       case .read:
-        let node = clientTarget(cluster, &random, fallback: target)
+        var node = clientTarget(cluster, &random, fallback: target)
+        if leaderIsolationTicksLeft > 0, let isolatedLeader,
+          cluster.node(isolatedLeader).raft?.role == .leader, random.next(below: 4) != 0
+        {
+          // A client with stale metadata keeps reading from the leader it knew.
+          node = isolatedLeader
+        }
         try cluster.read(at: node, key: UInt8(random.next(below: keysMax)))
       case .partition:
         switch random.next(below: 4) {
@@ -200,7 +218,13 @@ public enum Simulator {
           cluster.isolate(target)
         case 1:
           // Cut the leader off: the case that tests leases, ReadIndex and stale leaders.
-          cluster.isolate(cluster.currentLeader() ?? target)
+          if let leader = cluster.currentLeader() {
+            cluster.isolate(leader)
+            leaderIsolationTicksLeft = leaderIsolationTicksMin
+            isolatedLeader = leader
+          } else {
+            cluster.isolate(target)
+          }
         case 2:
           var groupA: Set<NodeID> = []
           for id in ids where random.next(below: 2) == 0 { groupA.insert(id) }
@@ -210,7 +234,7 @@ public enum Simulator {
           if other != target { cluster.block(from: target, to: other) }
         }
       case .heal:
-        cluster.heal()
+        if leaderIsolationTicksLeft == 0 { cluster.heal() }
       case .crash:
         cluster.crash(target)
       case .restart:
@@ -235,6 +259,10 @@ public enum Simulator {
       }
     }
   }
+
+  /// Ticks an isolated leader stays cut off (heals are deferred): several election
+  /// timeouts, enough for a successor to be elected and to commit writes.
+  static let leaderIsolationTicksMin = 60
 
   /// Where a client sends a request: usually some node that believes it leads (clients
   /// with stale metadata reach deposed leaders too), sometimes any node.

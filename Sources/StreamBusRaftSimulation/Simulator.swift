@@ -148,7 +148,7 @@ public enum Simulator {
     // Swarm testing: every seed keeps each requested fault kind with probability 3/4 and
     // draws its own intensities, so some seeds hammer one kind of trouble while others
     // stay calm long enough for subtle interleavings (a deposed leader next to a new one).
-    // (Drawn in declaration order: a Set's iteration order differs between processes.)
+    // (Iterate in declaration order: a Set's order changes from process to process.)
     let faults = Set(
       SimulationFault.allCases.filter { options.faults.contains($0) && random.next(below: 4) != 0 })
     cluster.log("faults: \(SimulationFault.listText(faults))")
@@ -159,19 +159,24 @@ public enum Simulator {
     cluster.crashDuringReadyPerMille = faults.contains(.crash) ? Int(random.next(below: 20)) : 0
     let ids = cluster.nodeIDs
     let keysMax: UInt64 = 4 + random.next(below: 4)
-    func weight(_ base: UInt64) -> UInt64 { 1 + random.next(below: 2 * base) }
+    // Weights in quarters so that healing can be rare: a heal weight of 1 keeps a partition
+    // for about a hundred ticks, long enough for a second leader to emerge and serve.
+    func weight(_ base: UInt64) -> UInt64 { 4 * (1 + random.next(below: 2 * base)) }
 
     // Weighted event table; faults not enabled simply do not appear.
     var table: [(weight: UInt64, event: Event)] = [
-      (40, .tick), (weight(12), .write), (weight(8), .read),
+      (160, .tick), (weight(12), .write), (weight(8), .read),
     ]
-    if faults.contains(.partition) { table += [(weight(2), .partition), (weight(2), .heal)] }
+    if faults.contains(.partition) {
+      table += [(weight(2), .partition), (1 + random.next(below: 12), .heal)]
+    }
     if faults.contains(.crash) { table += [(weight(2), .crash), (weight(3), .restart)] }
     if faults.contains(.membership) { table.append((weight(2), .membership)) }
     if faults.contains(.transfer) { table.append((weight(1), .transfer)) }
     if faults.contains(.snapshot) { table.append((weight(3), .snapshot)) }
     let totalWeight = table.reduce(0) { $0 + $1.weight }
-    // Ticks left during which heal events leave an isolated leader cut off, so a successor
+    // Ticks left during which heal and partition events leave an isolated leader cut off
+    // (and the rest connected), so a successor
     // is elected and commits writes while clients still reach the deposed leader: the
     // window in which a ReadIndex without its heartbeat round would return stale data.
     var leaderIsolationTicksLeft = 0
@@ -212,6 +217,8 @@ public enum Simulator {
           node = isolatedLeader
         }
         try cluster.read(at: node, key: UInt8(random.next(below: keysMax)))
+      case .partition where leaderIsolationTicksLeft > 0:
+        break  // the isolated leader's partition holds
       case .partition:
         switch random.next(below: 4) {
         case 0:

@@ -87,6 +87,9 @@ public final class SimulatedCluster {
   private var leaderByTerm: [Term: NodeID] = [:]
   /// Terms of the committed log as seen anywhere; `committedTerms[i - 1]` is index i's.
   public private(set) var committedTerms: [Term] = []
+  /// Parallel to `committedTerms`: the lowest current term of a node that saw the index
+  /// committed, an upper bound of the term in which it was committed.
+  private var committedInTerm: [Term] = []
   /// Applied entries anywhere: index → (term, data).
   private var appliedEntries: [LogIndex: EntryFingerprint] = [:]
   /// Log matching: (index, term) → (data, previous term).
@@ -599,16 +602,17 @@ public final class SimulatedCluster {
       } else {
         entriesByPosition[position] = fingerprint
       }
-      // No committed entry is ever overwritten by a later term: a leader of a later term
-      // holds every committed entry, so only a stale leader (older term) may write
-      // something else at a committed index, and that entry can never commit.
-      if entry.index <= LogIndex(committedTerms.count)
-        && committedTerms[Int(entry.index - 1)] < entry.term
-        && committedTerms[Int(entry.index - 1)] != 0
+      // No committed entry is ever overwritten from the term it was committed in onward:
+      // every leader of a later term holds it (§5.4). A stale leader of an earlier term
+      // (even one later than the entry's own term) may still write something else at that
+      // index; that entry can never commit.
+      let slot = Int(entry.index - 1)
+      if entry.index <= LogIndex(committedTerms.count) && committedTerms[slot] != 0
+        && committedTerms[slot] != entry.term && entry.term >= committedInTerm[slot]
       {
         throw SafetyViolation(
-          "committed entry \(entry.index) (term \(committedTerms[Int(entry.index - 1)])) "
-            + "overwritten on node \(node.id) with term \(entry.term)")
+          "committed entry \(entry.index) (term \(committedTerms[slot]), committed by term "
+            + "\(committedInTerm[slot])) overwritten on node \(node.id) with term \(entry.term)")
       }
     }
   }
@@ -652,23 +656,28 @@ public final class SimulatedCluster {
 
   private func recordCommitted(index: LogIndex, term: Term, by id: NodeID) throws {
     guard index > 0 else { return }
+    let storage = node(id).storage
+    let observerTerm = storage.hardState.term
     if index <= LogIndex(committedTerms.count) {
       let known = committedTerms[Int(index - 1)]
       if known != term {
         throw SafetyViolation(
           "node \(id) committed term \(term) at index \(index), cluster committed term \(known)")
       }
+      committedInTerm[Int(index - 1)] = min(committedInTerm[Int(index - 1)], observerTerm)
     } else if index == LogIndex(committedTerms.count) + 1 {
       committedTerms.append(term)
+      committedInTerm.append(observerTerm)
     } else {
       // Gap (a snapshot jumped ahead): fill from this node's log where it still has it.
-      let storage = node(id).storage
       var fill = LogIndex(committedTerms.count) + 1
       while fill < index {
         committedTerms.append((try? storage.term(at: fill)) ?? 0)
+        committedInTerm.append(observerTerm)
         fill += 1
       }
       committedTerms.append(term)
+      committedInTerm.append(observerTerm)
     }
   }
 

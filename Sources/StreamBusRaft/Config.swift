@@ -9,10 +9,13 @@ public struct RaftConfig: Sendable {
   /// Interval between leader heartbeats; must be well below the election timeout.
   public var heartbeatTicks = 1
   /// Run a pre-election that changes no term first, so a node rejoining after a partition
-  /// cannot depose a healthy leader by bumping the term.
+  /// cannot depose a healthy leader by bumping the term. (Independently of both settings,
+  /// a node that heard from a leader within `electionTimeoutTicks` grants no vote or
+  /// pre-vote, except for a leadership transfer.)
   public var preVote = true
-  /// A leader steps down when it has not heard from a quorum within an election timeout,
-  /// and followers that hear from a leader ignore vote requests for that long (leases).
+  /// A leader steps down when it has not heard from a quorum within an election timeout:
+  /// it may have been deposed, or only its outgoing links work (then its heartbeats would
+  /// keep the followers from ever electing a leader that can commit).
   public var checkQuorum = true
   /// Payload bytes per append message (at least one entry is always sent).
   public var appendBytesMax: UInt64 = 1 << 20
@@ -20,6 +23,9 @@ public struct RaftConfig: Sendable {
   public var inflightMessagesMax = 256
   /// Payload bytes in flight to one follower before waiting for acknowledgements.
   public var inflightBytesMax: UInt64 = 32 << 20
+  /// Leader: bytes of its own not-yet-committed proposals beyond which new proposals are
+  /// refused, so a leader cut off from its quorum cannot grow its log without bound.
+  public var uncommittedBytesMax: UInt64 = 1 << 30
   /// Committed entry bytes handed out per Ready (at least one entry).
   public var applyBytesMax: UInt64 = 64 << 20
   /// Snapshot data bytes per InstallSnapshot message.
@@ -51,15 +57,20 @@ public struct RaftTestFaults: Sendable, Hashable {
   public var applyBeforeCommit = false
   /// Honoured by drivers: send a Ready's messages before persisting it.
   public var ackBeforePersist = false
+  /// Answer ReadIndex requests at once, without the heartbeat round that proves the
+  /// leader was not deposed (Raft §8).
+  public var readWithoutQuorum = false
 
   public init(
     grantSecondVote: Bool = false, skipCurrentTermCommitRule: Bool = false,
-    applyBeforeCommit: Bool = false, ackBeforePersist: Bool = false
+    applyBeforeCommit: Bool = false, ackBeforePersist: Bool = false,
+    readWithoutQuorum: Bool = false
   ) {
     self.grantSecondVote = grantSecondVote
     self.skipCurrentTermCommitRule = skipCurrentTermCommitRule
     self.applyBeforeCommit = applyBeforeCommit
     self.ackBeforePersist = ackBeforePersist
+    self.readWithoutQuorum = readWithoutQuorum
   }
 
   public var isEmpty: Bool { self == RaftTestFaults() }

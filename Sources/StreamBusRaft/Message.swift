@@ -20,7 +20,7 @@ public struct SnapshotChunk: Sendable, Hashable {
     self.data = data
   }
 
-  public var isLast: Bool { offset + UInt64(data.count) == totalBytes }
+  public var isLast: Bool { offset <= totalBytes && UInt64(data.count) == totalBytes - offset }
 }
 
 public struct Message: Sendable, Hashable {
@@ -62,7 +62,8 @@ public struct Message: Sendable, Hashable {
   public var entries: [Entry] = []
   public var reject = false
   public var rejectHint: LogIndex = 0
-  /// Vote requests sent because of a leadership transfer override leader leases.
+  /// Vote requests sent because of a leadership transfer (or a forced campaign) override
+  /// the voters' leases.
   public var isLeaderTransfer = false
   public var context: [UInt8] = []
   public var snapshotOffset: UInt64 = 0

@@ -169,7 +169,8 @@ public struct Progress: Sendable {
       return true
     }
     if next - 1 != rejected { return false }
-    next = max(min(rejected, matchHint + 1), match + 1)
+    // min(rejected, matchHint + 1) without overflowing on a peer's hint.
+    next = max(matchHint < rejected ? matchHint + 1 : rejected, match + 1)
     probeSent = false
     return true
   }

@@ -45,7 +45,7 @@ struct RaftLog {
 
   func term(at index: LogIndex) throws -> Term {
     let first = try firstIndex()
-    if index + 1 < first { throw RaftStorageError.compacted }
+    if first > 0 && index < first - 1 { throw RaftStorageError.compacted }
     if index > (try lastIndex()) { throw RaftStorageError.unavailable }
     if let snapshot = unstableSnapshot, index == snapshot.metadata.index {
       return snapshot.metadata.term

@@ -29,6 +29,8 @@ public struct RaftNode {
   /// Index of the latest membership change appended by this leader (or of its no-op):
   /// no other change may be proposed until it is applied.
   private var pendingConfIndex: LogIndex = 0
+  /// Leader: payload bytes of this term's proposals not yet committed.
+  private var uncommittedBytes: UInt64 = 0
 
   private var outbox: [Message] = []
   private var readStates: [ReadState] = []
@@ -68,6 +70,8 @@ public struct RaftNode {
   private enum CampaignKind {
     case preElection
     case election
+    /// Leadership transfer, or a campaign forced by the operator: skips PreVote and
+    /// overrides the voters' leases.
     case transfer
   }
 
@@ -119,6 +123,9 @@ public struct RaftNode {
   public var hardState: HardState { HardState(term: term, vote: vote, commit: log.committed) }
   /// The reason the node stopped after a storage or safety error, if it did.
   public var stopReason: String? { stoppedReason }
+  /// Highest term a peer's message may carry. Real terms never come near it; the margin
+  /// keeps `term + 1` from overflowing however often we campaign after adopting it.
+  public static let termMax: Term = Term.max / 2
 
   // MARK: - Inputs
 
@@ -196,9 +203,16 @@ public struct RaftNode {
     }
   }
 
-  /// Starts an election now (tests and operator tooling; normally ticks do this).
-  public mutating func campaign() throws {
-    try guarded { try $0.hup(kind: $0.config.preVote ? .preElection : .election) }
+  /// Starts an election now (tests and operator tooling; normally ticks do this). Voters
+  /// that heard from a leader within the election timeout ignore it, unless
+  /// `overridingLeases` is set: then it runs like the target's side of a leadership
+  /// transfer (no PreVote, leases overridden), which can depose a healthy leader.
+  public mutating func campaign(overridingLeases: Bool = false) throws {
+    try guarded { node in
+      let kind: CampaignKind =
+        overridingLeases ? .transfer : node.config.preVote ? .preElection : .election
+      try node.hup(kind: kind)
+    }
   }
 
   // MARK: - Ready / advance
@@ -308,6 +322,7 @@ public struct RaftNode {
     leadTransferee = nil
     votes = [:]
     pendingConfIndex = 0
+    uncommittedBytes = 0
     pendingReads = []
     readsAwaitingCommit = []
     let last = try log.lastIndex()
@@ -409,9 +424,12 @@ public struct RaftNode {
     guard role != .leader, isPromotable else { return }
     // A committed but unapplied membership change means our view of the voters may be
     // stale; campaigning with it could split the cluster.
-    if log.committed > log.applied {
+    // A restored snapshot not yet handed to the application counts as applied here: its
+    // membership is already in effect, and the entries it covers are no longer in the log.
+    let firstUnapplied = max(log.applied + 1, try log.firstIndex())
+    if log.committed >= firstUnapplied {
       let pending = try log.entries(
-        from: log.applied + 1, to: log.committed + 1, maxBytes: .max)
+        from: firstUnapplied, to: log.committed + 1, maxBytes: .max)
       if pending.contains(where: { $0.kind == .confChange }) { return }
     }
     try campaign(kind)
@@ -501,6 +519,14 @@ public struct RaftNode {
     guard message.from != 0, message.from != id else {
       throw RaftError.invalidMessage("message from \(message.from) to \(id)")
     }
+    // Bounds that keep our own arithmetic on these fields (term + 1, index + count) exact.
+    guard message.term <= RaftNode.termMax else {
+      throw RaftError.invalidMessage("term \(message.term) above \(RaftNode.termMax)")
+    }
+    guard message.index <= LogIndex.max - LogIndex(message.entries.count) - 1 else {
+      throw RaftError.invalidMessage(
+        "\(message.entries.count) entries after index \(message.index) overflow")
+    }
     for (offset, entry) in message.entries.enumerated() {
       guard entry.index == message.index + 1 + LogIndex(offset), entry.term <= message.term
       else {
@@ -512,7 +538,9 @@ public struct RaftNode {
     }
     if message.kind == .installSnapshot {
       guard let chunk = message.snapshot, chunk.totalBytes <= config.snapshotBytesMax,
-        chunk.offset + UInt64(chunk.data.count) <= chunk.totalBytes
+        chunk.offset <= chunk.totalBytes,
+        UInt64(chunk.data.count) <= chunk.totalBytes - chunk.offset,
+        chunk.metadata.index < LogIndex.max, chunk.metadata.term <= RaftNode.termMax
       else {
         throw RaftError.invalidMessage("bad snapshot chunk")
       }
@@ -523,10 +551,12 @@ public struct RaftNode {
     try validate(message)
     if message.term > term {
       if message.kind == .requestVote || message.kind == .requestPreVote {
-        // Leases (CheckQuorum): while we hear from a leader, ignore candidates that could
-        // only disrupt it, unless the leader itself asked for the election (transfer).
-        let inLease =
-          config.checkQuorum && leader != nil && electionElapsed < config.electionTimeoutTicks
+        // Thesis §4.2.3 and §9.6: within the minimum election timeout of hearing from a
+        // current leader, neither grant a (pre-)vote nor take the candidate's term, unless
+        // the leader itself asked for the election (transfer). This holds with or without
+        // CheckQuorum: otherwise a removed server, or one cut off from the leader alone,
+        // deposes a leader the rest of the cluster still hears.
+        let inLease = leader != nil && electionElapsed < config.electionTimeoutTicks
         if inLease && !message.isLeaderTransfer { return }
       }
       switch message.kind {
@@ -542,11 +572,10 @@ public struct RaftNode {
         try becomeFollower(term: message.term, leader: nil)
       }
     } else if message.term < term {
-      if (config.checkQuorum || config.preVote)
-        && (message.kind == .appendEntries || message.kind == .heartbeat)
-      {
-        // Tell a stale leader about the new term, or it may never step down when
-        // CheckQuorum/PreVote keep its partitioned followers from raising their terms.
+      if message.kind == .appendEntries || message.kind == .heartbeat {
+        // Tell a stale leader about the new term (Figure 2: the response carries our term).
+        // Our vote requests cannot do it: the leader's followers, and the leader itself,
+        // ignore them while the leader is heard (see above).
         send(self.message(.appendResponse, to: message.from))
       } else if message.kind == .requestPreVote {
         var response = self.message(.preVoteResponse, to: message.from)
@@ -620,6 +649,14 @@ public struct RaftNode {
     guard var memberProgress = progress[message.from] else { return }
     switch message.kind {
     case .appendResponse:
+      // Every index a follower reports in our term came from our log (a rejection's hint
+      // lies at or below the rejected index).
+      let last = try log.lastIndex()
+      guard message.index <= last, !message.reject || message.rejectHint <= message.index else {
+        throw RaftError.invalidMessage(
+          "append response for index \(message.index) (hint \(message.rejectHint)), "
+            + "our last index is \(last)")
+      }
       memberProgress.recentActive = true
       progress[message.from] = memberProgress
       if message.reject {
@@ -686,6 +723,10 @@ public struct RaftNode {
 
   private mutating func appendAsLeader(kind: EntryKind, data: [UInt8]) throws -> LogIndex {
     let entry = Entry(term: term, index: try log.lastIndex() + 1, kind: kind, data: data)
+    if uncommittedBytes > 0 && uncommittedBytes + entry.byteCount > config.uncommittedBytesMax {
+      throw RaftError.proposalDropped("\(uncommittedBytes) uncommitted bytes already")
+    }
+    uncommittedBytes += entry.byteCount
     let index = try appendEntries([entry])
     try broadcastAppend()
     return index
@@ -805,7 +846,14 @@ public struct RaftNode {
     if !config.testFaults.skipCurrentTermCommitRule {
       guard try log.termIfKnown(at: quorumIndex) == term else { return false }
     }
+    let previouslyCommitted = log.committed
     log.commit(to: quorumIndex)
+    if uncommittedBytes > 0 {
+      let newlyCommitted = try log.entries(
+        from: previouslyCommitted + 1, to: quorumIndex + 1, maxBytes: .max)
+      let bytes = newlyCommitted.filter { $0.term == term }.reduce(0) { $0 + $1.byteCount }
+      uncommittedBytes -= min(uncommittedBytes, bytes)
+    }
     try releaseReadsAwaitingCommit()
     return true
   }
@@ -852,13 +900,6 @@ public struct RaftNode {
       response.index = log.committed
       send(response)
       return
-    }
-    // Refuse to overwrite committed entries: only a broken peer could ask for it.
-    for entry in append.entries where entry.index <= log.committed {
-      guard try log.matchTerm(entry.index, entry.term) else {
-        throw RaftError.safetyViolation(
-          "leader \(append.from) overwrites committed entry \(entry.index)")
-      }
     }
     var response = message(.appendResponse, to: append.from)
     // Raft §5.3: "If a follower's log is inconsistent with the leader's, the AppendEntries
@@ -973,6 +1014,7 @@ public struct RaftNode {
       return
     }
     if let leadTransferee, !confState.isVoter(leadTransferee) { self.leadTransferee = nil }
+    releaseConfirmedReads()
     // The quorum changed: entries may now be committed, and new members need the log.
     if try maybeCommit() {
       try broadcastAppend()
@@ -998,7 +1040,7 @@ public struct RaftNode {
       readsAwaitingCommit.append(request)
       return
     }
-    if confState.voters == [id] {
+    if confState.voters == [id] || config.testFaults.readWithoutQuorum {
       releaseRead(request)
       return
     }
@@ -1022,8 +1064,18 @@ public struct RaftNode {
       let position = pendingReads.firstIndex(where: { $0.context == context })
     else { return }
     pendingReads[position].acks.insert(member)
-    let ackCount = pendingReads[position].acks.filter { confState.isVoter($0) }.count
-    guard ackCount >= quorumSize else { return }
+    releaseConfirmedReads()
+  }
+
+  /// Releases every pending read whose leadership confirmation reached a quorum of the
+  /// current voters. Runs on each acknowledgement and whenever the voters change: a
+  /// smaller quorum (down to the leader alone) may already be met by the acks collected.
+  private mutating func releaseConfirmedReads() {
+    guard
+      let position = pendingReads.lastIndex(where: { read in
+        read.acks.filter { confState.isVoter($0) }.count >= quorumSize
+      })
+    else { return }
     // Confirming leadership for this request confirms it for every earlier one too.
     let released = pendingReads[...position]
     pendingReads.removeSubrange(...position)

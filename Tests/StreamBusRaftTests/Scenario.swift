@@ -21,11 +21,13 @@ final class Scenario {
 
   private func note(_ line: String) { transcript.append(line) }
 
-  /// "campaign N": node N starts an election, then the network settles.
+  /// "campaign N": node N starts an election, then the network settles. Voters that heard
+  /// from a leader within the election timeout ignore it unless `overridingLeases` (which
+  /// stands for "long enough has passed" in scripts that do not tick).
   @discardableResult
-  func campaign(_ id: NodeID) throws -> Scenario {
-    note("campaign \(id)")
-    try cluster.campaign(id)
+  func campaign(_ id: NodeID, overridingLeases: Bool = false) throws -> Scenario {
+    note(overridingLeases ? "campaign \(id) overriding leases" : "campaign \(id)")
+    try cluster.campaign(id, overridingLeases: overridingLeases)
     return try stabilize()
   }
 

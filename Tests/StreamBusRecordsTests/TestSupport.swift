@@ -3,14 +3,13 @@ import Testing
 
 @testable import StreamBusRecords
 
-/// `../shared/testdata` next to the repository root, found from this file's path.
+/// The shared external test data, copied into `Tests/Fixtures/external` (see its README),
+/// found from this file's path.
 func sharedTestDataURL() -> URL {
   URL(fileURLWithPath: #filePath)
     .deletingLastPathComponent()  // StreamBusRecordsTests
     .deletingLastPathComponent()  // Tests
-    .deletingLastPathComponent()  // repository root
-    .deletingLastPathComponent()
-    .appendingPathComponent("shared/testdata")
+    .appendingPathComponent("Fixtures/external")
 }
 
 func hexBytes(_ hex: String) -> [UInt8] {

@@ -335,9 +335,8 @@ import Testing
   /// CRC-checked bytes, the way a Kafka broker keeps producer compression.
   @Test func gzipBatchFromKafkaIsStoredAndServedUnchanged() throws {
     let corpus = URL(fileURLWithPath: #filePath)
-      .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-      .deletingLastPathComponent()
-      .appendingPathComponent("shared/testdata/kafka-record-batches")
+      .deletingLastPathComponent().deletingLastPathComponent()
+      .appendingPathComponent("Fixtures/external/kafka-record-batches")
     let gzip = [UInt8](try Data(contentsOf: corpus.appendingPathComponent("gzip-compressed.bin")))
     let keyed = [UInt8](try Data(contentsOf: corpus.appendingPathComponent("keyed-three.bin")))
     let directory = try TemporaryDirectory()

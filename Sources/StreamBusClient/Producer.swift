@@ -374,7 +374,8 @@ public actor Producer {
       nextBatchId += 1
       queue.open = batch
       if config.lingerMs > 0 {
-        let lingerMs = config.lingerMs
+        // A linger longer than the delivery timeout must not delay the batch's expiry.
+        let lingerMs = min(config.lingerMs, config.deliveryTimeoutMs)
         Task { [weak self] in
           try? await Task.sleep(for: .milliseconds(lingerMs))
           await self?.drain()

@@ -9,7 +9,7 @@ import Testing
   static let deliveryTimeoutMs: Int64 = 400
   static let requestTimeoutMs: Int64 = 800
   /// Scheduling slack on a loaded test machine.
-  static let slackMs: Int64 = 700
+  static let slackMs: Int64 = 1_500
 
   static func producerConfig(deliveryTimeoutMs: Int64 = deliveryTimeoutMs) -> ProducerConfig {
     var config = ProducerConfig()

@@ -45,6 +45,7 @@ final class ClientCore: Sendable {
       correlationId: Self.takeCorrelationId(nextCorrelationId), clientId: config.clientId)
     do {
       let connection = try await pool.connection(to: broker)
+      try Task.checkCancellation()
       try await connection.sendOneWay(request.encodePayload(header: header))
     } catch {
       throw StreamBusError.wrapping(error, context: "\(request.apiKey.name) to \(broker)")
@@ -72,6 +73,9 @@ final class ClientCore: Sendable {
     let payload: [UInt8]
     do {
       connection = try await pool.connection(to: broker)
+      // A caller that gave up while the connection was opening (a producer past its request
+      // deadline) must not have the request written later, behind its retry.
+      try Task.checkCancellation()
       payload = try await connection.send(
         request.encodePayload(header: header), timeoutMs: timeoutMs)
     } catch {

@@ -91,6 +91,8 @@ public actor Producer {
     var estimatedBytes = RecordBatchHeader.byteCount
     var reservedBytes = 0
     let createdAt: ContinuousClock.Instant
+    /// `createdAt + deliveryTimeoutMs`: a batch still queued then fails.
+    let deliveryDeadline: ContinuousClock.Instant
     let completion = BatchCompletion()
     var attempts = 0
     var retryAfter: ContinuousClock.Instant?
@@ -100,10 +102,14 @@ public actor Producer {
     /// completes after the failure (the cache's refresh count reaching this value).
     var metadataRefreshRequired: Int?
 
-    init(id: UInt64, topicPartition: TopicPartition, createdAt: ContinuousClock.Instant) {
+    init(
+      id: UInt64, topicPartition: TopicPartition, createdAt: ContinuousClock.Instant,
+      deliveryTimeoutMs: Int64
+    ) {
       self.id = id
       self.topicPartition = topicPartition
       self.createdAt = createdAt
+      self.deliveryDeadline = createdAt + .clampedMilliseconds(deliveryTimeoutMs)
     }
   }
 
@@ -125,6 +131,16 @@ public actor Producer {
     var partitions: [(topicPartition: TopicPartition, batches: [Batch])] = []
   }
 
+  /// A produce request awaiting its outcome. The producer gives up on it at `deadline` even
+  /// when the transport does not (a connect or a write that never finishes), so no batch stays
+  /// in flight longer than `requestTimeoutMs`.
+  private struct InFlightRequest {
+    let leader: HostPort
+    let batchIds: [(TopicPartition, [UInt64])]
+    let deadline: ContinuousClock.Instant
+    let task: Task<Void, Never>
+  }
+
   private struct SpaceWaiter {
     var bytes: Int
     var continuation: CheckedContinuation<Void, Never>
@@ -142,6 +158,14 @@ public actor Producer {
   private var isClosed = false
   private var isRefreshingMetadata = false
   private var lastMetadataRefresh: ContinuousClock.Instant?
+  /// Failed metadata refreshes in a row; spaces the next one by an exponential backoff.
+  private var metadataRefreshFailures = 0
+  private var requestsInFlight: [UInt64: InFlightRequest] = [:]
+  private var nextRequestId: UInt64 = 0
+  /// The one timer that runs `drain()` at the next deadline (delivery timeout, request
+  /// deadline or retry backoff), so batches expire even when nothing else happens.
+  private var wakeUp: (at: ContinuousClock.Instant, id: UInt64, task: Task<Void, Never>)?
+  private var nextWakeUpId: UInt64 = 0
   private var random = SystemRandomNumberGenerator()
 
   public init(config: ClientConfig, producerConfig: ProducerConfig = ProducerConfig()) {
@@ -265,6 +289,8 @@ public actor Producer {
       waiter.continuation.resume()
     }
     await flush()
+    wakeUp?.task.cancel()
+    wakeUp = nil
     await core.close()
   }
 
@@ -342,11 +368,14 @@ public actor Producer {
     if let open = queue.open {
       batch = open
     } else {
-      batch = Batch(id: nextBatchId, topicPartition: topicPartition, createdAt: .now)
+      batch = Batch(
+        id: nextBatchId, topicPartition: topicPartition, createdAt: .now,
+        deliveryTimeoutMs: config.deliveryTimeoutMs)
       nextBatchId += 1
       queue.open = batch
       if config.lingerMs > 0 {
-        let lingerMs = config.lingerMs
+        // A linger longer than the delivery timeout must not delay the batch's expiry.
+        let lingerMs = min(config.lingerMs, config.deliveryTimeoutMs)
         Task { [weak self] in
           try? await Task.sleep(for: .milliseconds(lingerMs))
           await self?.drain()
@@ -409,6 +438,8 @@ public actor Producer {
   /// connection's free `inflightRequestsMax` slots.
   private func drain() {
     let now = ContinuousClock.now
+    expireRequests(now: now)
+    expireQueuedBatches(now: now)
     // Count first: the snapshot read after it is at least that fresh.
     let refreshCount = core.metadata.refreshCount
     let metadata = core.metadata.snapshot
@@ -429,15 +460,6 @@ public actor Producer {
         earliestRetry = min(earliestRetry ?? retryAfter, retryAfter)
         continue
       }
-      candidates.removeAll { batch in
-        guard (now - batch.createdAt).wholeMilliseconds >= config.deliveryTimeoutMs else {
-          return false
-        }
-        removeFromQueue(batch)
-        fail(batch, with: deliveryTimeoutError(batch))
-        return true
-      }
-      guard let head = candidates.first else { continue }
       if let required = head.metadataRefreshRequired, refreshCount < required {
         needsMetadata = true
         continue
@@ -516,12 +538,78 @@ public actor Producer {
     if needsMetadata {
       refreshMetadataThenDrain()
     }
-    if let earliestRetry {
-      Task { [weak self] in
-        try? await Task.sleep(until: earliestRetry, clock: .continuous)
-        await self?.drain()
+    scheduleWakeUp(earliestRetry: earliestRetry)
+  }
+
+  /// Fails every queued (not in-flight) batch whose delivery deadline has passed, wherever it
+  /// is in its partition's queue: behind an outstanding request, waiting for metadata, a
+  /// leader or a retry backoff.
+  private func expireQueuedBatches(now: ContinuousClock.Instant) {
+    for (topicPartition, queue) in queues {
+      var expired = queue.ready.filter { $0.deliveryDeadline <= now }
+      if let open = queue.open, open.deliveryDeadline <= now {
+        expired.append(open)
+      }
+      guard !expired.isEmpty else { continue }
+      for batch in expired {
+        removeFromQueue(batch)
+      }
+      for batch in expired {
+        fail(batch, with: deliveryTimeoutError(batch))
+      }
+      if let open = queue.open, expired.last === open {
+        batchLeftAccumulator(topicPartition)
       }
     }
+  }
+
+  /// Gives up on requests past their deadline, as if they had timed out: their batches are
+  /// retried or fail like after any request timeout. A late outcome is ignored.
+  private func expireRequests(now: ContinuousClock.Instant) {
+    let expired = requestsInFlight.filter { $0.value.deadline <= now }
+    for (requestId, request) in expired.sorted(by: { $0.key < $1.key }) {
+      request.task.cancel()
+      handleOutcome(
+        .failure(
+          StreamBusError(
+            .timeout,
+            "Produce to \(request.leader): no outcome within requestTimeoutMs \(core.config.requestTimeoutMs)"
+          )), requestId: requestId, drainAfter: false)
+    }
+  }
+
+  /// Keeps one timer armed for the earliest deadline of anything not yet complete.
+  private func scheduleWakeUp(earliestRetry: ContinuousClock.Instant?) {
+    var earliest = earliestRetry
+    func consider(_ instant: ContinuousClock.Instant) {
+      earliest = min(earliest ?? instant, instant)
+    }
+    for queue in queues.values {
+      // Batches of a partition are queued in creation order; the first one expires first.
+      if let first = queue.ready.first { consider(first.deliveryDeadline) }
+      if let open = queue.open { consider(open.deliveryDeadline) }
+    }
+    for request in requestsInFlight.values {
+      consider(request.deadline)
+    }
+    guard let earliest else { return }
+    if let wakeUp, wakeUp.at <= earliest {
+      return
+    }
+    wakeUp?.task.cancel()
+    let id = nextWakeUpId
+    nextWakeUpId += 1
+    let task = Task { [weak self] in
+      try? await Task.sleep(until: earliest, clock: .continuous)
+      await self?.wokeUp(id: id)
+    }
+    wakeUp = (earliest, id, task)
+  }
+
+  private func wokeUp(id: UInt64) {
+    guard let wakeUp, wakeUp.id == id else { return }
+    self.wakeUp = nil
+    drain()
   }
 
   /// The batch's exact encoded size; encodes it once (appending a record drops the cache).
@@ -546,6 +634,8 @@ public actor Producer {
 
   private func send(_ plan: RequestPlan, to leader: HostPort) {
     inflightRequestsByBroker[leader, default: 0] += 1
+    let requestId = nextRequestId
+    nextRequestId += 1
     var byTopic: [String: [ProduceRequest.Partition]] = [:]
     for (topicPartition, batches) in plan.partitions {
       var records: [UInt8]
@@ -570,7 +660,7 @@ public actor Producer {
     let batchIds = plan.partitions.map { ($0.topicPartition, $0.batches.map(\.id)) }
     let core = core
     let acks = config.acks
-    Task {
+    let task = Task {
       let outcome: Result<ProduceResponse?, StreamBusError>
       do {
         if acks == .none {
@@ -586,14 +676,21 @@ public actor Producer {
       } catch {
         outcome = .failure(StreamBusError.wrapping(error, context: "Produce to \(leader)"))
       }
-      self.handleOutcome(outcome, batchIds: batchIds, leader: leader)
+      self.handleOutcome(outcome, requestId: requestId)
     }
+    requestsInFlight[requestId] = InFlightRequest(
+      leader: leader, batchIds: batchIds,
+      deadline: .now + .clampedMilliseconds(core.config.requestTimeoutMs), task: task)
   }
 
+  /// Completes or retries the batches of a request; ignored for a request given up on.
   private func handleOutcome(
-    _ outcome: Result<ProduceResponse?, StreamBusError>,
-    batchIds: [(TopicPartition, [UInt64])], leader: HostPort
+    _ outcome: Result<ProduceResponse?, StreamBusError>, requestId: UInt64,
+    drainAfter: Bool = true
   ) {
+    guard let request = requestsInFlight.removeValue(forKey: requestId) else { return }
+    let leader = request.leader
+    let batchIds = request.batchIds
     inflightRequestsByBroker[leader, default: 1] -= 1
     var invalidate = false
     for (topicPartition, ids) in batchIds {
@@ -656,7 +753,9 @@ public actor Producer {
       core.metadata.invalidate()
       refreshMetadataThenDrain()
     }
-    drain()
+    if drainAfter {
+      drain()
+    }
   }
 
   /// Puts the batches of a failed request back at the head of their partition's queue, in
@@ -704,13 +803,18 @@ public actor Producer {
     }
   }
 
-  /// One refresh at a time, spaced by `retryBackoffMs`, then another drain.
+  /// One refresh at a time, spaced by `retryBackoffMs` (growing exponentially while
+  /// refreshes fail), then another drain. Only a drain that finds a batch waiting for
+  /// metadata asks again, so refreshes stop once every such batch was sent or expired.
   private func refreshMetadataThenDrain() {
     guard !isRefreshingMetadata else { return }
     isRefreshingMetadata = true
     let waitMs: Int64
     if let last = lastMetadataRefresh {
-      waitMs = max(0, core.config.retryBackoffMs - (ContinuousClock.now - last).wholeMilliseconds)
+      let spacingMs =
+        metadataRefreshFailures == 0
+        ? core.config.retryBackoffMs : core.config.backoffMs(attempt: metadataRefreshFailures)
+      waitMs = max(0, spacingMs - (ContinuousClock.now - last).wholeMilliseconds)
     } else {
       waitMs = 0
     }
@@ -719,14 +823,15 @@ public actor Producer {
       if waitMs > 0 {
         try? await Task.sleep(for: .milliseconds(waitMs))
       }
-      _ = try? await metadata.refresh()
-      await self?.metadataRefreshed()
+      let succeeded = (try? await metadata.refresh()) != nil
+      await self?.metadataRefreshed(succeeded: succeeded)
     }
   }
 
-  private func metadataRefreshed() {
+  private func metadataRefreshed(succeeded: Bool) {
     isRefreshingMetadata = false
     lastMetadataRefresh = .now
+    metadataRefreshFailures = succeeded ? 0 : metadataRefreshFailures + 1
     drain()
   }
 }

@@ -42,6 +42,14 @@ final class FakeCluster: Sendable {
     var fetchConnectionDrops = 0
     /// Produce requests wait until this is false.
     var holdProduce = false
+    /// Every request waits until this is false (a broker that stopped responding).
+    var holdAll = false
+    /// Metadata requests wait until this is false.
+    var holdMetadata = false
+    /// Close the connection instead of answering any request (a broker going down).
+    var dropAll = false
+    /// Close the connection instead of answering this many upcoming metadata requests.
+    var metadataConnectionDrops = 0
     var produceInFlight = 0
     var produceInFlightMax = 0
     /// Appended to the next fetch response of the partition: the first this many bytes of
@@ -145,12 +153,28 @@ final class FakeBroker: FrameRequestHandler, Sendable {
     } catch {
       return .close(reason: "undecodable request: \(error)")
     }
+    while cluster.withState({ $0.holdAll }) {
+      try? await Task.sleep(for: .milliseconds(5))
+    }
+    if cluster.withState({ $0.dropAll }) {
+      return .close(reason: "test drops every connection")
+    }
     cluster.withState {
       $0.log.append(FakeCluster.LoggedRequest(brokerId: id, header: header, request: request))
     }
     let response: Response
     switch request {
     case .metadata:
+      if cluster.withState({ state in
+        guard state.metadataConnectionDrops > 0 else { return false }
+        state.metadataConnectionDrops -= 1
+        return true
+      }) {
+        return .close(reason: "test drops the connection")
+      }
+      while cluster.withState({ $0.holdMetadata }) {
+        try? await Task.sleep(for: .milliseconds(5))
+      }
       response = .metadata(metadata())
     case .produce(let produce):
       if cluster.withState({ state in
@@ -444,6 +468,12 @@ struct FakeClusterHarness {
   }
 
   func stop() async {
+    // Handlers held by a test would delay the graceful shutdown.
+    cluster.withState { state in
+      state.holdAll = false
+      state.holdMetadata = false
+      state.holdProduce = false
+    }
     for broker in brokers {
       await broker.stop()
     }

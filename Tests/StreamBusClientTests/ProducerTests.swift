@@ -187,7 +187,8 @@ import Testing
           repeating: .notEnoughReplicas, count: 1_000)
       }
       var producerConfig = ProducerConfig()
-      producerConfig.deliveryTimeoutMs = 300
+      // Long enough for a second attempt on a loaded machine.
+      producerConfig.deliveryTimeoutMs = 1_000
       let producer = Producer(config: harness.clientConfig(), producerConfig: producerConfig)
       let error = try await #require(throws: StreamBusError.self) {
         try await producer.send(topic: "slow", value: Array("x".utf8))

@@ -184,20 +184,12 @@ struct BrokerLifecycleTests {
         await collector.value
       }
       let stillQueuedBytes = settled ? 0 : await producer.queuedBytes
-      // Known client bug (reported with client a38b410; passed with 22e62f3): close() never
-      // returns once its broker is gone. Kept visible as a known issue so the data checks
-      // below still run strictly and CI stays green until the client is fixed.
-      withKnownIssue(
-        "StreamBusClient Producer.close() hangs after its only broker was killed",
-        isIntermittent: true
-      ) {
-        #expect(
-          settled,
-          """
-          Producer did not settle within 20 s after its only broker was killed \
-          (deliveryTimeoutMs 1500): still \(stage.value), \(stillQueuedBytes) bytes queued
-          """)
-      }
+      #expect(
+        settled,
+        """
+        Producer did not settle within 20 s after its only broker was killed \
+        (deliveryTimeoutMs 1500): still \(stage.value), \(stillQueuedBytes) bytes queued
+        """)
 
       let restarted = try await harness.startBroker(dataDirectory: dataDirectory)
       let reader = try await RawBrokerClient.connect(to: restarted.address)

@@ -20,6 +20,9 @@ public struct RaftConfig: Sendable {
   public var inflightMessagesMax = 256
   /// Payload bytes in flight to one follower before waiting for acknowledgements.
   public var inflightBytesMax: UInt64 = 32 << 20
+  /// Leader: bytes of its own not-yet-committed proposals beyond which new proposals are
+  /// refused, so a leader cut off from its quorum cannot grow its log without bound.
+  public var uncommittedBytesMax: UInt64 = 1 << 30
   /// Committed entry bytes handed out per Ready (at least one entry).
   public var applyBytesMax: UInt64 = 64 << 20
   /// Snapshot data bytes per InstallSnapshot message.
@@ -51,15 +54,20 @@ public struct RaftTestFaults: Sendable, Hashable {
   public var applyBeforeCommit = false
   /// Honoured by drivers: send a Ready's messages before persisting it.
   public var ackBeforePersist = false
+  /// Answer ReadIndex requests at once, without the heartbeat round that proves the
+  /// leader was not deposed (Raft §8).
+  public var readWithoutQuorum = false
 
   public init(
     grantSecondVote: Bool = false, skipCurrentTermCommitRule: Bool = false,
-    applyBeforeCommit: Bool = false, ackBeforePersist: Bool = false
+    applyBeforeCommit: Bool = false, ackBeforePersist: Bool = false,
+    readWithoutQuorum: Bool = false
   ) {
     self.grantSecondVote = grantSecondVote
     self.skipCurrentTermCommitRule = skipCurrentTermCommitRule
     self.applyBeforeCommit = applyBeforeCommit
     self.ackBeforePersist = ackBeforePersist
+    self.readWithoutQuorum = readWithoutQuorum
   }
 
   public var isEmpty: Bool { self == RaftTestFaults() }

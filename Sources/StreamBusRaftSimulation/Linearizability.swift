@@ -29,21 +29,45 @@ public struct ClientOperation: Sendable, Hashable {
 }
 
 public enum LinearizabilityChecker {
-  /// Returns nil if the history is linearizable, otherwise the first key whose
-  /// sub-history is not, with a description.
+  /// Upper bound on explored (linearized set, state) pairs per key. Beyond it the search
+  /// gives up and the key counts as inconclusive rather than running for hours.
+  public static let searchStatesMax = 100_000
+
+  public enum Verdict: Sendable, Equatable {
+    case linearizable
+    case violation(String)
+    /// The search bound was hit for these keys (no violation found within it).
+    case inconclusive([UInt8])
+  }
+
+  /// Returns nil if the history is linearizable (or the search was inconclusive),
+  /// otherwise the first key whose sub-history is not, with a description.
   public static func check(_ history: [ClientOperation]) -> String? {
+    if case .violation(let problem) = verdict(history) { return problem }
+    return nil
+  }
+
+  public static func verdict(_ history: [ClientOperation]) -> Verdict {
     let byKey = Dictionary(grouping: history, by: \.key)
+    var inconclusive: [UInt8] = []
     for key in byKey.keys.sorted() {
-      let operations = byKey[key] ?? []
-      if !checkRegister(operations) {
+      // A fixed order keeps the search (and its cost) the same in every process.
+      let operations = (byKey[key] ?? []).sorted { ($0.invokedAt, $0.id) < ($1.invokedAt, $1.id) }
+      let result = checkRegister(operations)
+      if result == nil {
+        inconclusive.append(key)
+        continue
+      }
+      if result == false {
         let lines = operations.sorted { $0.invokedAt < $1.invokedAt }.map { operation in
           "#\(operation.id) \(operation.kind) [\(operation.invokedAt), "
             + "\(operation.returnedAt.map(String.init) ?? "?")]"
         }
-        return "key \(key) history not linearizable: " + lines.joined(separator: "; ")
+        return .violation(
+          "key \(key) history not linearizable: " + lines.joined(separator: "; "))
       }
     }
-    return nil
+    return inconclusive.isEmpty ? .linearizable : .inconclusive(inconclusive)
   }
 
   private struct Event {
@@ -55,8 +79,9 @@ public enum LinearizabilityChecker {
     var match: Int
   }
 
-  /// Exhaustive search for a linearization of one register's operations.
-  static func checkRegister(_ operations: [ClientOperation]) -> Bool {
+  /// Exhaustive search for a linearization of one register's operations; nil when the
+  /// search bound was reached first.
+  static func checkRegister(_ operations: [ClientOperation]) -> Bool? {
     if operations.isEmpty { return true }
     // Events sorted by time; unknown returns go last (they may take effect any time).
     var raw: [(operation: Int, isCall: Bool, time: UInt64)] = []
@@ -64,7 +89,9 @@ public enum LinearizabilityChecker {
       raw.append((position, true, operation.invokedAt))
       raw.append((position, false, operation.returnedAt ?? .max))
     }
-    raw.sort { ($0.time, $0.isCall ? 0 : 1) < ($1.time, $1.isCall ? 0 : 1) }
+    raw.sort {
+      ($0.time, $0.isCall ? 0 : 1, $0.operation) < ($1.time, $1.isCall ? 0 : 1, $1.operation)
+    }
     // Doubly linked list with a sentinel at position 0.
     var events = [Event(operation: -1, isCall: false, time: 0, previous: -1, next: 1, match: -1)]
     var callPosition = [Int](repeating: 0, count: operations.count)
@@ -119,6 +146,7 @@ public enum LinearizabilityChecker {
         if allowed {
           var newLinearized = linearized
           newLinearized[event.operation / 64] |= 1 << UInt64(event.operation % 64)
+          if cache.count >= searchStatesMax { return nil }
           if cache.insert(CacheKey(linearized: newLinearized, state: newState)).inserted {
             stack.append((cursor, state))
             state = newState

@@ -66,6 +66,7 @@ public struct SimulationOptions: Sendable {
     if raftFaults.skipCurrentTermCommitRule { bugs.append("skip-term-commit") }
     if raftFaults.applyBeforeCommit { bugs.append("apply-before-commit") }
     if raftFaults.ackBeforePersist { bugs.append("ack-before-persist") }
+    if raftFaults.readWithoutQuorum { bugs.append("read-without-quorum") }
     if !bugs.isEmpty { command += " --bugs \(bugs.joined(separator: ","))" }
     return command
   }
@@ -92,6 +93,7 @@ public enum Simulator {
       options: options, failure: nil, stepsRun: 0, committedIndex: 0, operations: 0,
       statistics: [:], events: [])
     let cluster: SimulatedCluster
+    var settingsDescription = ""
     do {
       // Swarm over the node settings too: from one entry per append with a window of one
       // message, to large batches and deep pipelines.
@@ -100,6 +102,14 @@ public enum Simulator {
       let inflightMessagesMax = 1 + Int(settings.next(below: 4))
       let chunkBytes = [4, 10, 64][Int(settings.next(below: 3))]
       let heartbeatTicks = 1 + Int(settings.next(below: 3))
+      // A quarter of the seeds run without CheckQuorum (deposed leaders linger, which
+      // stresses ReadIndex) and a quarter without PreVote.
+      let checkQuorum = settings.next(below: 4) != 0
+      let preVote = settings.next(below: 4) != 0
+      settingsDescription =
+        "appendBytesMax \(appendBytesMax), inflightMessagesMax \(inflightMessagesMax), "
+        + "chunk \(chunkBytes), heartbeat \(heartbeatTicks), checkQuorum \(checkQuorum), "
+        + "preVote \(preVote)"
       cluster = try SimulatedCluster(
         nodeCount: options.nodeCount, seed: options.seed, raftFaults: options.raftFaults
       ) { config in
@@ -107,12 +117,15 @@ public enum Simulator {
         config.inflightMessagesMax = inflightMessagesMax
         config.snapshotChunkBytesMax = chunkBytes
         config.heartbeatTicks = heartbeatTicks
+        config.checkQuorum = checkQuorum
+        config.preVote = preVote
       }
     } catch {
       result.failure = "start-up: \(error)"
       return result
     }
     cluster.recordsEvents = options.recordsEvents
+    cluster.log("settings: \(settingsDescription)")
     do {
       try runSafetyPhase(cluster, options, &result)
       try runLivenessPhase(cluster, options)
@@ -131,24 +144,32 @@ public enum Simulator {
   private static func runSafetyPhase(
     _ cluster: SimulatedCluster, _ options: SimulationOptions, _ result: inout SimulationResult
   ) throws {
-    let faults = options.faults
     var random = SplitMix64(seed: options.seed ^ 0x5EED_F00D)
-    // Swarm testing: every seed draws its own fault intensities, so some seeds hammer one
-    // kind of trouble while others barely show it.
+    // Swarm testing: every seed keeps each requested fault kind with probability 3/4 and
+    // draws its own intensities, so some seeds hammer one kind of trouble while others
+    // stay calm long enough for subtle interleavings (a deposed leader next to a new one).
+    // (Iterate in declaration order: a Set's order changes from process to process.)
+    let faults = Set(
+      SimulationFault.allCases.filter { options.faults.contains($0) && random.next(below: 4) != 0 })
+    cluster.log("faults: \(SimulationFault.listText(faults))")
     cluster.network.dropPerMille = faults.contains(.drop) ? Int(random.next(below: 150)) : 0
     cluster.network.duplicatePerMille =
       faults.contains(.duplicate) ? Int(random.next(below: 60)) : 0
     cluster.network.delayTicksMax = faults.contains(.reorder) ? 1 + random.next(below: 5) : 1
-    cluster.crashDuringReadyPerMille = faults.contains(.crash) ? Int(random.next(below: 60)) : 0
+    cluster.crashDuringReadyPerMille = faults.contains(.crash) ? Int(random.next(below: 20)) : 0
     let ids = cluster.nodeIDs
     let keysMax: UInt64 = 4 + random.next(below: 4)
-    func weight(_ base: UInt64) -> UInt64 { 1 + random.next(below: 2 * base) }
+    // Weights in quarters so that healing can be rare: a heal weight of 1 keeps a partition
+    // for about a hundred ticks, long enough for a second leader to emerge and serve.
+    func weight(_ base: UInt64) -> UInt64 { 4 * (1 + random.next(below: 2 * base)) }
 
     // Weighted event table; faults not enabled simply do not appear.
     var table: [(weight: UInt64, event: Event)] = [
-      (40, .tick), (weight(12), .write), (weight(8), .read),
+      (160, .tick), (weight(12), .write), (weight(8), .read),
     ]
-    if faults.contains(.partition) { table += [(weight(2), .partition), (weight(3), .heal)] }
+    if faults.contains(.partition) {
+      table += [(weight(2), .partition), (1 + random.next(below: 12), .heal)]
+    }
     if faults.contains(.crash) { table += [(weight(2), .crash), (weight(3), .restart)] }
     if faults.contains(.membership) { table.append((weight(2), .membership)) }
     if faults.contains(.transfer) { table.append((weight(1), .transfer)) }
@@ -172,16 +193,19 @@ public enum Simulator {
         try cluster.tick()
       case .write:
         // Clients mostly find the leader; sometimes they hit a random node.
-        let node = random.next(below: 4) == 0 ? target : (cluster.currentLeader() ?? target)
+        let node = clientTarget(cluster, &random, fallback: target)
         try cluster.write(at: node, key: UInt8(random.next(below: keysMax)))
       case .read:
-        let node = random.next(below: 4) == 0 ? target : (cluster.currentLeader() ?? target)
+        let node = clientTarget(cluster, &random, fallback: target)
         try cluster.read(at: node, key: UInt8(random.next(below: keysMax)))
       case .partition:
-        switch random.next(below: 3) {
+        switch random.next(below: 4) {
         case 0:
           cluster.isolate(target)
         case 1:
+          // Cut the leader off: the case that tests leases, ReadIndex and stale leaders.
+          cluster.isolate(cluster.currentLeader() ?? target)
+        case 2:
           var groupA: Set<NodeID> = []
           for id in ids where random.next(below: 2) == 0 { groupA.insert(id) }
           cluster.partition([groupA, Set(ids).subtracting(groupA)])
@@ -214,6 +238,16 @@ public enum Simulator {
         }
       }
     }
+  }
+
+  /// Where a client sends a request: usually some node that believes it leads (clients
+  /// with stale metadata reach deposed leaders too), sometimes any node.
+  private static func clientTarget(
+    _ cluster: SimulatedCluster, _ random: inout SplitMix64, fallback: NodeID
+  ) -> NodeID {
+    let leaders = cluster.nodeIDs.filter { cluster.node($0).raft?.role == .leader }
+    if leaders.isEmpty || random.next(below: 4) == 0 { return fallback }
+    return leaders[Int(random.next(below: UInt64(leaders.count)))]
   }
 
   private static func changeMembership(
@@ -260,6 +294,9 @@ public enum Simulator {
     cluster.heal()
     cluster.network.dropPerMille = 0
     cluster.network.duplicatePerMille = 0
+    // Prompt delivery again: with one-entry appends and a window of one message, catching a
+    // follower up costs a round trip per entry, so slow links would only measure patience.
+    cluster.network.delayTicksMax = 1
     cluster.crashDuringReadyPerMille = 0
     for id in cluster.nodeIDs where !cluster.node(id).isUp { try cluster.restart(id) }
     var marker: (leader: NodeID, operation: UInt64)?
@@ -288,9 +325,21 @@ public enum Simulator {
         return
       }
     }
+    var details: [String] = []
+    if let leader = cluster.currentLeader() {
+      let leaderRaft = cluster.raft(leader)
+      details.append("leader \(leader) term \(leaderRaft.term) conf \(leaderRaft.confState)")
+      for member in leaderRaft.confState.members {
+        let raft = cluster.node(member).raft
+        let progress = leaderRaft.progress[member]
+        details.append(
+          "\(member): applied \(raft?.appliedIndex ?? 0) commit \(raft?.committedIndex ?? 0) "
+            + "\(raft?.role.rawValue ?? "down") term \(raft?.term ?? 0) progress "
+            + "\(progress.map { "\($0.state) match \($0.match) next \($0.next)" } ?? "none")")
+      }
+    }
     throw SafetyViolation(
       "liveness: no leader committed and replicated a write within "
-        + "\(options.livenessTicksMax) ticks after healing (leader: "
-        + "\(cluster.currentLeader().map(String.init) ?? "none"))")
+        + "\(options.livenessTicksMax) ticks after healing; " + details.joined(separator: "; "))
   }
 }

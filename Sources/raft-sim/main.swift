@@ -30,11 +30,12 @@ struct RaftSim: ParsableCommand {
   @Option(
     help: """
       Deliberate core bugs, to check that the checkers notice: \
-      second-vote,skip-term-commit,apply-before-commit,ack-before-persist.
+      second-vote,skip-term-commit,apply-before-commit,ack-before-persist,\
+      read-without-quorum.
       """)
   var bugs: String = ""
 
-  @Flag(help: "Print the event trace of failing seeds.")
+  @Flag(help: "Print the event trace (the whole run for one seed, the end of failing seeds).")
   var trace = false
 
   func validate() throws {
@@ -56,11 +57,13 @@ struct RaftSim: ParsableCommand {
     let range = try seedRange()
     var passed = 0
     var failed = 0
+    var inconclusive = 0
     for seed in range {
       var options = SimulationOptions(
         seed: seed, nodeCount: nodes, steps: steps, faults: faultSet, raftFaults: raftFaults)
       options.recordsEvents = trace
       let result = Simulator.run(options)
+      if result.statistics["linearizability inconclusive keys"] != nil { inconclusive += 1 }
       if let failure = result.failure {
         failed += 1
         if trace {
@@ -70,6 +73,9 @@ struct RaftSim: ParsableCommand {
         print("  reproduce: \(options.reproduceCommand)")
       } else {
         passed += 1
+        if range.count == 1 && trace {
+          for event in result.events { print("  \(event)") }
+        }
         if range.count == 1 {
           print(
             "seed \(seed): ok, \(result.committedIndex) entries committed, "
@@ -79,6 +85,9 @@ struct RaftSim: ParsableCommand {
           }
         }
       }
+    }
+    if inconclusive > 0 {
+      print("\(inconclusive) seeds hit the linearizability search bound on some key")
     }
     print("\(passed) passed, \(failed) failed")
     if failed > 0 { throw ExitCode(1) }
@@ -103,6 +112,7 @@ struct RaftSim: ParsableCommand {
       case "skip-term-commit": faults.skipCurrentTermCommitRule = true
       case "apply-before-commit": faults.applyBeforeCommit = true
       case "ack-before-persist": faults.ackBeforePersist = true
+      case "read-without-quorum": faults.readWithoutQuorum = true
       default: throw ValidationError("unknown bug '\(name)'")
       }
     }

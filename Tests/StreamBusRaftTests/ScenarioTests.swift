@@ -302,3 +302,52 @@ import Testing
     #expect(scenario.cluster.node(2).store == scenario.cluster.node(1).store)
   }
 }
+
+@Suite struct ReadIndexSafetyTests {
+  /// Raft §8: "a leader must check whether it has been deposed before processing a
+  /// read-only request". Without CheckQuorum the deposed leader keeps its role, so only the
+  /// heartbeat round of ReadIndex stops it from answering with stale data.
+  @Test func deposedLeaderDoesNotServeStaleRead() throws {
+    try runDeposedLeaderRead(faults: RaftTestFaults())
+  }
+
+  /// The linearizability checker bites: skipping the heartbeat round lets the deposed
+  /// leader answer from its stale state, and the client history says so.
+  @Test func readWithoutQuorumIsCaughtByLinearizabilityChecker() throws {
+    #expect(throws: SafetyViolation.self) {
+      try runDeposedLeaderRead(faults: RaftTestFaults(readWithoutQuorum: true))
+    }
+  }
+
+  private func runDeposedLeaderRead(faults: RaftTestFaults) throws {
+    let scenario = try Scenario(nodes: 3, faults: faults) { config in config.checkQuorum = false }
+    try scenario.campaign(1)
+    try scenario.cluster.write(at: 1, key: 0)
+    try scenario.stabilize()
+    scenario.partition([[1], [2, 3]])
+    try scenario.campaign(2)
+    #expect(scenario.raft(2).role == .leader)
+    #expect(scenario.raft(1).role == .leader, "node 1 has not noticed")
+    let write = try #require(try scenario.cluster.write(at: 2, key: 0))
+    try scenario.stabilize()
+    #expect(scenario.cluster.history.contains { $0.id == write && $0.returnedAt != nil })
+    let read = try #require(try scenario.cluster.read(at: 1, key: 0))
+    try scenario.stabilize().tick(3)
+    try scenario.cluster.checkLinearizability()
+    #expect(!scenario.cluster.history.contains { $0.id == read })
+  }
+}
+
+@Suite struct ProposalBoundTests {
+  @Test func cutOffLeaderStopsAcceptingProposalsAtUncommittedBound() throws {
+    // Each write entry costs 38 bytes: three fit under 120, the fourth does not.
+    let scenario = try Scenario(nodes: 3) { config in config.uncommittedBytesMax = 120 }
+    try scenario.campaign(1)
+    scenario.isolate(1)
+    var accepted = 0
+    for _ in 0..<6 where try scenario.cluster.write(at: 1, key: 0) != nil { accepted += 1 }
+    #expect(accepted == 3)
+    try scenario.heal().tick(4).stabilize()
+    #expect(try scenario.cluster.write(at: 1, key: 0) != nil, "room again once committed")
+  }
+}

@@ -38,7 +38,7 @@ private func runSeeds(
 
   @Test(arguments: [3, 5])
   func manySeedsPassEveryCheck(nodes: Int) async {
-    let failures = await runSeeds(1...Self.seedCount, nodes: nodes, steps: 250)
+    let failures = await runSeeds(1...Self.seedCount, nodes: nodes, steps: 160)
     for failure in failures.prefix(5) {
       Issue.record(
         "\(failure.failure ?? "") — reproduce: \(failure.options.reproduceCommand)")
@@ -60,8 +60,8 @@ private func runSeeds(
     // Over a handful of seeds every mechanism must actually happen, or the clean runs
     // above would prove little.
     var totals: [String: Int] = [:]
-    for seed: UInt64 in 1...20 {
-      let result = Simulator.run(SimulationOptions(seed: seed, nodeCount: 5, steps: 400))
+    for seed: UInt64 in 1...10 {
+      let result = Simulator.run(SimulationOptions(seed: seed, nodeCount: 5, steps: 250))
       #expect(result.passed, "\(result.failure ?? "")")
       for (name, count) in result.statistics { totals[name, default: 0] += count }
     }

@@ -89,6 +89,8 @@ struct BenchmarkCluster {
   private let roundsPerTick: Int
   private let payloadBytes: Int
   private var round = 0
+  /// Messages handed from one node to another since the cluster started.
+  private var messagesSent = 0
   /// The state machine: a running checksum of applied payloads, so applying is not free.
   private var appliedChecksum: UInt64 = 0
 
@@ -136,6 +138,8 @@ struct BenchmarkCluster {
       numberOfSignificantValueDigits: .three)
     var appliedOnLeader = 0
     var rounds = 0
+    let startMessages = messagesSent
+    let startCPUSeconds = threadCPUSeconds()
     let start = clock.now
     while appliedOnLeader < proposals {
       let count = min(batchSize, proposals - proposeTimes.count)
@@ -160,9 +164,13 @@ struct BenchmarkCluster {
       rounds += 1
     }
     let elapsed = clock.now - start
+    let cpuSeconds = threadCPUSeconds() - startCPUSeconds
     return ClusterRunResult(
-      run: run, rounds: rounds, elapsedSeconds: elapsed.seconds,
+      run: run, rounds: rounds,
+      messagesPerProposal: Double(messagesSent - startMessages) / Double(proposals),
+      elapsedSeconds: elapsed.seconds, cpuSeconds: cpuSeconds,
       proposalsPerSecond: Double(proposals) / elapsed.seconds,
+      proposalsPerCPUSecond: Double(proposals) / cpuSeconds,
       latency: ClusterLatencySummary(latency), appliedChecksum: appliedChecksum)
   }
 
@@ -191,6 +199,7 @@ struct BenchmarkCluster {
       try storages[position].persist(
         hardState: ready.hardState, entries: ready.entries, snapshot: ready.snapshot)
     }
+    messagesSent += ready.messages.count
     for message in ready.messages {
       inboxes[Int(message.to - 1)].append(message)
     }
@@ -239,18 +248,26 @@ struct ClusterLatencySummary: Codable {
 struct ClusterRunResult: Codable {
   var run: Int
   var rounds: Int
+  /// Messages between nodes (appends, acknowledgements, heartbeats) per proposal.
+  var messagesPerProposal: Double
   var elapsedSeconds: Double
+  /// CPU time of the (single) benchmark thread over the same interval: on a shared machine
+  /// wall time includes waiting for a core, CPU time does not.
+  var cpuSeconds: Double
   /// Proposals over the time from the first proposal to the last one applied on the leader.
   var proposalsPerSecond: Double
+  var proposalsPerCPUSecond: Double
   /// Propose call → entry handed to the leader's state machine.
   var latency: ClusterLatencySummary
   var appliedChecksum: UInt64
 
   var text: String {
     String(
-      format: "run %d: %10.0f proposals/s  %7d rounds  p50 %8.1f us  p99 %8.1f us"
-        + "  p99.9 %8.1f us  max %8.1f us",
-      run, proposalsPerSecond, rounds, latency.p50Microseconds, latency.p99Microseconds,
+      format:
+        "run %d: %10.0f proposals/s (%10.0f per CPU second)  %7d rounds  %.2f msgs/proposal  p50 %8.1f us"
+        + "  p99 %8.1f us  p99.9 %8.1f us  max %8.1f us",
+      run, proposalsPerSecond, proposalsPerCPUSecond, rounds, messagesPerProposal,
+      latency.p50Microseconds, latency.p99Microseconds,
       latency.p999Microseconds, latency.maxMicroseconds)
   }
 }
@@ -263,6 +280,7 @@ struct ClusterCaseSummary: Codable {
   var batchSize: Int
   var payloadBytes: Int
   var medianProposalsPerSecond: Double
+  var medianProposalsPerCPUSecond: Double
   var medianP50Microseconds: Double
   var medianP99Microseconds: Double
   var medianP999Microseconds: Double
@@ -275,6 +293,7 @@ struct ClusterCaseSummary: Codable {
     self.payloadBytes = payloadBytes
     self.runs = runs
     medianProposalsPerSecond = median(runs.map(\.proposalsPerSecond))
+    medianProposalsPerCPUSecond = median(runs.map(\.proposalsPerCPUSecond))
     medianP50Microseconds = median(runs.map(\.latency.p50Microseconds))
     medianP99Microseconds = median(runs.map(\.latency.p99Microseconds))
     medianP999Microseconds = median(runs.map(\.latency.p999Microseconds))
@@ -283,10 +302,18 @@ struct ClusterCaseSummary: Codable {
   var text: String {
     String(
       format: "median of %d runs, %d nodes, batch %d, %d B: %10.0f proposals/s"
-        + "  p50 %8.1f us  p99 %8.1f us  p99.9 %8.1f us\n",
+        + " (%10.0f per CPU second)  p50 %8.1f us  p99 %8.1f us  p99.9 %8.1f us\n",
       runs.count, nodes, batchSize, payloadBytes, medianProposalsPerSecond,
+      medianProposalsPerCPUSecond,
       medianP50Microseconds, medianP99Microseconds, medianP999Microseconds)
   }
+}
+
+/// CPU time consumed by the calling thread.
+func threadCPUSeconds() -> Double {
+  var time = timespec()
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+  return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
 }
 
 func median(_ values: [Double]) -> Double {

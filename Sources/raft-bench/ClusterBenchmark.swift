@@ -98,6 +98,7 @@ struct BenchmarkCluster {
   private static let compactionEntriesMin: LogIndex = 50_000
   /// Entries kept behind the slowest node's applied index when compacting.
   private static let compactionMargin: LogIndex = 1_000
+  private static let compactionIntervalRounds = 64
   private static let setupRoundsMax = 100_000
 
   init(nodeCount: Int, payloadBytes: Int, roundsPerTick: Int) throws {
@@ -213,16 +214,22 @@ struct BenchmarkCluster {
   }
 
   private func compactIfNeeded() throws {
+    guard round % Self.compactionIntervalRounds == 0 else { return }
+    // Indices rather than `for node in nodes`: iterating would copy every RaftNode.
     var slowestApplied = LogIndex.max
-    for node in nodes { slowestApplied = min(slowestApplied, node.appliedIndex) }
+    for position in nodes.indices {
+      slowestApplied = min(slowestApplied, nodes[position].appliedIndex)
+    }
     guard slowestApplied > Self.compactionMargin else { return }
     let target = slowestApplied - Self.compactionMargin
-    for (storage, node) in zip(storages, nodes) {
+    for position in nodes.indices {
+      let storage = storages[position]
       guard target >= (try storage.firstIndex()) + Self.compactionEntriesMin else { continue }
-      _ = try storage.createSnapshot(at: target, confState: node.confState, data: [])
+      _ = try storage.createSnapshot(at: target, confState: nodes[position].confState, data: [])
       try storage.compact(upTo: target)
     }
   }
+
 }
 
 // MARK: Results

@@ -5,7 +5,7 @@ struct RaftBench: ParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "raft-bench",
     abstract: "Benchmarks of the Raft building blocks.",
-    subcommands: [StorageBenchmarkCommand.self])
+    subcommands: [StorageBenchmarkCommand.self, ClusterBenchmarkCommand.self])
 }
 
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable {

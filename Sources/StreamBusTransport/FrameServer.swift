@@ -524,8 +524,10 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
           promise: nil)
         wroteResponse = true
       case .respondParts(let parts):
-        guard writeParts(parts, context: context) else { return }
-        wroteResponse = true
+        // On failure the connection is closed: the loop drops the replies after this one.
+        if writeParts(parts, context: context) {
+          wroteResponse = true
+        }
       case .noResponse:
         break
       case .close(let reason):

@@ -17,11 +17,31 @@ private func makeFile(in directory: TemporaryDirectory, name: String, count: Int
   return (path, bytes, descriptor)
 }
 
+/// Descriptors of this process open on `path` (the test files have unique paths, so tests
+/// running in parallel do not disturb the count).
+private func openDescriptorCount(of path: String) -> Int {
+  let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+  return entries.filter {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0)) == path
+  }.count
+}
+
+/// Waits up to 5 s for every descriptor of `path` to be closed.
+private func allClosed(_ path: String) async throws -> Bool {
+  for _ in 0..<500 {
+    if openDescriptorCount(of: path) == 0 { return true }
+    try await Task.sleep(for: .milliseconds(10))
+  }
+  return false
+}
+
 @Suite struct FramePartsTests {
   @Test func partsArriveAsOneFrameInRequestOrder() async throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }
     let file = try makeFile(in: directory, name: "records", count: 300_000)
+    // The count sees open descriptors (so the checks below can fail).
+    #expect(openDescriptorCount(of: file.path) == 1)
     close(file.descriptor)
     let path = file.path
     let server = try await startServer(
@@ -53,6 +73,8 @@ private func makeFile(in directory: TemporaryDirectory, name: String, count: Int
     }
     #expect(correlationId(of: [0, 0, 0, 0] + replies[0]) == 1)
     #expect(correlationId(of: [0, 0, 0, 0] + replies[1]) == 2)
+    // Every region's descriptor is closed once its write completed.
+    #expect(try await allClosed(path))
     await connection.close()
     await server.shutdownGracefully()
   }
@@ -88,6 +110,7 @@ private func makeFile(in directory: TemporaryDirectory, name: String, count: Int
     let received = try await peer.send(request.copyReadableBytes())
     // The first reply whole, then the close: nothing of the second frame.
     #expect(received == [0, 0, 0, 5] + makeResponse(correlationId: 1, body: [7]))
+    #expect(try await allClosed(path))
     await server.shutdownGracefully()
   }
 

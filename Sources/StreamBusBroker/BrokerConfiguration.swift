@@ -26,6 +26,9 @@ public struct BrokerConfiguration: Sendable {
   public var maintenanceIntervalMs: Int64 = 100
   /// Upper bound on a fetch's maxWaitMs.
   public var fetchWaitMsMax: Int64 = 30_000
+  /// Fetch responses send record batches straight from the segment files (`sendfile(2)`)
+  /// instead of reading them into memory first; false forces the copying path.
+  public var fetchSendsFileRanges = true
   public var topicDefaults = TopicDefaults()
   /// Requests per connection between their arrival and their response. Requests are always
   /// processed in arrival order (appends land in send order); this bounds how many may wait

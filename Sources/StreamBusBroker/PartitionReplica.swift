@@ -52,6 +52,18 @@ public struct ReadOutcome: Sendable, Equatable {
   public var logEndOffset: Int64
   /// Whole batches, all below the high watermark.
   public var records: [UInt8]
+  /// The batches as a range of a segment file instead of `records` (from `readSlice`).
+  public var recordsFile: LogFileSlice?
+
+  /// Record bytes returned, in either form.
+  public var recordByteCount: Int { recordsFile?.byteCount ?? records.count }
+
+  public static func == (left: ReadOutcome, right: ReadOutcome) -> Bool {
+    left.errorCode == right.errorCode && left.errorMessage == right.errorMessage
+      && left.highWatermark == right.highWatermark
+      && left.logStartOffset == right.logStartOffset && left.logEndOffset == right.logEndOffset
+      && left.records == right.records && left.recordsFile === right.recordsFile
+  }
 
   static func failure(_ code: ErrorCode, _ message: String?) -> ReadOutcome {
     ReadOutcome(
@@ -305,6 +317,16 @@ public actor PartitionReplica {
   /// (as in Kafka): a consumer that just produced with acks=1 and fetches right after its
   /// batch must wait for the commit, not reset its position.
   public func read(from fetchOffset: Int64, maxBytes: Int) -> ReadOutcome {
+    read(from: fetchOffset, maxBytes: maxBytes, asFileSlice: false)
+  }
+
+  /// `read`, with the batches as a range of the segment file (`recordsFile`) to send without
+  /// copying; as bytes when the log's file system cannot share descriptors.
+  public func readSlice(from fetchOffset: Int64, maxBytes: Int) -> ReadOutcome {
+    read(from: fetchOffset, maxBytes: maxBytes, asFileSlice: true)
+  }
+
+  private func read(from fetchOffset: Int64, maxBytes: Int, asFileSlice: Bool) -> ReadOutcome {
     guard let log, !isClosing else {
       return .failure(.unknownTopicOrPartition, "partition \(topicPartition) does not exist")
     }
@@ -320,8 +342,16 @@ public actor PartitionReplica {
     }
     guard fetchOffset < highWatermark, maxBytes > 0 else { return outcome }
     do {
-      let result = try log.read(from: fetchOffset, maxBytes: maxBytes, maxOffset: highWatermark)
-      outcome.records = Self.batchesBelow(highWatermark, in: result.bytes)
+      if asFileSlice {
+        let result = try log.readSlice(
+          from: fetchOffset, maxBytes: maxBytes, maxOffset: highWatermark)
+        outcome.records = result.bytes
+        outcome.recordsFile = result.slice
+      } else {
+        let result = try log.read(
+          from: fetchOffset, maxBytes: maxBytes, maxOffset: highWatermark)
+        outcome.records = Self.batchesBelow(highWatermark, in: result.bytes)
+      }
     } catch let error as StorageError where error.code == .offsetOutOfRange {
       outcome.errorCode = .offsetOutOfRange
       outcome.errorMessage = error.message

@@ -92,11 +92,11 @@ public final class RequestRouter: FrameRequestHandler {
       }
       switch await startFetch(body) {
       case .answered(let answer):
-        response = .fetch(answer)
+        return .respondParts(answer.encodeParts(header: responseHeader, version: header.apiVersion))
       case .waiting(let longPoll):
         return .deferred {
-          .respond(
-            Response.fetch(await self.finishFetch(longPoll)).encodePayload(
+          .respondParts(
+            await self.finishFetch(longPoll).encodeParts(
               header: responseHeader, version: header.apiVersion))
         }
       }
@@ -251,7 +251,7 @@ public final class RequestRouter: FrameRequestHandler {
   }
 
   enum FetchStart: Sendable {
-    case answered(FetchResponse)
+    case answered(FetchAnswer)
     case waiting(FetchLongPoll)
   }
 
@@ -273,7 +273,7 @@ public final class RequestRouter: FrameRequestHandler {
   /// Answers once at least `minBytes` are available, a partition has an error, the
   /// deadline passes, the broker shuts down or the task is cancelled (connection closed);
   /// in between it sleeps until a partition's high watermark moves.
-  func finishFetch(_ longPoll: FetchLongPoll) async -> FetchResponse {
+  func finishFetch(_ longPoll: FetchLongPoll) async -> FetchAnswer {
     let request = longPoll.request
     let minBytes = Int(request.minBytes)
     let wakeup = FetchWakeup()
@@ -310,7 +310,7 @@ public final class RequestRouter: FrameRequestHandler {
   }
 
   private struct FetchResult {
-    var response: FetchResponse
+    var response: FetchAnswer
     var recordBytes: Int
     var hasError: Bool
 
@@ -327,23 +327,31 @@ public final class RequestRouter: FrameRequestHandler {
     var hasError = false
     var topics: [FetchResponse.Topic] = []
     topics.reserveCapacity(request.topics.count)
+    var recordsFiles: [[LogFileSlice?]] = []
+    recordsFiles.reserveCapacity(request.topics.count)
     for topic in request.topics {
       var partitions: [FetchResponse.Partition] = []
       partitions.reserveCapacity(topic.partitions.count)
+      var topicFiles: [LogFileSlice?] = []
+      topicFiles.reserveCapacity(topic.partitions.count)
       for partition in topic.partitions {
         let topicPartition = TopicPartition(topic: topic.name, partition: partition.partition)
         let outcome: ReadOutcome
         if let replica = replicaManager.replica(topicPartition) {
           let maxBytes = min(max(Int(partition.partitionMaxBytes), 0), remainingBytes)
-          outcome = await replica.read(from: partition.fetchOffset, maxBytes: maxBytes)
+          outcome =
+            configuration.fetchSendsFileRanges
+            ? await replica.readSlice(from: partition.fetchOffset, maxBytes: maxBytes)
+            : await replica.read(from: partition.fetchOffset, maxBytes: maxBytes)
         } else {
           outcome = .failure(.unknownTopicOrPartition, nil)
         }
         if outcome.errorCode != .none {
           hasError = true
         }
-        remainingBytes -= outcome.records.count
-        recordBytes += outcome.records.count
+        remainingBytes -= outcome.recordByteCount
+        recordBytes += outcome.recordByteCount
+        topicFiles.append(outcome.recordsFile)
         partitions.append(
           FetchResponse.Partition(
             partition: partition.partition, errorCode: outcome.errorCode,
@@ -355,9 +363,11 @@ public final class RequestRouter: FrameRequestHandler {
             records: outcome.records))
       }
       topics.append(FetchResponse.Topic(name: topic.name, partitions: partitions))
+      recordsFiles.append(topicFiles)
     }
     return FetchResult(
-      response: FetchResponse(topics: topics), recordBytes: recordBytes, hasError: hasError)
+      response: FetchAnswer(response: FetchResponse(topics: topics), recordsFiles: recordsFiles),
+      recordBytes: recordBytes, hasError: hasError)
   }
 
   // MARK: ListOffsets

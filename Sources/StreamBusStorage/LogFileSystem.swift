@@ -39,6 +39,13 @@ public protocol LogFileSystem: Sendable {
   /// `fsync(2)` on the directory, so created, renamed and removed entries are durable.
   func syncDirectory(_ path: String) throws
   func fileExists(_ path: String) -> Bool
+  /// A second descriptor for the same open file (`dup(2)`), owned by the caller, or nil
+  /// when this file system has no real descriptors to share (then reads copy bytes).
+  func duplicate(_ descriptor: Int32) throws -> Int32?
+}
+
+extension LogFileSystem {
+  public func duplicate(_ descriptor: Int32) throws -> Int32? { nil }
 }
 
 extension LogFileSystem {
@@ -198,5 +205,11 @@ public struct PosixFileSystem: LogFileSystem {
 
   public func fileExists(_ path: String) -> Bool {
     access(path, F_OK) == 0
+  }
+
+  public func duplicate(_ descriptor: Int32) throws -> Int32? {
+    let (result, number) = retryingInterrupts { Int(fcntl(descriptor, F_DUPFD_CLOEXEC, 0)) }
+    guard result >= 0 else { throw StorageError.systemCall("dup", errno: number, path: nil) }
+    return Int32(result)
   }
 }

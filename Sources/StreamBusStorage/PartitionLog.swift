@@ -344,6 +344,81 @@ public final class PartitionLog {
     return emptyRead(at: offset)
   }
 
+  /// What `read` returns, as a range of the segment file rather than bytes: whole batches
+  /// from the one containing `offset`, about `maxBytes` (the first batch whole), every
+  /// batch's last offset below `maxOffset`. Reads only batch headers. When the file system
+  /// cannot share descriptors (`duplicate` returns nil) the batches come as `bytes`.
+  ///
+  /// Throws `offsetOutOfRange` like `read`.
+  public func readSlice(from offset: Int64, maxBytes: Int, maxOffset: Int64? = nil) throws
+    -> SliceReadResult
+  {
+    try checkOpen()
+    guard offset >= logStartOffset, offset <= logEndOffset else {
+      throw StorageError(
+        .offsetOutOfRange,
+        "offset \(offset) is outside \(logStartOffset)...\(logEndOffset) of \(directory)")
+    }
+    let limit = min(maxOffset ?? logEndOffset, logEndOffset)
+    var segmentNumber = segmentNumber(containing: offset)
+    while segmentNumber < segments.count {
+      let segment = segments[segmentNumber]
+      if let position = try batchPosition(in: segment, containing: offset) {
+        return try sliceBatches(
+          segment, from: position, requestedOffset: offset, maxBytes: maxBytes, limit: limit)
+      }
+      segmentNumber += 1
+    }
+    return emptySliceRead(at: offset)
+  }
+
+  private func emptySliceRead(at offset: Int64) -> SliceReadResult {
+    SliceReadResult(
+      slice: nil, bytes: [], firstOffset: nil, nextOffset: offset,
+      logStartOffset: logStartOffset, logEndOffset: logEndOffset)
+  }
+
+  private func sliceBatches(
+    _ segment: LogSegment, from position: Int64, requestedOffset: Int64, maxBytes: Int,
+    limit: Int64
+  ) throws -> SliceReadResult {
+    var end = position
+    var firstOffset: Int64?
+    var nextOffset = requestedOffset
+    do {
+      // Small windows: one short pread per large batch, a few small batches per pread.
+      try walkHeaders(segment, from: position, windowBytes: 512) { batchPosition, header in
+        guard header.lastOffset < limit else { return false }
+        let batchEnd = batchPosition + Int64(header.totalByteCount)
+        guard firstOffset == nil || batchEnd - position <= Int64(maxBytes) else { return false }
+        firstOffset = firstOffset ?? header.baseOffset
+        nextOffset = header.nextOffset
+        end = batchEnd
+        return batchEnd - position < Int64(maxBytes)
+      }
+    } catch {
+      throw annotate(error, "read of \(segment.logPath)", path: segment.logPath)
+    }
+    guard let firstOffset, end > position else { return emptySliceRead(at: requestedOffset) }
+    readHint = (nextOffset, segment.baseOffset, end)
+    var result = SliceReadResult(
+      slice: nil, bytes: [], firstOffset: firstOffset, nextOffset: nextOffset,
+      logStartOffset: logStartOffset, logEndOffset: logEndOffset)
+    let descriptor: Int32?
+    do {
+      descriptor = try fileSystem.duplicate(segment.descriptor)
+    } catch {
+      throw annotate(error, "dup of \(segment.logPath)", path: segment.logPath)
+    }
+    if let descriptor {
+      result.slice = LogFileSlice(
+        descriptor: descriptor, position: position, byteCount: Int(end - position))
+    } else {
+      result.bytes = try readBytes(segment, at: position, count: Int(end - position))
+    }
+    return result
+  }
+
   private func emptyRead(at offset: Int64) -> ReadResult {
     ReadResult(
       bytes: [], firstOffset: nil, nextOffset: offset, logStartOffset: logStartOffset,

@@ -25,6 +25,11 @@ public struct ConnectionInfo: Sendable, CustomStringConvertible {
 public enum FrameReply: Sendable {
   /// Write this payload back as one frame, in request order.
   case respond([UInt8])
+  /// Write the concatenation of these parts as one frame, in request order; file parts go
+  /// out with `sendfile(2)` and their descriptors are closed once written (or dropped). If
+  /// a file no longer holds its range the connection is closed instead: a frame is never
+  /// shorter than its length prefix.
+  case respondParts([FramePart])
   /// Write nothing (a produce with acks=0); later responses still keep their order.
   case noResponse
   /// Write the responses before this one, then close the connection (logged with the reason).
@@ -287,7 +292,7 @@ private func settleDeferredReply(_ work: @Sendable () async -> FrameReply) async
 final class FrameServerConnectionHandler: ChannelDuplexHandler {
   typealias InboundIn = ByteBuffer
   typealias OutboundIn = ByteBuffer
-  typealias OutboundOut = ByteBuffer
+  typealias OutboundOut = IOData
 
   private let requestHandler: any FrameRequestHandler
   private let info: ConnectionInfo
@@ -476,7 +481,7 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
     case .close:
       isCloseRequested = true
       replyFinished(sequence: sequence, reply: reply)
-    case .respond, .noResponse:
+    case .respond, .respondParts, .noResponse:
       replyFinished(sequence: sequence, reply: reply)
     }
   }
@@ -515,8 +520,14 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
       switch next {
       case .respond(let payload):
         context.write(
-          wrapOutboundOut(context.channel.allocator.frameBuffer(payload: payload)), promise: nil)
+          wrapOutboundOut(.byteBuffer(context.channel.allocator.frameBuffer(payload: payload))),
+          promise: nil)
         wroteResponse = true
+      case .respondParts(let parts):
+        // On failure the connection is closed: the loop drops the replies after this one.
+        if writeParts(parts, context: context) {
+          wroteResponse = true
+        }
       case .noResponse:
         break
       case .close(let reason):
@@ -535,6 +546,34 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
     handleNextFrame(context: context)
     releaseHeldRead(context: context)
     closeIfDrained(context: context)
+  }
+
+  /// Writes one reply made of parts; on failure closes the connection and returns false.
+  private func writeParts(_ parts: [FramePart], context: ChannelHandlerContext) -> Bool {
+    let prepared: (writes: [IOData], handles: [NIOFileHandle])
+    do {
+      prepared = try frameWrites(parts: parts, allocator: context.channel.allocator)
+    } catch {
+      // The replies before this one still go out; none after it.
+      logger.warning("closing connection, reply cannot be sent: \(error)")
+      markClosed()
+      closeAfterPendingWrites(context: context)
+      return false
+    }
+    guard let last = prepared.writes.last else { return true }
+    for write in prepared.writes.dropLast() {
+      context.write(wrapOutboundOut(write), promise: nil)
+    }
+    // Writes complete in order, and all fail once one fails: the last one settles them all.
+    let written = context.eventLoop.makePromise(of: Void.self)
+    let handles = prepared.handles
+    written.futureResult.assumeIsolated().whenComplete { _ in
+      for handle in handles {
+        try? handle.close()
+      }
+    }
+    context.write(wrapOutboundOut(last), promise: written)
+    return true
   }
 
   /// Replies finishing in the same event loop tick share one flush (one syscall).
@@ -561,7 +600,8 @@ final class FrameServerConnectionHandler: ChannelDuplexHandler {
   private func closeAfterPendingWrites(context: ChannelHandlerContext) {
     let written = context.eventLoop.makePromise(of: Void.self)
     context.writeAndFlush(
-      wrapOutboundOut(context.channel.allocator.buffer(capacity: 0)), promise: written)
+      wrapOutboundOut(.byteBuffer(context.channel.allocator.buffer(capacity: 0))),
+      promise: written)
     written.futureResult.assumeIsolated().whenComplete { _ in
       context.close(promise: nil)
     }

@@ -49,6 +49,16 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
   public static let inconsistentClusterId = ErrorCode(rawValue: 104)
   public static let ineligibleReplica = ErrorCode(rawValue: 107)
 
+  // StreamBus's own codes, above Kafka's range.
+  /// The metaserver is not the Raft leader; the body names the leader when known.
+  public static let notLeader = ErrorCode(rawValue: 1000)
+  /// A metadata quorum membership change is still in progress.
+  public static let reconfigurationInProgress = ErrorCode(rawValue: 1001)
+  /// The metadata quorum could not commit the write (no majority reachable).
+  public static let quorumUnavailable = ErrorCode(rawValue: 1002)
+  /// The broker is fenced by the controller (its session timed out) and must re-register.
+  public static let brokerFenced = ErrorCode(rawValue: 1003)
+
   struct Info: Sendable {
     let name: String
     let isRetriable: Bool
@@ -174,6 +184,18 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     .ineligibleReplica: Info(
       name: "INELIGIBLE_REPLICA", isRetriable: false,
       meaning: "The proposed ISR contains a replica that may not join it."),
+    .notLeader: Info(
+      name: "NOT_LEADER", isRetriable: true,
+      meaning: "This metaserver is not the Raft leader; retry on the leader named in the reply."),
+    .reconfigurationInProgress: Info(
+      name: "RECONFIGURATION_IN_PROGRESS", isRetriable: true,
+      meaning: "Another metadata quorum membership change has not finished yet."),
+    .quorumUnavailable: Info(
+      name: "QUORUM_UNAVAILABLE", isRetriable: true,
+      meaning: "The metadata quorum could not commit the write: no majority is reachable."),
+    .brokerFenced: Info(
+      name: "BROKER_FENCED", isRetriable: true,
+      meaning: "The broker's session expired and the controller fenced it; it must re-register."),
   ]
 
   /// Every code this build names, in numeric order.

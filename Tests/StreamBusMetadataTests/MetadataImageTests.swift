@@ -136,6 +136,19 @@ import Testing
     }
   }
 
+  @Test func encodedBatchAppliesLikeItsRecords() throws {
+    let fixture = try randomCluster(seed: 21, steps: 40)
+    let records = fixture.image.records()
+    var image = MetadataImage()
+    try image.apply(encodedBatch: MetadataRecord.encodeBatch(records), offset: 9)
+    #expect(try image == MetadataImage(records: records, offset: 9))
+    let error = #expect(throws: MetadataError.self) {
+      try image.apply(encodedBatch: [0, 0, 0, 1], offset: 10)
+    }
+    #expect(error?.code == .truncated)
+    #expect(image.offset == 9)
+  }
+
   @Test func batchOffsetMustIncrease() throws {
     var image = MetadataImage()
     try image.apply([], offset: 3)

@@ -18,6 +18,8 @@ let package = Package(
     .executable(name: "raft-sim", targets: ["raft-sim"]),
     .executable(name: "databroker", targets: ["databroker"]),
     .executable(name: "sbbench", targets: ["sbbench"]),
+    .library(name: "StreamBusMetaServer", targets: ["StreamBusMetaServer"]),
+    .executable(name: "metaserver", targets: ["metaserver"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -25,6 +27,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+    .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
   ],
   targets: [
     // CRC-32C with the SSE4.2 instruction where the CPU has it, software otherwise.
@@ -102,6 +106,38 @@ let package = Package(
         "StreamBusRaftSQLite",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
+      ]),
+
+    // The metaserver: Raft-replicated metadata image, controller, API and HTTP endpoints.
+    .target(
+      name: "StreamBusMetaServer",
+      dependencies: [
+        "StreamBusProtocol", "StreamBusTransport",
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ]),
+    .executableTarget(
+      name: "metaserver",
+      dependencies: [
+        "StreamBusMetaServer", "StreamBusTransport",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ]),
+    .testTarget(
+      name: "StreamBusMetaServerTests",
+      dependencies: [
+        "StreamBusMetaServer", "StreamBusTransport", "StreamBusTestSupport",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
       ]),
 
     .testTarget(name: "StreamBusRecordsTests", dependencies: ["StreamBusRecords"]),

@@ -11,7 +11,9 @@ struct SBCtl: AsyncParsableCommand {
       Exit codes: 0 success; 1 the cluster refused the request or some records failed; \
       2 the cluster could not be reached or did not answer in time; 64 invalid usage.
       """,
-    subcommands: [TopicCommand.self, ProduceCommand.self, ConsumeCommand.self])
+    subcommands: [
+      TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, LocalCommand.self,
+    ])
 }
 
 struct TopicCommand: AsyncParsableCommand {

@@ -13,6 +13,7 @@ let package = Package(
     .library(name: "StreamBusRaft", targets: ["StreamBusRaft"]),
     .library(name: "StreamBusTransport", targets: ["StreamBusTransport"]),
     .library(name: "StreamBusClient", targets: ["StreamBusClient"]),
+    .library(name: "StreamBusMetadata", targets: ["StreamBusMetadata"]),
     .executable(name: "sbctl", targets: ["sbctl"]),
     .library(name: "StreamBusBroker", targets: ["StreamBusBroker"]),
     .executable(name: "raft-sim", targets: ["raft-sim"]),
@@ -139,6 +140,9 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ]),
+    // Metaserver metadata: records, image, snapshot codec and the pure controller.
+    .target(name: "StreamBusMetadata", dependencies: ["StreamBusProtocol"]),
+    .testTarget(name: "StreamBusMetadataTests", dependencies: ["StreamBusMetadata"]),
 
     .testTarget(name: "StreamBusRecordsTests", dependencies: ["StreamBusRecords"]),
     .testTarget(name: "StreamBusStorageTests", dependencies: ["StreamBusStorage"]),

@@ -43,6 +43,8 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
   public static let unknownLeaderEpoch = ErrorCode(rawValue: 75)
   public static let staleBrokerEpoch = ErrorCode(rawValue: 77)
   public static let offsetNotAvailable = ErrorCode(rawValue: 78)
+  public static let preferredLeaderNotAvailable = ErrorCode(rawValue: 80)
+  public static let electionNotNeeded = ErrorCode(rawValue: 84)
   public static let invalidUpdateVersion = ErrorCode(rawValue: 95)
   public static let duplicateBrokerRegistration = ErrorCode(rawValue: 101)
   public static let brokerIdNotRegistered = ErrorCode(rawValue: 102)
@@ -169,6 +171,12 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     .offsetNotAvailable: Info(
       name: "OFFSET_NOT_AVAILABLE", isRetriable: true,
       meaning: "The leader cannot serve the offset yet (high watermark behind)."),
+    .preferredLeaderNotAvailable: Info(
+      name: "PREFERRED_LEADER_NOT_AVAILABLE", isRetriable: true,
+      meaning: "The preferred leader is not in the ISR or not an active broker."),
+    .electionNotNeeded: Info(
+      name: "ELECTION_NOT_NEEDED", isRetriable: false,
+      meaning: "The partition is already led by its preferred leader."),
     .invalidUpdateVersion: Info(
       name: "INVALID_UPDATE_VERSION", isRetriable: false,
       meaning: "The partition epoch in an AlterPartition request is stale."),

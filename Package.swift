@@ -18,6 +18,8 @@ let package = Package(
     .executable(name: "raft-sim", targets: ["raft-sim"]),
     .executable(name: "databroker", targets: ["databroker"]),
     .executable(name: "sbbench", targets: ["sbbench"]),
+    .library(name: "StreamBusMetaProtocol", targets: ["StreamBusMetaProtocol"]),
+    .library(name: "StreamBusMetaClient", targets: ["StreamBusMetaClient"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -57,7 +59,7 @@ let package = Package(
     .executableTarget(
       name: "sbctl",
       dependencies: [
-        "StreamBusClient",
+        "StreamBusClient", "StreamBusMetaClient",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
       ]),
@@ -102,6 +104,27 @@ let package = Package(
         "StreamBusRaftSQLite",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
+      ]),
+
+    // Metaserver API: wire codec (pure) and the client that follows the Raft leader.
+    .target(name: "StreamBusMetaProtocol", dependencies: ["StreamBusProtocol"]),
+    .target(
+      name: "StreamBusMetaClient",
+      dependencies: [
+        "StreamBusMetaProtocol", "StreamBusProtocol", "StreamBusTransport",
+        .product(name: "Logging", package: "swift-log"),
+      ]),
+    .testTarget(
+      name: "StreamBusMetaProtocolTests",
+      dependencies: ["StreamBusMetaProtocol", "StreamBusProtocol"]),
+    .testTarget(
+      name: "StreamBusMetaClientTests",
+      dependencies: [
+        "StreamBusMetaClient", "StreamBusMetaProtocol", "StreamBusProtocol", "StreamBusTransport",
+        "sbctl",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
       ]),
 
     .testTarget(name: "StreamBusRecordsTests", dependencies: ["StreamBusRecords"]),

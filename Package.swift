@@ -21,6 +21,8 @@ let package = Package(
     .executable(name: "sbbench", targets: ["sbbench"]),
     .library(name: "StreamBusMetaServer", targets: ["StreamBusMetaServer"]),
     .executable(name: "metaserver", targets: ["metaserver"]),
+    .library(name: "StreamBusMetaProtocol", targets: ["StreamBusMetaProtocol"]),
+    .library(name: "StreamBusMetaClient", targets: ["StreamBusMetaClient"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -62,7 +64,7 @@ let package = Package(
     .executableTarget(
       name: "sbctl",
       dependencies: [
-        "StreamBusClient",
+        "StreamBusClient", "StreamBusMetaClient",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
       ]),
@@ -143,6 +145,26 @@ let package = Package(
     // Metaserver metadata: records, image, snapshot codec and the pure controller.
     .target(name: "StreamBusMetadata", dependencies: ["StreamBusProtocol"]),
     .testTarget(name: "StreamBusMetadataTests", dependencies: ["StreamBusMetadata"]),
+    // Metaserver API: wire codec (pure) and the client that follows the Raft leader.
+    .target(name: "StreamBusMetaProtocol", dependencies: ["StreamBusProtocol"]),
+    .target(
+      name: "StreamBusMetaClient",
+      dependencies: [
+        "StreamBusMetaProtocol", "StreamBusProtocol", "StreamBusTransport",
+        .product(name: "Logging", package: "swift-log"),
+      ]),
+    .testTarget(
+      name: "StreamBusMetaProtocolTests",
+      dependencies: ["StreamBusMetaProtocol", "StreamBusProtocol"]),
+    .testTarget(
+      name: "StreamBusMetaClientTests",
+      dependencies: [
+        "StreamBusMetaClient", "StreamBusMetaProtocol", "StreamBusProtocol", "StreamBusTransport",
+        "sbctl",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+      ]),
 
     .testTarget(name: "StreamBusRecordsTests", dependencies: ["StreamBusRecords"]),
     .testTarget(name: "StreamBusStorageTests", dependencies: ["StreamBusStorage"]),

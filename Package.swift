@@ -103,6 +103,16 @@ let package = Package(
         "StreamBusRaftSimulation",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
+    // One metaserver's Raft node made real: driver thread, SQLite, TCP peer transport.
+    .target(
+      name: "StreamBusRaftHost",
+      dependencies: [
+        "StreamBusRaft", "StreamBusRaftSQLite", "StreamBusTransport",
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ]),
     .executableTarget(
       name: "raft-bench",
       dependencies: [
@@ -201,6 +211,13 @@ let package = Package(
     .testTarget(
       name: "StreamBusRaftSQLiteTests",
       dependencies: ["StreamBusRaftSQLite", "StreamBusSQLite"]),
+    .testTarget(
+      name: "StreamBusRaftHostTests",
+      dependencies: [
+        "StreamBusRaftHost", "StreamBusRaft", "StreamBusRaftSQLite", "StreamBusTransport",
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ]),
 
     // Real-process testing and benchmarking: launcher for built executables, the
     // integration tests that drive databroker and sbctl, and the benchmark tool.

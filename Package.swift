@@ -125,7 +125,8 @@ let package = Package(
     .target(
       name: "StreamBusMetaServer",
       dependencies: [
-        "StreamBusProtocol", "StreamBusTransport",
+        "StreamBusProtocol", "StreamBusTransport", "StreamBusMetadata", "StreamBusMetaProtocol",
+        "StreamBusRaft", "StreamBusRaftHost",
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -147,7 +148,9 @@ let package = Package(
     .testTarget(
       name: "StreamBusMetaServerTests",
       dependencies: [
-        "StreamBusMetaServer", "StreamBusTransport", "StreamBusTestSupport",
+        "StreamBusMetaServer", "StreamBusTransport", "StreamBusTestSupport", "StreamBusMetadata",
+        "StreamBusMetaProtocol", "StreamBusMetaClient", "StreamBusRaft", "StreamBusRaftHost",
+        "StreamBusProtocol",
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),

@@ -7,7 +7,7 @@ import Testing
   @Test func keysAreInternalUniqueAndNamed() {
     let keys = MetaApiKey.all.map(\.apiKey)
     #expect(Set(keys).count == keys.count)
-    #expect(keys.allSatisfy(\.isInternal))
+    #expect(keys.allSatisfy { $0.isInternal })
     #expect(keys.map(\.rawValue) == keys.map(\.rawValue).sorted())
     #expect(MetaApiKey.name(MetaApiKey.createTopics) == "CreateTopics")
     #expect(MetaApiKey.name(ApiKey.produce) == "Produce")

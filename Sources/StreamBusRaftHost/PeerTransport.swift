@@ -191,6 +191,8 @@ final class PeerLink: Sendable {
       $0.bytes = 0
     }
     wakeup.finish()
+    // Ends a backoff sleep at once instead of letting shutdown wait it out.
+    task.withLockedValue { $0?.cancel() }
   }
 
   func finished() async {

@@ -243,7 +243,7 @@ let package = Package(
       name: "StreamBusIntegrationTests",
       dependencies: [
         "StreamBusTestSupport", "StreamBusClient", "StreamBusProtocol", "StreamBusRecords",
-        "StreamBusTransport",
+        "StreamBusTransport", "StreamBusMetaClient", "StreamBusMetaProtocol",
         .product(name: "Logging", package: "swift-log"),
       ]),
   ]

@@ -90,6 +90,8 @@ public actor ControllerRunner {
   private var isStopped = false
   private var loop: Task<Void, Never>?
   private var roundsCompleted: UInt64 = 0
+  /// The answers of the round whose proposal is in flight; `stop` answers them at once.
+  private var inFlightFinishes: [@Sendable (Result<Void, ControllerFailure>) -> Void] = []
 
   /// Starts a controller; call `stop` when this node stops leading.
   ///
@@ -131,6 +133,14 @@ public actor ControllerRunner {
       leaderAPIAddress: leaderAPIAddress)
     for operation in takeAll() {
       operation.finish(.failure(failure))
+    }
+    // A proposal of the old term may still commit (if the new leader has the entry) or be
+    // overwritten; the Raft host only tells after its proposal timeout. The callers learn
+    // now, as NOT_LEADER, and their retry at the new leader sees what became of it.
+    let inFlight = inFlightFinishes
+    inFlightFinishes = []
+    for finish in inFlight {
+      finish(.failure(failure))
     }
     wake()
   }
@@ -325,6 +335,7 @@ public actor ControllerRunner {
       return
     }
     let outcome: Result<Void, ControllerFailure>
+    inFlightFinishes = waitingForCommit
     do {
       let index = try await log.propose(MetadataRecord.encodeBatch(records))
       if let rejection = stateMachine.rejection(at: Int64(clamping: index)) {
@@ -347,7 +358,10 @@ public actor ControllerRunner {
         metadata: ["records": "\(records.count)", "error": "\(failure)"])
     }
     roundsCompleted += 1
-    for finish in waitingForCommit { finish(outcome) }
+    // Empty when `stop` already answered this round.
+    let finishes = inFlightFinishes
+    inFlightFinishes = []
+    for finish in finishes { finish(outcome) }
   }
 
   private func requeueBulkAtFront(_ operations: [Operation]) {

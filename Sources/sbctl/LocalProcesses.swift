@@ -28,6 +28,11 @@ enum LocalProcesses {
     posix_spawn_file_actions_addopen(
       &fileActions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
     posix_spawn_file_actions_adddup2(&fileActions, 1, 2)
+    // Nothing else of sbctl's may leak into the daemon: a parent that watches sbctl through
+    // a pipe (as Foundation's Process does) would otherwise wait for the daemon to exit.
+    for descriptor in openDescriptors() where descriptor > 2 {
+      posix_spawn_file_actions_addclose(&fileActions, descriptor)
+    }
 
     var attributes = posix_spawnattr_t()
     posix_spawnattr_init(&attributes)
@@ -61,6 +66,13 @@ enum LocalProcesses {
         "cannot start \(executable): \(String(cString: strerror(result)))")
     }
     return pid
+  }
+
+  /// This process's open file descriptors (from /proc/self/fd; empty where there is none).
+  private static func openDescriptors() -> [Int32] {
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")
+    else { return [] }
+    return names.compactMap { Int32($0) }.sorted()
   }
 
   /// Whether `node` runs: its pid is alive, not a zombie, and still the process that was

@@ -83,7 +83,9 @@ struct MetaFailureTests {
       let removed = [1, 2, 3].first { $0 != leader } ?? 1
       try await admin.removeVoter(nodeID: Int32(removed))
       let quorum = try await admin.quorumStatus()
-      #expect(quorum.voters.map(\.nodeID).sorted() == [1, 2, 3, 4].filter { $0 != removed }.map(Int32.init))
+      #expect(
+        quorum.voters.map(\.nodeID).sorted()
+          == [1, 2, 3, 4].filter { $0 != removed }.map(Int32.init))
       #expect(quorum.learners.isEmpty)
 
       // Writes keep going on the new configuration.
@@ -97,7 +99,8 @@ struct MetaFailureTests {
       #expect(acknowledged.count >= countAfterRemoval + 5)
       for id in [1, 2, 3, 4] where id != removed {
         let names = try await Self.topicNames(cluster, on: id)
-        #expect(Set(acknowledged).isSubset(of: names), "metaserver-\(id) misses acknowledged topics")
+        #expect(
+          Set(acknowledged).isSubset(of: names), "metaserver-\(id) misses acknowledged topics")
       }
       // The removed node no longer takes part: its writes are refused.
       try await cluster.kill(removed)

@@ -152,6 +152,7 @@ let package = Package(
         "StreamBusMetaProtocol", "StreamBusMetaClient", "StreamBusRaft", "StreamBusRaftHost",
         "StreamBusProtocol",
         .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
       ]),

@@ -222,6 +222,8 @@ struct MetaFailureTests {
         written.append(name)
         try await Task.sleep(for: .milliseconds(50))
       }
+      // The fault is real: the isolated follower lost track of the leader.
+      #expect(HTTPProbe.get(cluster.node(isolated).httpAddress, "/readyz")?.status == 503)
       #expect(cluster.metric(leader, "is_leader") == 1)
       #expect(cluster.metric(leader, "raft_term") == term, "the leader's term changed")
       #expect(cluster.leaders(among: [1, 2, 3]).map(\.id) == [leader])

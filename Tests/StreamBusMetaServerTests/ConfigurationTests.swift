@@ -1,3 +1,4 @@
+import Foundation
 import StreamBusMetaServer
 import StreamBusTransport
 import Testing
@@ -96,5 +97,19 @@ struct ConfigurationTests {
           parsing: "snapshot = 1\n", path: "meta.conf",
           validKeys: MetaServerConfiguration.configKeys)
       })
+  }
+}
+
+struct DeployConfigTests {
+  @Test func theExampleConfigFileIsValid() throws {
+    let path = URL(fileURLWithPath: #filePath)
+      .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+      .appendingPathComponent("Deploy/metaserver.conf").path
+    let values = try ConfigValues(
+      contentsOfFile: path, validKeys: MetaServerConfiguration.configKeys)
+    let configuration = try MetaServerConfiguration(values: values)
+    #expect(configuration.nodeID == 1)
+    #expect(configuration.initialCluster.count == 3)
+    #expect(configuration.brokerSessionTimeoutMs == 1_500)
   }
 }

@@ -259,7 +259,7 @@ public struct MetadataController: Sendable {
       nextTopicID += 1
       let assignment = ReplicaPlacement.place(
         partitionCount: Int(partitions), replicationFactor: Int(replicationFactor),
-        brokers: activeBrokers, start: placementStart.map { $0 + index } ?? Int(topicID))
+        brokers: activeBrokers, start: placementStart.map { $0 &+ index } ?? Int(topicID))
       records.append(.topicCreated(name: topic.name, topicID: topicID))
       for (key, value) in topic.configs.sorted(by: { $0.key < $1.key }) {
         records.append(.configChanged(resource: .topic(topicID), key: key, value: value))

@@ -23,7 +23,8 @@ public struct MetadataError: Error, Sendable, Hashable, CustomStringConvertible 
       self.base = base
     }
 
-    /// The bytes ended before a record or field was complete.
+    /// The bytes ended before a record or field was complete (or an array count claims more
+    /// elements than the remaining bytes can hold).
     public static let truncated = Code(.truncated)
     /// Bytes remain after a record, batch or snapshot was fully decoded.
     public static let trailingBytes = Code(.trailingBytes)
@@ -54,7 +55,8 @@ public struct MetadataError: Error, Sendable, Hashable, CustomStringConvertible 
   init(_ error: ProtocolError, context: String) {
     let code: Code
     switch error.code {
-    case .truncated: code = .truncated
+    // A count that needs more bytes than remain means the same thing: the input ends early.
+    case .truncated, .countTooLarge: code = .truncated
     case .trailingBytes: code = .trailingBytes
     default: code = .malformed
     }

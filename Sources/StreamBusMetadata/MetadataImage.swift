@@ -85,6 +85,11 @@ public struct MetadataImage: Hashable, Sendable {
     self = next
   }
 
+  /// Decodes one Raft entry's data (``MetadataRecord/encodeBatch(_:)``) and applies it.
+  public mutating func apply(encodedBatch: [UInt8], offset: Int64) throws(MetadataError) {
+    try apply(MetadataRecord.decodeBatch(encodedBatch), offset: offset)
+  }
+
   public func applying(_ records: [MetadataRecord], offset: Int64) throws(MetadataError)
     -> MetadataImage
   {

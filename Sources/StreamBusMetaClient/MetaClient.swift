@@ -107,11 +107,13 @@ public actor MetaClient {
       if Task.isCancelled {
         throw MetaClientError(.closed, "\(apiName) cancelled")
       }
-      let remainingMs = Self.milliseconds(deadline - clock.now)
-      if remainingMs <= 0 {
+      let now = clock.now
+      if now >= deadline {
         throw timeoutError(
           apiName: apiName, totalMs: totalMs, attempts: attempts, lastError: lastError)
       }
+      // Rounded up, so a try never ends before the deadline it was given.
+      let remainingMs = Self.milliseconds(deadline - now) + 1
       let target = nextTarget()
       attempts += 1
       let attemptMs = min(remainingMs, configuration.attemptTimeoutMs + request.serverWaitMs)
@@ -155,10 +157,8 @@ public actor MetaClient {
         let round = failures / roundSize
         let backoffMs = min(
           configuration.retryBackoffMs << min(round - 1, 16), configuration.retryBackoffMaxMs)
-        let sleepMs = min(backoffMs, Self.milliseconds(deadline - clock.now))
-        if sleepMs > 0 {
-          try? await Task.sleep(for: .milliseconds(sleepMs))
-        }
+        let wakeUp = min(clock.now + .milliseconds(backoffMs), deadline)
+        try? await Task.sleep(until: wakeUp, clock: clock)
       }
     }
   }

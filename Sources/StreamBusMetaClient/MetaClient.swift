@@ -46,14 +46,16 @@ public actor MetaClient {
   private var nextCorrelationID: Int32 = 1
   private var isClosed = false
 
-  public init(bootstrap: [HostPort], requestTimeoutMs: Int64 = 30_000, logger: Logger) {
+  public init(
+    bootstrap: [HostPort], requestTimeoutMs: Int64 = 30_000, logger: Logger = MetaClient.silentLogger
+  ) {
     self.init(
       configuration: MetaClientConfiguration(
         bootstrap: bootstrap, requestTimeoutMs: requestTimeoutMs),
       logger: logger)
   }
 
-  public init(configuration: MetaClientConfiguration, logger: Logger) {
+  public init(configuration: MetaClientConfiguration, logger: Logger = MetaClient.silentLogger) {
     precondition(configuration.requestTimeoutMs > 0, "requestTimeoutMs must be positive")
     precondition(configuration.attemptTimeoutMs > 0, "attemptTimeoutMs must be positive")
     self.configuration = configuration
@@ -63,6 +65,11 @@ public actor MetaClient {
       configuration.connectTimeoutMs, configuration.requestTimeoutMs)
     connectionConfiguration.requestTimeoutMs = configuration.attemptTimeoutMs
     pool = ConnectionPool(configuration: connectionConfiguration, logger: logger)
+  }
+
+  /// The default: logs nothing (tools that print their own errors).
+  public static let silentLogger = Logger(label: "streambus.metaclient") { _ in
+    SwiftLogNoOpLogHandler()
   }
 
   /// The metaserver the next request goes to first: the leader as last seen, if any.

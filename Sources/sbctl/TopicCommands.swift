@@ -67,8 +67,8 @@ struct TopicCreateCommand: AsyncParsableCommand {
         name, partitions: partitions, replicationFactor: replicas ?? -1, configs: topicConfigs)
     }
     return report(
-      console: console, partitions: created.partitions,
-      replicationFactor: created.replicationFactor)
+      console: console,
+      created: (partitions: created.partitions, replicationFactor: created.replicationFactor))
   }
 
   func execute(console: Console, client: MetaClient) async throws -> Int32 {
@@ -76,12 +76,13 @@ struct TopicCreateCommand: AsyncParsableCommand {
       name, partitions: partitions, replicationFactor: replicas ?? -1,
       configs: try parsedConfigs())
     return report(
-      console: console, partitions: created.partitions,
-      replicationFactor: created.replicationFactor)
+      console: console,
+      created: (partitions: created.partitions, replicationFactor: created.replicationFactor))
   }
 
-  private func report(console: Console, partitions: Int32, replicationFactor: Int16) -> Int32 {
-    let created = (partitions: partitions, replicationFactor: replicationFactor)
+  private func report(console: Console, created: (partitions: Int32, replicationFactor: Int16))
+    -> Int32
+  {
     switch common.output {
     case .table:
       console.line(

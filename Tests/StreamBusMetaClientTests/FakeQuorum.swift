@@ -30,6 +30,9 @@ final class FakeQuorum: Sendable {
     var leaderID: Int32?
     var behaviours: [Int32: Behaviour] = [:]
     var topics: [String: Int64] = [:]
+    var topicConfigs: [String: [String: String]] = [:]
+    var brokers: [MetaBroker] = []
+    var learners: [Int32: String] = [:]
     var nextTopicID: Int64 = 100
     var received: [Received] = []
     /// Header-level errors answered by the leader to the next requests, in order.
@@ -177,19 +180,26 @@ struct FakeMetaserver: FrameRequestHandler {
         MetaMessage.encodeResponsePayload(
           ListTopicsResponse(topics: topics), header: responseHeader, version: 0))
     case .quorumStatus:
-      let voters = quorum.withState { state in
-        state.addresses.keys.sorted().map {
-          QuorumMember(
-            nodeID: $0, raftAddress: "raft-\($0):1",
-            apiAddress: state.addresses[$0].map(\.description) ?? "",
-            matchIndex: 10, lag: 0, lastContactMs: 1)
-        }
+      let (voters, learners) = quorum.withState { state in
+        (
+          state.addresses.keys.sorted().map {
+            QuorumMember(
+              nodeID: $0, raftAddress: "raft-\($0):1",
+              apiAddress: state.addresses[$0].map(\.description) ?? "", matchIndex: 10, lag: 0,
+              lastContactMs: 1)
+          },
+          state.learners.sorted { $0.key < $1.key }.map {
+            QuorumMember(
+              nodeID: $0.key, raftAddress: "raft-\($0.key):1", apiAddress: $0.value,
+              matchIndex: 4, lag: 6, lastContactMs: -1)
+          }
+        )
       }
       return .respond(
         MetaMessage.encodeResponsePayload(
           QuorumStatusResponse(
             leaderID: nodeID, term: 3, commitIndex: 10, appliedIndex: 10, voters: voters,
-            learners: []),
+            learners: learners),
           header: responseHeader, version: 0))
     case .transferLeadership(let body):
       let newLeader = body.targetID == -1 ? (nodeID % 3) + 1 : body.targetID
@@ -200,6 +210,79 @@ struct FakeMetaserver: FrameRequestHandler {
     case .addVoter:
       return .respond(
         MetaMessage.encodeResponsePayload(AddVoterResponse(), header: responseHeader, version: 0))
+    case .addLearner(let body):
+      quorum.withState { $0.learners[body.nodeID] = body.apiAddress }
+      return .respond(
+        MetaMessage.encodeResponsePayload(AddLearnerResponse(), header: responseHeader, version: 0))
+    case .removeVoter(let body):
+      let known = quorum.withState { $0.learners.removeValue(forKey: body.nodeID) != nil }
+      guard known else {
+        return .respond(
+          MetaMessage.errorResponsePayload(
+            correlationId: correlationId, errorCode: .invalidRequest,
+            message: "node \(body.nodeID) is not a member"))
+      }
+      return .respond(
+        MetaMessage.encodeResponsePayload(RemoveVoterResponse(), header: responseHeader, version: 0)
+      )
+    case .deleteTopics(let body):
+      let results = quorum.withState { state in
+        body.names.map { name -> MetaDeleteTopicsResponse.Result in
+          guard state.topics.removeValue(forKey: name) != nil else {
+            return .init(
+              name: name, errorCode: .unknownTopicOrPartition,
+              errorMessage: "Topic '\(name)' does not exist.")
+          }
+          return .init(name: name, errorCode: .none)
+        }
+      }
+      return .respond(
+        MetaMessage.encodeResponsePayload(
+          MetaDeleteTopicsResponse(topics: results), header: responseHeader, version: 0))
+    case .alterConfigs(let body):
+      let known = quorum.withState { state in
+        guard state.topics[body.topic] != nil else { return false }
+        for change in body.changes {
+          state.topicConfigs[body.topic, default: [:]][change.key] = change.value
+        }
+        return true
+      }
+      guard known else {
+        return .respond(
+          MetaMessage.errorResponsePayload(
+            correlationId: correlationId, errorCode: .unknownTopicOrPartition,
+            message: "Topic '\(body.topic)' does not exist."))
+      }
+      return .respond(
+        MetaMessage.encodeResponsePayload(
+          AlterConfigsResponse(), header: responseHeader, version: 0))
+    case .describeTopic(let body):
+      let found = quorum.withState { state in
+        state.topics[body.name].map { ($0, state.topicConfigs[body.name] ?? [:]) }
+      }
+      guard let (topicID, configs) = found else {
+        return .respond(
+          MetaMessage.errorResponsePayload(
+            correlationId: correlationId, errorCode: .unknownTopicOrPartition,
+            message: "Topic '\(body.name)' does not exist."))
+      }
+      let partition = MetaPartition(
+        topicID: topicID, partition: 0, replicas: [1, 2], isr: [1], leader: 1, leaderEpoch: 2,
+        partitionEpoch: 5, addingReplicas: [], removingReplicas: [2])
+      return .respond(
+        MetaMessage.encodeResponsePayload(
+          DescribeTopicResponse(
+            name: body.name, topicID: topicID, configs: configs, partitions: [partition]),
+          header: responseHeader, version: 0))
+    case .describeCluster:
+      let (brokers, topicCount) = quorum.withState { ($0.brokers, $0.topics.count) }
+      return .respond(
+        MetaMessage.encodeResponsePayload(
+          DescribeClusterResponse(
+            clusterID: "fake", leaderID: nodeID, metadataOffset: 10, brokers: brokers,
+            topicCount: Int32(topicCount), partitionCount: Int32(topicCount),
+            underReplicatedPartitionCount: 0, offlinePartitionCount: 0),
+          header: responseHeader, version: 0))
     default:
       return .respond(
         MetaMessage.errorResponsePayload(

@@ -47,7 +47,8 @@ public actor MetaClient {
   private var isClosed = false
 
   public init(
-    bootstrap: [HostPort], requestTimeoutMs: Int64 = 30_000, logger: Logger = MetaClient.silentLogger
+    bootstrap: [HostPort], requestTimeoutMs: Int64 = 30_000,
+    logger: Logger = MetaClient.silentLogger
   ) {
     self.init(
       configuration: MetaClientConfiguration(

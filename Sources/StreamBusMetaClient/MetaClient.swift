@@ -11,12 +11,12 @@ public struct MetaClientConfiguration: Sendable {
   public var requestTimeoutMs: Int64 = 30_000
   /// How long one try at one metaserver waits for its answer before moving on (a stopped
   /// process keeps its connection open but never answers).
-  public var attemptTimeoutMs: Int64 = 5_000
+  public var attemptTimeoutMs: Int64 = 2_000
   public var connectTimeoutMs: Int64 = 2_000
   /// Pause after every metaserver in the list failed once in a row; doubles per further
   /// round up to ``retryBackoffMaxMs``.
-  public var retryBackoffMs: Int64 = 25
-  public var retryBackoffMaxMs: Int64 = 250
+  public var retryBackoffMs: Int64 = 20
+  public var retryBackoffMaxMs: Int64 = 100
   /// Sent in every request header, for the metaservers' logs.
   public var clientID: String = "meta-client"
 

@@ -11,12 +11,12 @@ public struct MetaClientConfiguration: Sendable {
   public var requestTimeoutMs: Int64 = 30_000
   /// How long one try at one metaserver waits for its answer before moving on (a stopped
   /// process keeps its connection open but never answers).
-  public var attemptTimeoutMs: Int64 = 5_000
+  public var attemptTimeoutMs: Int64 = 2_000
   public var connectTimeoutMs: Int64 = 2_000
   /// Pause after every metaserver in the list failed once in a row; doubles per further
   /// round up to ``retryBackoffMaxMs``.
-  public var retryBackoffMs: Int64 = 25
-  public var retryBackoffMaxMs: Int64 = 250
+  public var retryBackoffMs: Int64 = 20
+  public var retryBackoffMaxMs: Int64 = 100
   /// Sent in every request header, for the metaservers' logs.
   public var clientID: String = "meta-client"
 
@@ -46,14 +46,17 @@ public actor MetaClient {
   private var nextCorrelationID: Int32 = 1
   private var isClosed = false
 
-  public init(bootstrap: [HostPort], requestTimeoutMs: Int64 = 30_000, logger: Logger) {
+  public init(
+    bootstrap: [HostPort], requestTimeoutMs: Int64 = 30_000,
+    logger: Logger = MetaClient.silentLogger
+  ) {
     self.init(
       configuration: MetaClientConfiguration(
         bootstrap: bootstrap, requestTimeoutMs: requestTimeoutMs),
       logger: logger)
   }
 
-  public init(configuration: MetaClientConfiguration, logger: Logger) {
+  public init(configuration: MetaClientConfiguration, logger: Logger = MetaClient.silentLogger) {
     precondition(configuration.requestTimeoutMs > 0, "requestTimeoutMs must be positive")
     precondition(configuration.attemptTimeoutMs > 0, "attemptTimeoutMs must be positive")
     self.configuration = configuration
@@ -63,6 +66,11 @@ public actor MetaClient {
       configuration.connectTimeoutMs, configuration.requestTimeoutMs)
     connectionConfiguration.requestTimeoutMs = configuration.attemptTimeoutMs
     pool = ConnectionPool(configuration: connectionConfiguration, logger: logger)
+  }
+
+  /// The default: logs nothing (tools that print their own errors).
+  public static let silentLogger = Logger(label: "streambus.metaclient") { _ in
+    SwiftLogNoOpLogHandler()
   }
 
   /// The metaserver the next request goes to first: the leader as last seen, if any.
@@ -107,11 +115,13 @@ public actor MetaClient {
       if Task.isCancelled {
         throw MetaClientError(.closed, "\(apiName) cancelled")
       }
-      let remainingMs = Self.milliseconds(deadline - clock.now)
-      if remainingMs <= 0 {
+      let now = clock.now
+      if now >= deadline {
         throw timeoutError(
           apiName: apiName, totalMs: totalMs, attempts: attempts, lastError: lastError)
       }
+      // Rounded up, so a try never ends before the deadline it was given.
+      let remainingMs = Self.milliseconds(deadline - now) + 1
       let target = nextTarget()
       attempts += 1
       let attemptMs = min(remainingMs, configuration.attemptTimeoutMs + request.serverWaitMs)
@@ -155,10 +165,8 @@ public actor MetaClient {
         let round = failures / roundSize
         let backoffMs = min(
           configuration.retryBackoffMs << min(round - 1, 16), configuration.retryBackoffMaxMs)
-        let sleepMs = min(backoffMs, Self.milliseconds(deadline - clock.now))
-        if sleepMs > 0 {
-          try? await Task.sleep(for: .milliseconds(sleepMs))
-        }
+        let wakeUp = min(clock.now + .milliseconds(backoffMs), deadline)
+        try? await Task.sleep(until: wakeUp, clock: clock)
       }
     }
   }

@@ -339,33 +339,42 @@ public enum MetaMessage {
     encodeRequest(body, header: header, framed: false)
   }
 
-  /// Frames a success answer: `header` (error code NONE, or a per-API code) and `body`.
+  /// A success answer's payload (what a `FrameRequestHandler` returns): `header` (error
+  /// code NONE) and `body`.
+  public static func encodeResponsePayload(
+    _ body: some WireBody, header: ResponseHeader, version: Int16
+  ) -> [UInt8] {
+    encodeResponse(body, header: header, version: version, framed: false)
+  }
+
+  /// As ``encodeResponsePayload(_:header:version:)`` behind its frame length.
   public static func encodeResponseFrame(
     _ body: some WireBody, header: ResponseHeader, version: Int16
   ) -> [UInt8] {
     encodeResponse(body, header: header, version: version, framed: true)
   }
 
-  /// Frames the NOT_LEADER answer for the request with `correlationId`.
-  public static func notLeaderFrame(
+  /// The NOT_LEADER answer's payload for the request with `correlationId`, whatever its API.
+  public static func notLeaderResponsePayload(
     correlationId: Int32, leader: NotLeaderBody, message: String? = nil
   ) -> [UInt8] {
     let text =
       message
       ?? (leader.leaderAddress.map { "not the leader; the leader is \(leader.leaderID) at \($0)" }
         ?? "not the leader; the leader is not known")
-    return MetaResponse.notLeader(leader).encodeFrame(
+    return MetaResponse.notLeader(leader).encodePayload(
       header: ResponseHeader(
         correlationId: correlationId, errorCode: .notLeader, errorMessage: text),
       version: 0)
   }
 
-  /// Frames a header-only error answer (the whole request failed with `errorCode`).
-  public static func errorFrame(correlationId: Int32, errorCode: ErrorCode, message: String?)
-    -> [UInt8]
-  {
-    ResponseHeader(correlationId: correlationId, errorCode: errorCode, errorMessage: message)
-      .encodeErrorOnlyFrame()
+  /// A header-only error answer's payload: the whole request failed with `errorCode`.
+  public static func errorResponsePayload(
+    correlationId: Int32, errorCode: ErrorCode, message: String?
+  ) -> [UInt8] {
+    precondition(errorCode != .none, "an error answer needs an error code")
+    return ResponseHeader(correlationId: correlationId, errorCode: errorCode, errorMessage: message)
+      .encodeErrorOnly()
   }
 
   /// Decodes the answer to a request of type `Request` sent at `version`.

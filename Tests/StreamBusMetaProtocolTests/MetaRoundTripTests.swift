@@ -60,7 +60,8 @@ import Testing
   @Test func notLeaderAnswersCarryTheHintForEveryApi() throws {
     let hint = NotLeaderBody(leaderID: 3, leaderAddress: "127.0.0.1:19103")
     for entry in MetaApiKey.all {
-      let frame = MetaMessage.notLeaderFrame(correlationId: 12, leader: hint)
+      let frame =
+        [0, 0, 0, 0] + MetaMessage.notLeaderResponsePayload(correlationId: 12, leader: hint)
       let (header, response) = try MetaResponse.decode(
         apiKey: entry.apiKey, version: 0, payload: Array(frame.dropFirst(4)))
       #expect(header.errorCode == .notLeader)
@@ -69,7 +70,7 @@ import Testing
     }
     let (_, reply) = try MetaMessage.decodeReply(
       to: MetaCreateTopicsRequest.self, version: 0,
-      payload: Array(MetaMessage.notLeaderFrame(correlationId: 1, leader: hint).dropFirst(4)))
+      payload: MetaMessage.notLeaderResponsePayload(correlationId: 1, leader: hint))
     guard case .notLeader(let decodedHint) = reply else {
       Issue.record("expected NOT_LEADER, got \(reply)")
       return
@@ -82,7 +83,8 @@ import Testing
     let (_, response) = try MetaResponse.decode(
       apiKey: MetaApiKey.quorumStatus, version: 0, payload: payload)
     #expect(response == .notLeader(.unknownLeader))
-    let unknown = MetaMessage.notLeaderFrame(correlationId: 2, leader: .unknownLeader)
+    let unknown =
+      [0, 0, 0, 0] + MetaMessage.notLeaderResponsePayload(correlationId: 2, leader: .unknownLeader)
     let (header, decoded) = try MetaResponse.decode(
       apiKey: MetaApiKey.addVoter, version: 0, payload: Array(unknown.dropFirst(4)))
     #expect(decoded == .notLeader(.unknownLeader))
@@ -90,8 +92,11 @@ import Testing
   }
 
   @Test func headerOnlyErrorsHaveNoBody() throws {
-    let frame = MetaMessage.errorFrame(
-      correlationId: 3, errorCode: .reconfigurationInProgress, message: "learner 4 is catching up")
+    let frame =
+      [0, 0, 0, 0]
+      + MetaMessage.errorResponsePayload(
+        correlationId: 3, errorCode: .reconfigurationInProgress, message: "learner 4 is catching up"
+      )
     let (header, response) = try MetaResponse.decode(
       apiKey: MetaApiKey.addVoter, version: 0, payload: Array(frame.dropFirst(4)))
     #expect(header.errorCode == .reconfigurationInProgress)

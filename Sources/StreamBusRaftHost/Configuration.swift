@@ -28,7 +28,8 @@ public struct RaftHostConfiguration: Sendable {
   public var storageOptions = SQLiteRaftStorage.Options()
   /// Listener for peer traffic; port 0 lets the OS pick (see `RaftHost.raftAddress`).
   public var raftListen: HostPort
-  /// Raft address announced to peers; nil means the bound listen address.
+  /// Raft address announced to peers; nil means this node's entry in `initialCluster`, or
+  /// else the bound listen address (which may be a wildcard such as 0.0.0.0).
   public var advertisedRaftAddress: HostPort?
   /// This node's metaserver API address, announced to peers so their NOT_LEADER answers
   /// can name it when this node leads.

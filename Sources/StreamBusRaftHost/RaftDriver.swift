@@ -194,8 +194,10 @@ final class RaftDriver {
     }
     let bound = self.bound
     let timeout = eventLoop.scheduleTask(in: .milliseconds(timeoutMs)) {
-      bound.value.finish(
+      let driver = bound.value
+      driver.finish(
         waiter, .failure(RaftHostError(.timedOut, "\(what) not done within \(timeoutMs) ms")))
+      driver.forget(waiter)
     }
     waiters[waiter] = Waiter(continuation: continuation, timeout: timeout)
     return true
@@ -204,9 +206,23 @@ final class RaftDriver {
   func cancel(_ waiter: UInt64) {
     if waiters[waiter] != nil {
       finish(waiter, .failure(RaftHostError(.cancelled, "the calling task was cancelled")))
+      forget(waiter)
     } else {
       cancelledBeforeRegistration.insert(waiter)
     }
+  }
+
+  /// Drops the bookkeeping of a waiter that gave up, so requests the core lost (a ReadIndex
+  /// whose message never reached the leader) do not pile up. Rare, so a linear scan.
+  private func forget(_ waiter: UInt64) {
+    if let index = proposals.first(where: { $0.value.waiter == waiter })?.key {
+      proposals[index] = nil
+    }
+    if let context = readsAwaitingIndex.first(where: { $0.value == waiter })?.key {
+      readsAwaitingIndex[context] = nil
+    }
+    readsAwaitingApply.removeAll { $0.waiter == waiter }
+    transfers.removeAll { $0 == waiter }
   }
 
   func finish(_ waiter: UInt64, _ result: Result<UInt64, RaftHostError>) {

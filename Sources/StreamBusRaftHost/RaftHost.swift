@@ -81,7 +81,11 @@ public final class RaftHost: Sendable {
         settings: settings, faults: faults, logger: logger, limiter: LogLimiter(),
         deliver: { from, sender, messages in sink.deliver(from, sender, messages) }),
       logger: logger)
-    let raftAddress = configuration.advertisedRaftAddress ?? server.localAddress
+    let raftAddress =
+      configuration.advertisedRaftAddress
+      ?? configuration.initialCluster[configuration.nodeID].map(\.raftAddress)
+      .flatMap { $0.port == 0 ? nil : $0 }
+      ?? server.localAddress
     let selfAddresses = PeerAddresses(
       raftAddress: raftAddress, apiAddress: configuration.apiAddress)
     let transport = PeerTransport(

@@ -181,7 +181,7 @@ import Testing
   }
 
   @Test func oneWayIsolatedFollowerDoesNotDisruptTheLeader() async throws {
-    let cluster = try await TestCluster.start(voters: 3)
+    let cluster = try await TestCluster.start(voters: 3) { $0.readTimeoutMs = 500 }
     do {
       let leaderID = try await cluster.awaitLeader()
       let leader = try cluster.host(leaderID)
@@ -200,6 +200,11 @@ import Testing
       try await cluster.write("still", "1")
       #expect(leader.status().term == term)
       #expect(try cluster.machine(isolatedID).values["still"] == nil)
+      // Its reads cannot complete (the answers are lost) and fail at the timeout.
+      let readError = await #expect(throws: RaftHostError.self) {
+        try await isolated.linearizableRead()
+      }
+      #expect(readError?.code == .timedOut || readError?.code == .notLeader)
 
       isolated.faults.heal()
       try await cluster.awaitValues(["during": "1", "still": "1"])

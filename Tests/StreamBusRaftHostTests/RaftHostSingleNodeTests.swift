@@ -11,7 +11,8 @@ import Testing
       nodeID: 1, clusterID: "solo", databasePath: directory.path("node.sqlite"),
       raftListen: HostPort(host: "127.0.0.1", port: 0))
     configuration.initialCluster = [
-      1: PeerAddresses(raftAddress: HostPort(host: "127.0.0.1", port: 1))
+      // Port 0: announce whatever port the listener gets.
+      1: PeerAddresses(raftAddress: HostPort(host: "127.0.0.1", port: 0))
     ]
     configuration.snapshotThresholdEntries = 10
     configuration.snapshotTrailingEntries = 3

@@ -237,7 +237,12 @@ final class RaftDriver {
     return nil
   }
 
-  func startProposal(_ data: [UInt8], waiter: UInt64) throws {
+  func startProposal(_ data: [UInt8], expectedTerm: Term?, waiter: UInt64) throws {
+    if let expectedTerm, node.role == .leader, node.term != expectedTerm {
+      throw RaftHostError(
+        .proposalDropped,
+        "proposal expected term \(expectedTerm) but this leader is in term \(node.term)")
+    }
     guard !data.isEmpty else {
       throw RaftHostError(.invalidRequest, "empty proposals are reserved for the leader's no-op")
     }

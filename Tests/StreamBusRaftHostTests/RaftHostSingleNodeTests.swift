@@ -84,6 +84,15 @@ import Testing
       #expect(
         try await host.readCommitted(after: indices[24], maxBytes: 1)
           == .entries([], through: indices[24]))
+
+      // A caller that decided as leader of one term cannot propose in another.
+      let staleTerm = await #expect(throws: RaftHostError.self) {
+        try await host.propose(
+          KeyValueStateMachine.command("x", "stale"), expectedTerm: status.term + 1)
+      }
+      #expect(staleTerm?.code == .proposalDropped)
+      #expect(machine.values["x"] == nil)
+      try await host.propose(KeyValueStateMachine.command("k24", "24"), expectedTerm: status.term)
     } catch {
       await host.shutdown()
       throw error

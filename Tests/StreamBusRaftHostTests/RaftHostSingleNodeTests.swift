@@ -34,7 +34,11 @@ import Testing
     badTimeouts.heartbeatTicks = 12
     var emptyCluster = configuration(directory)
     emptyCluster.clusterID = ""
-    for bad in [notMember, zeroTick, badTimeouts, emptyCluster] {
+    var hugeTimeout = configuration(directory)
+    hugeTimeout.proposalTimeoutMs = .max
+    var hugeProposals = configuration(directory)
+    hugeProposals.proposalBytesMax = 1 << 30
+    for bad in [notMember, zeroTick, badTimeouts, emptyCluster, hugeTimeout, hugeProposals] {
       let error = await #expect(throws: RaftHostError.self) {
         try await RaftHost.start(
           configuration: bad, stateMachine: KeyValueStateMachine(), logger: testLogger("bad"))

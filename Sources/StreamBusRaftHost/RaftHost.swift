@@ -127,12 +127,17 @@ public final class RaftHost: Sendable {
   /// follower and `proposalDropped` during a leadership transfer; `proposalOverwritten` if
   /// a new leader replaced the entry; `timedOut` after `proposalTimeoutMs` (the entry may
   /// still commit later).
-  ///
-  /// - Parameter expectedTerm: refuse (`proposalDropped`) unless this node leads in exactly
-  ///   this term, for callers whose entry was computed from state they observed as leader
-  ///   of that term (a controller must not act on a decision of an earlier leadership).
   @discardableResult
-  public func propose(_ data: [UInt8], expectedTerm: Term? = nil) async throws -> LogIndex {
+  public func propose(_ data: [UInt8]) async throws -> LogIndex {
+    try await propose(data, expectedTerm: nil)
+  }
+
+  /// `propose`, refused (`proposalDropped`) unless this node leads in exactly
+  /// `expectedTerm` (when given): for callers whose entry was computed from state they
+  /// observed as leader of that term (a controller must not act on a decision of an
+  /// earlier leadership).
+  @discardableResult
+  public func propose(_ data: [UInt8], expectedTerm: Term?) async throws -> LogIndex {
     try await wait(timeoutMs: configuration.proposalTimeoutMs, what: "proposal") {
       try $0.startProposal(data, expectedTerm: expectedTerm, waiter: $1)
     }

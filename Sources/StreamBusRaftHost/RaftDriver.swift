@@ -432,6 +432,13 @@ final class RaftDriver {
 
   /// Persist, then send, then restore/apply, as the Ready contract requires.
   private func handle(_ ready: Ready) throws {
+    // Before a leadership change fails the reads still waiting: these ones were confirmed
+    // by a quorum while this node led, so they stay valid.
+    for readState in ready.readStates {
+      if let waiter = readsAwaitingIndex.removeValue(forKey: readState.context) {
+        readsAwaitingApply.append((readState.index, waiter))
+      }
+    }
     if let soft = ready.softState { try leadershipChanged(soft) }
     if !proposals.isEmpty { failOverwrittenProposals(ready) }
     if ready.mustPersist {
@@ -441,11 +448,6 @@ final class RaftDriver {
     send(ready.messages)
     if let snapshot = ready.snapshot { try install(snapshot) }
     if !ready.committedEntries.isEmpty { try apply(ready.committedEntries) }
-    for readState in ready.readStates {
-      if let waiter = readsAwaitingIndex.removeValue(forKey: readState.context) {
-        readsAwaitingApply.append((readState.index, waiter))
-      }
-    }
   }
 
   private func leadershipChanged(_ soft: SoftState) throws {

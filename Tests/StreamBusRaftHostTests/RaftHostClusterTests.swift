@@ -217,6 +217,40 @@ import Testing
     await cluster.shutdown()
   }
 
+  @Test func proposalOfADeposedLeaderFailsAsOverwritten() async throws {
+    let cluster = try await TestCluster.start(voters: 3)
+    do {
+      let oldID = try await cluster.awaitLeader()
+      let old = try cluster.host(oldID)
+      let oldTerm = old.status().term
+      try await cluster.write("before", "1")
+      let others = cluster.hosts.keys.filter { $0 != oldID }
+      for peer in others {
+        old.faults.setDropOutbound(to: peer)
+        old.faults.setDropInbound(from: peer)
+      }
+      // Appended by the cut-off leader, never replicated.
+      let lost = Task { try await old.propose(KeyValueStateMachine.command("lost", "1")) }
+      var newID: NodeID?
+      try await eventually("the others to elect a leader") {
+        newID = others.first { (try? cluster.host($0).status().isLeaderReady) == true }
+        return newID != nil
+      }
+      let newLeader = try cluster.host(try #require(newID))
+      #expect(newLeader.status().term > oldTerm)
+      try await newLeader.propose(KeyValueStateMachine.command("winner", "1"))
+      old.faults.heal()
+      let error = await #expect(throws: RaftHostError.self) { try await lost.value }
+      #expect(error?.code == .proposalOverwritten)
+      try await cluster.awaitValues(["before": "1", "winner": "1"])
+      #expect(try cluster.machine(oldID).values["lost"] == nil)
+    } catch {
+      await cluster.shutdown()
+      throw error
+    }
+    await cluster.shutdown()
+  }
+
   @Test func transferLeadershipMovesTheLeader() async throws {
     let cluster = try await TestCluster.start(voters: 3)
     do {

@@ -162,6 +162,16 @@ import Testing
       expected["with-four"] = "yes"
       try await cluster.awaitValues(expected)
 
+      // Restarted from its own database (no initial cluster: it joined), it still knows
+      // every member's address and catches up.
+      await cluster.stopNode(4)
+      let restarted = try await cluster.startNode(4)
+      #expect(
+        restarted.status().voters.allSatisfy { $0.addresses == cluster.addresses[$0.id] })
+      try await cluster.write("after-restart", "yes")
+      expected["after-restart"] = "yes"
+      try await cluster.awaitValues(expected)
+
       // Remove a follower: it stops receiving, the rest go on.
       let removedID = try #require([1, 2, 3].first { $0 != leaderID })
       try await leader.remove(removedID)
@@ -173,6 +183,43 @@ import Testing
       try await Task.sleep(for: .milliseconds(300))
       #expect(try cluster.machine(removedID).values["after-remove"] == nil)
       #expect(leader.status().isLeader)
+    } catch {
+      await cluster.shutdown()
+      throw error
+    }
+    await cluster.shutdown()
+  }
+
+  @Test func wholeClusterRestartKeepsItsState() async throws {
+    let cluster = try await TestCluster.start(voters: 3) {
+      $0.snapshotThresholdEntries = 7
+      $0.snapshotTrailingEntries = 2
+    }
+    do {
+      _ = try await cluster.awaitLeader()
+      var expected: [String: String] = [:]
+      for number in 0..<20 {
+        try await cluster.write("k\(number)", "\(number)")
+        expected["k\(number)"] = "\(number)"
+      }
+      try await cluster.awaitValues(expected)
+      let applied = try cluster.hosts.keys.map { try cluster.host($0).status().appliedIndex }
+      for id in cluster.hosts.keys.sorted() { await cluster.stopNode(id) }
+      for id: NodeID in [1, 2, 3] { try await cluster.startNode(id) }
+      // Snapshot install on start-up, then log replay: the state is there before any
+      // new leader exists.
+      for id: NodeID in [1, 2, 3] {
+        #expect(try cluster.machine(id).restoredFrom.count == 1)
+      }
+      try await cluster.awaitValues(expected)
+      _ = try await cluster.awaitLeader()
+      try await cluster.write("new", "1")
+      expected["new"] = "1"
+      try await cluster.awaitValues(expected)
+      #expect(
+        try cluster.hosts.keys.allSatisfy {
+          try cluster.host($0).status().appliedIndex > applied.min() ?? 0
+        })
     } catch {
       await cluster.shutdown()
       throw error

@@ -28,7 +28,8 @@ public struct RaftHostConfiguration: Sendable {
   public var storageOptions = SQLiteRaftStorage.Options()
   /// Listener for peer traffic; port 0 lets the OS pick (see `RaftHost.raftAddress`).
   public var raftListen: HostPort
-  /// Raft address announced to peers; nil means the bound listen address.
+  /// Raft address announced to peers; nil means this node's entry in `initialCluster`, or
+  /// else the bound listen address (which may be a wildcard such as 0.0.0.0).
   public var advertisedRaftAddress: HostPort?
   /// This node's metaserver API address, announced to peers so their NOT_LEADER answers
   /// can name it when this node leads.
@@ -113,22 +114,42 @@ public struct RaftHostConfiguration: Sendable {
             + "start it with join to be added later")
       }
     }
-    guard tickIntervalMs > 0 else { throw fail("tick interval must be positive") }
-    guard heartbeatTicks > 0, electionTimeoutTicks > heartbeatTicks else {
-      throw fail("need 0 < heartbeat ticks < election timeout ticks")
+    // Bounds keep every derived duration far from Int64 overflow (TimeAmount is in ns).
+    let durationMsMax: Int64 = 86_400_000
+    guard (1...60_000).contains(tickIntervalMs) else {
+      throw fail("tick interval must be 1...60000 ms")
+    }
+    guard heartbeatTicks > 0, electionTimeoutTicks > heartbeatTicks,
+      electionTimeoutTicks <= 10_000
+    else {
+      throw fail("need 0 < heartbeat ticks < election timeout ticks <= 10000")
     }
     guard appendBytesMax > 0, snapshotChunkBytesMax > 0, proposalBytesMax > 0 else {
       throw fail("byte limits must be positive")
     }
     guard snapshotThresholdEntries > 0 else { throw fail("snapshot threshold must be positive") }
-    guard proposalTimeoutMs > 0, readTimeoutMs > 0, effectiveTransferTimeoutMs > 0 else {
-      throw fail("timeouts must be positive")
+    for (name, value) in [
+      ("proposal timeout", proposalTimeoutMs), ("read timeout", readTimeoutMs),
+      ("transfer timeout", transferTimeoutMs ?? 1), ("peer connect timeout", peerConnectTimeoutMs),
+      ("reconnect backoff min", reconnectBackoffMinMs),
+      ("reconnect backoff max", reconnectBackoffMaxMs),
+    ] where !(1...durationMsMax).contains(value) {
+      throw fail("\(name) must be 1...\(durationMsMax) ms")
     }
     guard peerQueueMessagesMax > 0, peerQueueBytesMax > 0, peerFrameBytesMax > 0 else {
       throw fail("peer queue limits must be positive")
     }
-    guard peerConnectTimeoutMs > 0, reconnectBackoffMinMs > 0,
-      reconnectBackoffMaxMs >= reconnectBackoffMinMs
-    else { throw fail("need positive connect timeout and 0 < backoff min <= backoff max") }
+    guard reconnectBackoffMaxMs >= reconnectBackoffMinMs else {
+      throw fail("reconnect backoff max must not be below its min")
+    }
+    // A frame holds at most a peer frame's worth plus one message (an append of up to
+    // appendBytesMax, exceeded by at most one entry); all of it must fit the transport's
+    // 64 MiB frame limit.
+    let limitBytesMax = 16 << 20
+    guard snapshotChunkBytesMax <= limitBytesMax, appendBytesMax <= UInt64(limitBytesMax),
+      proposalBytesMax <= limitBytesMax, peerFrameBytesMax <= limitBytesMax
+    else {
+      throw fail("append, snapshot chunk, proposal and peer frame limits are at most 16 MiB")
+    }
   }
 }

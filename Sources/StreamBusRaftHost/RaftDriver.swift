@@ -194,8 +194,10 @@ final class RaftDriver {
     }
     let bound = self.bound
     let timeout = eventLoop.scheduleTask(in: .milliseconds(timeoutMs)) {
-      bound.value.finish(
+      let driver = bound.value
+      driver.finish(
         waiter, .failure(RaftHostError(.timedOut, "\(what) not done within \(timeoutMs) ms")))
+      driver.forget(waiter)
     }
     waiters[waiter] = Waiter(continuation: continuation, timeout: timeout)
     return true
@@ -204,9 +206,23 @@ final class RaftDriver {
   func cancel(_ waiter: UInt64) {
     if waiters[waiter] != nil {
       finish(waiter, .failure(RaftHostError(.cancelled, "the calling task was cancelled")))
+      forget(waiter)
     } else {
       cancelledBeforeRegistration.insert(waiter)
     }
+  }
+
+  /// Drops the bookkeeping of a waiter that gave up, so requests the core lost (a ReadIndex
+  /// whose message never reached the leader) do not pile up. Rare, so a linear scan.
+  private func forget(_ waiter: UInt64) {
+    if let index = proposals.first(where: { $0.value.waiter == waiter })?.key {
+      proposals[index] = nil
+    }
+    if let context = readsAwaitingIndex.first(where: { $0.value == waiter })?.key {
+      readsAwaitingIndex[context] = nil
+    }
+    readsAwaitingApply.removeAll { $0.waiter == waiter }
+    transfers.removeAll { $0 == waiter }
   }
 
   func finish(_ waiter: UInt64, _ result: Result<UInt64, RaftHostError>) {
@@ -221,7 +237,12 @@ final class RaftDriver {
     return nil
   }
 
-  func startProposal(_ data: [UInt8], waiter: UInt64) throws {
+  func startProposal(_ data: [UInt8], expectedTerm: Term?, waiter: UInt64) throws {
+    if let expectedTerm, node.role == .leader, node.term != expectedTerm {
+      throw RaftHostError(
+        .proposalDropped,
+        "proposal expected term \(expectedTerm) but this leader is in term \(node.term)")
+    }
     guard !data.isEmpty else {
       throw RaftHostError(.invalidRequest, "empty proposals are reserved for the leader's no-op")
     }
@@ -411,6 +432,13 @@ final class RaftDriver {
 
   /// Persist, then send, then restore/apply, as the Ready contract requires.
   private func handle(_ ready: Ready) throws {
+    // Before a leadership change fails the reads still waiting: these ones were confirmed
+    // by a quorum while this node led, so they stay valid.
+    for readState in ready.readStates {
+      if let waiter = readsAwaitingIndex.removeValue(forKey: readState.context) {
+        readsAwaitingApply.append((readState.index, waiter))
+      }
+    }
     if let soft = ready.softState { try leadershipChanged(soft) }
     if !proposals.isEmpty { failOverwrittenProposals(ready) }
     if ready.mustPersist {
@@ -420,11 +448,6 @@ final class RaftDriver {
     send(ready.messages)
     if let snapshot = ready.snapshot { try install(snapshot) }
     if !ready.committedEntries.isEmpty { try apply(ready.committedEntries) }
-    for readState in ready.readStates {
-      if let waiter = readsAwaitingIndex.removeValue(forKey: readState.context) {
-        readsAwaitingApply.append((readState.index, waiter))
-      }
-    }
   }
 
   private func leadershipChanged(_ soft: SoftState) throws {

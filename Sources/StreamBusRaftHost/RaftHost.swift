@@ -81,7 +81,11 @@ public final class RaftHost: Sendable {
         settings: settings, faults: faults, logger: logger, limiter: LogLimiter(),
         deliver: { from, sender, messages in sink.deliver(from, sender, messages) }),
       logger: logger)
-    let raftAddress = configuration.advertisedRaftAddress ?? server.localAddress
+    let raftAddress =
+      configuration.advertisedRaftAddress
+      ?? configuration.initialCluster[configuration.nodeID].map(\.raftAddress)
+      .flatMap { $0.port == 0 ? nil : $0 }
+      ?? server.localAddress
     let selfAddresses = PeerAddresses(
       raftAddress: raftAddress, apiAddress: configuration.apiAddress)
     let transport = PeerTransport(
@@ -125,8 +129,17 @@ public final class RaftHost: Sendable {
   /// still commit later).
   @discardableResult
   public func propose(_ data: [UInt8]) async throws -> LogIndex {
+    try await propose(data, expectedTerm: nil)
+  }
+
+  /// `propose`, refused (`proposalDropped`) unless this node leads in exactly
+  /// `expectedTerm` (when given): for callers whose entry was computed from state they
+  /// observed as leader of that term (a controller must not act on a decision of an
+  /// earlier leadership).
+  @discardableResult
+  public func propose(_ data: [UInt8], expectedTerm: Term?) async throws -> LogIndex {
     try await wait(timeoutMs: configuration.proposalTimeoutMs, what: "proposal") {
-      try $0.startProposal(data, waiter: $1)
+      try $0.startProposal(data, expectedTerm: expectedTerm, waiter: $1)
     }
   }
 

@@ -162,6 +162,16 @@ import Testing
       expected["with-four"] = "yes"
       try await cluster.awaitValues(expected)
 
+      // Restarted from its own database (no initial cluster: it joined), it still knows
+      // every member's address and catches up.
+      await cluster.stopNode(4)
+      let restarted = try await cluster.startNode(4)
+      #expect(
+        restarted.status().voters.allSatisfy { $0.addresses == cluster.addresses[$0.id] })
+      try await cluster.write("after-restart", "yes")
+      expected["after-restart"] = "yes"
+      try await cluster.awaitValues(expected)
+
       // Remove a follower: it stops receiving, the rest go on.
       let removedID = try #require([1, 2, 3].first { $0 != leaderID })
       try await leader.remove(removedID)
@@ -180,8 +190,45 @@ import Testing
     await cluster.shutdown()
   }
 
+  @Test func wholeClusterRestartKeepsItsState() async throws {
+    let cluster = try await TestCluster.start(voters: 3) {
+      $0.snapshotThresholdEntries = 7
+      $0.snapshotTrailingEntries = 2
+    }
+    do {
+      _ = try await cluster.awaitLeader()
+      var expected: [String: String] = [:]
+      for number in 0..<20 {
+        try await cluster.write("k\(number)", "\(number)")
+        expected["k\(number)"] = "\(number)"
+      }
+      try await cluster.awaitValues(expected)
+      let applied = try cluster.hosts.keys.map { try cluster.host($0).status().appliedIndex }
+      for id in cluster.hosts.keys.sorted() { await cluster.stopNode(id) }
+      for id: NodeID in [1, 2, 3] { try await cluster.startNode(id) }
+      // Snapshot install on start-up, then log replay: the state is there before any
+      // new leader exists.
+      for id: NodeID in [1, 2, 3] {
+        #expect(try cluster.machine(id).restoredFrom.count == 1)
+      }
+      try await cluster.awaitValues(expected)
+      _ = try await cluster.awaitLeader()
+      try await cluster.write("new", "1")
+      expected["new"] = "1"
+      try await cluster.awaitValues(expected)
+      #expect(
+        try cluster.hosts.keys.allSatisfy {
+          try cluster.host($0).status().appliedIndex > applied.min() ?? 0
+        })
+    } catch {
+      await cluster.shutdown()
+      throw error
+    }
+    await cluster.shutdown()
+  }
+
   @Test func oneWayIsolatedFollowerDoesNotDisruptTheLeader() async throws {
-    let cluster = try await TestCluster.start(voters: 3)
+    let cluster = try await TestCluster.start(voters: 3) { $0.readTimeoutMs = 500 }
     do {
       let leaderID = try await cluster.awaitLeader()
       let leader = try cluster.host(leaderID)
@@ -200,11 +247,50 @@ import Testing
       try await cluster.write("still", "1")
       #expect(leader.status().term == term)
       #expect(try cluster.machine(isolatedID).values["still"] == nil)
+      // Its reads cannot complete (the answers are lost) and fail at the timeout.
+      let readError = await #expect(throws: RaftHostError.self) {
+        try await isolated.linearizableRead()
+      }
+      #expect(readError?.code == .timedOut || readError?.code == .notLeader)
 
       isolated.faults.heal()
       try await cluster.awaitValues(["during": "1", "still": "1"])
       #expect(leader.status().isLeader)
       #expect(leader.status().term == term)
+    } catch {
+      await cluster.shutdown()
+      throw error
+    }
+    await cluster.shutdown()
+  }
+
+  @Test func proposalOfADeposedLeaderFailsAsOverwritten() async throws {
+    let cluster = try await TestCluster.start(voters: 3)
+    do {
+      let oldID = try await cluster.awaitLeader()
+      let old = try cluster.host(oldID)
+      let oldTerm = old.status().term
+      try await cluster.write("before", "1")
+      let others = cluster.hosts.keys.filter { $0 != oldID }
+      for peer in others {
+        old.faults.setDropOutbound(to: peer)
+        old.faults.setDropInbound(from: peer)
+      }
+      // Appended by the cut-off leader, never replicated.
+      let lost = Task { try await old.propose(KeyValueStateMachine.command("lost", "1")) }
+      var newID: NodeID?
+      try await eventually("the others to elect a leader") {
+        newID = others.first { (try? cluster.host($0).status().isLeaderReady) == true }
+        return newID != nil
+      }
+      let newLeader = try cluster.host(try #require(newID))
+      #expect(newLeader.status().term > oldTerm)
+      try await newLeader.propose(KeyValueStateMachine.command("winner", "1"))
+      old.faults.heal()
+      let error = await #expect(throws: RaftHostError.self) { try await lost.value }
+      #expect(error?.code == .proposalOverwritten)
+      try await cluster.awaitValues(["before": "1", "winner": "1"])
+      #expect(try cluster.machine(oldID).values["lost"] == nil)
     } catch {
       await cluster.shutdown()
       throw error

@@ -11,7 +11,8 @@ import Testing
       nodeID: 1, clusterID: "solo", databasePath: directory.path("node.sqlite"),
       raftListen: HostPort(host: "127.0.0.1", port: 0))
     configuration.initialCluster = [
-      1: PeerAddresses(raftAddress: HostPort(host: "127.0.0.1", port: 1))
+      // Port 0: announce whatever port the listener gets.
+      1: PeerAddresses(raftAddress: HostPort(host: "127.0.0.1", port: 0))
     ]
     configuration.snapshotThresholdEntries = 10
     configuration.snapshotTrailingEntries = 3
@@ -33,7 +34,11 @@ import Testing
     badTimeouts.heartbeatTicks = 12
     var emptyCluster = configuration(directory)
     emptyCluster.clusterID = ""
-    for bad in [notMember, zeroTick, badTimeouts, emptyCluster] {
+    var hugeTimeout = configuration(directory)
+    hugeTimeout.proposalTimeoutMs = .max
+    var hugeProposals = configuration(directory)
+    hugeProposals.proposalBytesMax = 1 << 30
+    for bad in [notMember, zeroTick, badTimeouts, emptyCluster, hugeTimeout, hugeProposals] {
       let error = await #expect(throws: RaftHostError.self) {
         try await RaftHost.start(
           configuration: bad, stateMachine: KeyValueStateMachine(), logger: testLogger("bad"))
@@ -83,6 +88,15 @@ import Testing
       #expect(
         try await host.readCommitted(after: indices[24], maxBytes: 1)
           == .entries([], through: indices[24]))
+
+      // A caller that decided as leader of one term cannot propose in another.
+      let staleTerm = await #expect(throws: RaftHostError.self) {
+        try await host.propose(
+          KeyValueStateMachine.command("x", "stale"), expectedTerm: status.term + 1)
+      }
+      #expect(staleTerm?.code == .proposalDropped)
+      #expect(machine.values["x"] == nil)
+      try await host.propose(KeyValueStateMachine.command("k24", "24"), expectedTerm: status.term)
     } catch {
       await host.shutdown()
       throw error

@@ -28,8 +28,9 @@ public struct ControllerFailure: Error, Sendable, CustomStringConvertible {
 
 /// Where controller batches go: the Raft log (a `RaftHost`), or a fake in unit tests.
 public protocol ControllerLog: Sendable {
-  /// Appends one batch; returns its index once committed and applied locally.
-  func propose(_ data: [UInt8]) async throws -> LogIndex
+  /// Appends one batch; returns its index once committed and applied locally. Refused
+  /// unless this node still leads in `expectedTerm` (the term the batch was decided in).
+  func propose(_ data: [UInt8], expectedTerm: Term?) async throws -> LogIndex
 }
 
 extension RaftHost: ControllerLog {}
@@ -57,6 +58,8 @@ public actor ControllerRunner {
 
   public struct Settings: Sendable {
     public var nodeID: UInt64
+    /// The Raft term this controller leads in; its proposals are refused in any other.
+    public var term: Term?
     public var sessionTimeoutMs: Int64
     public var fenceCheckIntervalMs: Int64
     /// Bulk (non-heartbeat) operations per round.
@@ -337,7 +340,8 @@ public actor ControllerRunner {
     let outcome: Result<Void, ControllerFailure>
     inFlightFinishes = waitingForCommit
     do {
-      let index = try await log.propose(MetadataRecord.encodeBatch(records))
+      let index = try await log.propose(
+        MetadataRecord.encodeBatch(records), expectedTerm: settings.term)
       if let rejection = stateMachine.rejection(at: Int64(clamping: index)) {
         outcome = .failure(
           ControllerFailure(

@@ -79,10 +79,12 @@ public final class MetaServerNode: Sendable {
       let old = state.controller
       state.controller = nil
       guard shouldLead, let host = state.host else { return (old, nil) }
+      var settings = ControllerRunner.Settings(
+        nodeID: configuration.nodeID, sessionTimeoutMs: configuration.brokerSessionTimeoutMs,
+        fenceCheckIntervalMs: configuration.fenceCheckIntervalMs)
+      settings.term = status.term
       let runner = ControllerRunner(
-        settings: ControllerRunner.Settings(
-          nodeID: configuration.nodeID, sessionTimeoutMs: configuration.brokerSessionTimeoutMs,
-          fenceCheckIntervalMs: configuration.fenceCheckIntervalMs),
+        settings: settings,
         controller: controllerLogic, log: host, stateMachine: stateMachine, logger: logger)
       state.controller = runner
       state.controllerTerm = status.term

@@ -39,7 +39,7 @@ final class FakeLog: ControllerLog {
 
   var proposals: [[MetadataRecord]] { state.withLockedValue { $0.proposals } }
 
-  func propose(_ data: [UInt8]) async throws -> LogIndex {
+  func propose(_ data: [UInt8], expectedTerm: Term?) async throws -> LogIndex {
     await withCheckedContinuation { continuation in
       let proceed = state.withLockedValue { state -> Bool in
         if state.isHeld {

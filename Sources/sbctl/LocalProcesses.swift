@@ -116,43 +116,62 @@ enum LocalProcesses {
     return false
   }
 
-  /// `count` distinct TCP ports free on 127.0.0.1 right now. All sockets stay bound until
-  /// every port is picked, so the list has no duplicates; another process may still take a
-  /// port before the node binds it, which the node then reports in its log.
+  /// `count` distinct TCP ports free on 127.0.0.1 right now, chosen at random outside the
+  /// kernel's ephemeral range: a port in that range can be taken by any outgoing connection
+  /// while its node is stopped, and the node could not listen on it again. All candidates
+  /// stay bound until every port is picked, so the list has no duplicates; another process
+  /// may still take a port before the node binds it, which the node then reports in its log.
   static func freePorts(_ count: Int) throws -> [Int] {
+    let candidates = listeningPortRange()
     var descriptors: [Int32] = []
     defer { for descriptor in descriptors { close(descriptor) } }
     var ports: [Int] = []
-    for _ in 0..<count {
+    var attempts = 0
+    while ports.count < count {
+      attempts += 1
+      guard attempts <= 10_000 else {
+        throw LocalClusterError(
+          "found only \(ports.count) of \(count) free ports in \(candidates); pass --base-port")
+      }
+      let port = Int.random(in: candidates)
+      if ports.contains(port) { continue }
       let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
       guard descriptor >= 0 else {
         throw LocalClusterError("cannot create a socket to find a free port: errno \(errno)")
       }
-      descriptors.append(descriptor)
       var address = sockaddr_in()
       address.sin_family = sa_family_t(AF_INET)
-      address.sin_port = 0
+      address.sin_port = UInt16(port).bigEndian
       address.sin_addr.s_addr = inet_addr("127.0.0.1")
       let bound = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
           bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
         }
       }
-      guard bound == 0 else {
-        throw LocalClusterError("cannot bind 127.0.0.1:0 to find a free port: errno \(errno)")
+      if bound == 0 {
+        descriptors.append(descriptor)
+        ports.append(port)
+      } else {
+        close(descriptor)
       }
-      var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-      let named = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-          getsockname(descriptor, $0, &length)
-        }
-      }
-      guard named == 0 else {
-        throw LocalClusterError("getsockname failed: errno \(errno)")
-      }
-      ports.append(Int(UInt16(bigEndian: address.sin_port)))
     }
     return ports
+  }
+
+  /// Ports to pick listeners from: below the ephemeral range (from 10000), or above it
+  /// when that leaves more room.
+  static func listeningPortRange() -> ClosedRange<Int> {
+    var ephemeral = 32_768...60_999
+    if let text = try? String(
+      contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)
+    {
+      let bounds = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" })
+        .compactMap { Int($0) }
+      if bounds.count == 2, bounds[0] <= bounds[1] { ephemeral = bounds[0]...bounds[1] }
+    }
+    let below = 10_000...max(10_000, ephemeral.lowerBound - 1)
+    let above = min(65_535, ephemeral.upperBound + 1)...65_535
+    return below.count >= above.count ? below : above
   }
 
   /// The path of a StreamBus executable: `$STREAMBUS_BIN_DIR`, then next to this `sbctl`,

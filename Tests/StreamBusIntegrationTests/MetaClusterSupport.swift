@@ -242,28 +242,46 @@ final class MetaCluster: @unchecked Sendable {
   }
 }
 
-/// Distinct free TCP ports on 127.0.0.1 (all bound at once, then released).
+/// Distinct free TCP ports on 127.0.0.1, picked at random below the kernel's ephemeral
+/// range (all bound at once, then released). Ports in the ephemeral range can be taken by
+/// outgoing connections, of this test or a parallel one, while a node is down for a
+/// restart; it then could not listen on its port again.
 enum FreePorts {
   static func take(_ count: Int) throws -> [Int] {
+    var ephemeralLow = 32_768
+    if let text = try? String(
+      contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8),
+      let low = text.split(whereSeparator: \.isWhitespace).first.flatMap({ Int($0) })
+    {
+      ephemeralLow = low
+    }
+    let candidates = 10_000...max(10_001, ephemeralLow - 1)
     var descriptors: [Int32] = []
     defer { for descriptor in descriptors { close(descriptor) } }
     var ports: [Int] = []
-    for _ in 0..<count {
+    var attempts = 0
+    while ports.count < count {
+      attempts += 1
+      guard attempts < 10_000 else { throw HarnessError("no free ports in \(candidates)") }
+      let port = Int.random(in: candidates)
+      if ports.contains(port) { continue }
       let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
       guard descriptor >= 0 else { throw HarnessError("socket(): errno \(errno)") }
-      descriptors.append(descriptor)
       var address = sockaddr_in()
       address.sin_family = sa_family_t(AF_INET)
-      address.sin_port = 0
+      address.sin_port = UInt16(port).bigEndian
       address.sin_addr.s_addr = inet_addr("127.0.0.1")
-      var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-      let bound = withUnsafeMutablePointer(to: &address) {
+      let bound = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-          bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0
+          bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
         }
       }
-      guard bound else { throw HarnessError("bind 127.0.0.1:0: errno \(errno)") }
-      ports.append(Int(UInt16(bigEndian: address.sin_port)))
+      if bound {
+        descriptors.append(descriptor)
+        ports.append(port)
+      } else {
+        close(descriptor)
+      }
     }
     return ports
   }

@@ -29,6 +29,10 @@ struct MetaFailureTests {
           do {
             _ = try await client.createTopic(name, partitions: 1, replicationFactor: 1)
             lock.withLock { acknowledged.append(name) }
+          } catch let error as MetaClientError where error.errorCode == .topicAlreadyExists {
+            // A try that ended with NOT_LEADER (leadership moved while it was in flight) had
+            // committed after all; the client's retry found the topic. It exists: a success.
+            lock.withLock { acknowledged.append(name) }
           } catch {
             // The write cut short by `stop` is neither acknowledged nor a failure.
             if Task.isCancelled { break }
@@ -105,6 +109,42 @@ struct MetaFailureTests {
       // The removed node no longer takes part: its writes are refused.
       try await cluster.kill(removed)
       _ = try await admin.createTopic("after-removal", partitions: 1, replicationFactor: 1)
+      await admin.close()
+    }
+  }
+
+  /// A voter that joined as a learner must count the whole membership: with the three
+  /// founders gone it is one of four voters and must not lead. It currently does when its
+  /// log was replicated from index 1 rather than through a snapshot: the founders'
+  /// membership is only in their databases (bootstrap), not in the log, so the joiner's
+  /// view after promotion is voters = [itself].
+  @Test(
+    .disabled(
+      "StreamBusRaftHost: a joined node that replays the log without a snapshot never learns "
+        + "the bootstrap voters (reported to raft-host); enable once fixed"))
+  func aPromotedJoinerAloneDoesNotBecomeLeader() async throws {
+    try await ProcessHarness.run { harness in
+      let cluster = try await MetaCluster.start(harness, count: 3)
+      let admin = cluster.client([1, 2, 3])
+      try cluster.startJoiner(id: 4)
+      let joiner = cluster.node(4)
+      try await admin.addLearner(
+        nodeID: 4, raftAddress: joiner.raftAddress, apiAddress: joiner.apiAddress)
+      try await cluster.waitUntilReady([4])
+      var promoted = false
+      for _ in 0..<100 where !promoted {
+        do {
+          try await admin.addVoter(nodeID: 4)
+          promoted = true
+        } catch let error as MetaClientError where error.errorCode == .reconfigurationInProgress {
+          try await Task.sleep(for: .milliseconds(50))
+        }
+      }
+      try #require(promoted)
+      for id in [1, 2, 3] { try await cluster.kill(id) }
+      try await Task.sleep(for: .seconds(2))
+      #expect(cluster.metric(4, "is_leader") == 0)
+      #expect(HTTPProbe.get(cluster.node(4).httpAddress, "/readyz")?.status == 503)
       await admin.close()
     }
   }
@@ -225,7 +265,11 @@ struct MetaFailureTests {
 
   @Test func aFollowerThatStopsHearingTheLeaderDoesNotDisruptIt() async throws {
     try await ProcessHarness.run { harness in
-      let cluster = try await MetaCluster.start(harness, count: 3)
+      // A longer election timeout than the other tests: the leader must hear the one healthy
+      // follower within it (CheckQuorum) even on a loaded 2-core machine, while the isolated
+      // follower still times out and tries to campaign during the 3 s below.
+      let cluster = try await MetaCluster.start(
+        harness, count: 3, extraArguments: ["--raft-election-timeout-ms", "700"])
       let client = cluster.client()
       try await cluster.registerBrokers(client, count: 1)
       let leader = try await cluster.waitForLeader()
@@ -235,7 +279,7 @@ struct MetaFailureTests {
       // leader still hears it. Without PreVote it would campaign and depose the leader.
       try cluster.setFaults(isolated, query: "drop-incoming-from=\(leader)")
       var written: [String] = []
-      let until = ContinuousClock.now + .milliseconds(2_500)
+      let until = ContinuousClock.now + .milliseconds(3_000)
       while ContinuousClock.now < until {
         let name = "steady-\(written.count)"
         _ = try await client.createTopic(name, partitions: 1, replicationFactor: 1)

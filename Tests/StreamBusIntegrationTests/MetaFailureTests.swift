@@ -120,8 +120,8 @@ struct MetaFailureTests {
   /// view after promotion is voters = [itself].
   @Test(
     .disabled(
-      "StreamBusRaftHost: a joined node that replays the log without a snapshot never learns "
-        + "the bootstrap voters (reported to raft-host); enable once fixed"))
+      "StreamBusRaftHost: a joined node that replays the log without a snapshot never learns the bootstrap voters; enable once fixed"
+    ))
   func aPromotedJoinerAloneDoesNotBecomeLeader() async throws {
     try await ProcessHarness.run { harness in
       let cluster = try await MetaCluster.start(harness, count: 3)

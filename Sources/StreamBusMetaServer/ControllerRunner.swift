@@ -92,7 +92,6 @@ public actor ControllerRunner {
   private var wakeup: CheckedContinuation<Void, Never>?
   private var isStopped = false
   private var loop: Task<Void, Never>?
-  private var roundsCompleted: UInt64 = 0
   /// The answers of the round whose proposal is in flight; `stop` answers them at once.
   private var inFlightFinishes: [@Sendable (Result<Void, ControllerFailure>) -> Void] = []
 
@@ -126,8 +125,7 @@ public actor ControllerRunner {
     loop = Task { await self.runLoop() }
   }
 
-  /// Fails every queued operation with NOT_LEADER and ends the loop; a round in flight
-  /// still answers its operations with the outcome of its proposal.
+  /// Answers every queued operation and the round in flight NOT_LEADER and ends the loop.
   public func stop(leaderID: UInt64?, leaderAPIAddress: String?) {
     guard !isStopped else { return }
     isStopped = true
@@ -137,13 +135,18 @@ public actor ControllerRunner {
     for operation in takeAll() {
       operation.finish(.failure(failure))
     }
-    // A proposal of the old term may still commit (if the new leader has the entry) or be
-    // overwritten; the Raft host only tells after its proposal timeout. The callers learn
-    // now, as NOT_LEADER, and their retry at the new leader sees what became of it.
+    // A proposal of the old term may still commit (a later leader that holds the entry,
+    // this node included, commits it) or be overwritten; the Raft host may only tell after
+    // its proposal timeout. The callers learn now, as NOT_LEADER, and their retry at the new
+    // leader sees what became of it (e.g. TOPIC_ALREADY_EXISTS for their own topic).
     let inFlight = inFlightFinishes
     inFlightFinishes = []
+    let uncertain = ControllerFailure(
+      .notLeader,
+      "this metaserver stopped leading while the write was being committed; it may still "
+        + "take effect", leaderID: leaderID, leaderAPIAddress: leaderAPIAddress)
     for finish in inFlight {
-      finish(.failure(failure))
+      finish(.failure(uncertain))
     }
     wake()
   }
@@ -294,7 +297,6 @@ public actor ControllerRunner {
     }
 
     var operations = takeRound()
-    // Bulk operations past the record budget go back to the front of their lane.
     var index = 0
     while index < operations.count {
       let operation = operations[index]
@@ -326,6 +328,7 @@ public actor ControllerRunner {
       }
       records += operationRecords
       waitingForCommit.append(finish)
+      // Operations past the record budget go back to the front of the bulk lane.
       if records.count >= settings.recordsPerRoundMax && index < operations.count {
         let rest = operations[index...]
         requeueBulkAtFront(Array(rest))
@@ -361,7 +364,6 @@ public actor ControllerRunner {
         "controller batch not committed",
         metadata: ["records": "\(records.count)", "error": "\(failure)"])
     }
-    roundsCompleted += 1
     // Empty when `stop` already answered this round.
     let finishes = inFlightFinishes
     inFlightFinishes = []

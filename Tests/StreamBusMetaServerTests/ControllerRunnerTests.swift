@@ -205,6 +205,36 @@ struct ControllerRunnerTests {
     await runner.stop(leaderID: nil, leaderAPIAddress: nil)
   }
 
+  @Test func aNewControllerGivesEveryBrokerAFreshSession() async throws {
+    let stateMachine = MetadataStateMachine(tailBatchesMax: 1_000, logger: Logger(label: "test"))
+    let log = FakeLog(stateMachine: stateMachine)
+    func runner(sessionTimeoutMs: Int64) -> ControllerRunner {
+      ControllerRunner(
+        settings: ControllerRunner.Settings(
+          nodeID: 1, sessionTimeoutMs: sessionTimeoutMs, fenceCheckIntervalMs: 10),
+        log: log, stateMachine: stateMachine, logger: Logger(label: "test"))
+    }
+    let first = runner(sessionTimeoutMs: 300)
+    await first.start()
+    try await Self.addBrokers(first, [1], stateMachine: stateMachine)
+    await first.stop(leaderID: nil, leaderAPIAddress: nil)
+    // Longer than a session passes without a controller (a failover).
+    try await Task.sleep(for: .milliseconds(400))
+    let second = runner(sessionTimeoutMs: 300)
+    let started = ContinuousClock.now
+    await second.start()
+    try await Task.sleep(for: .milliseconds(150))
+    #expect(stateMachine.image.brokers[1]?.fenced == false, "fenced on a stale timestamp")
+    let deadline = ContinuousClock.now + .seconds(5)
+    while stateMachine.image.brokers[1]?.fenced == false && ContinuousClock.now < deadline {
+      try await Task.sleep(for: .milliseconds(10))
+    }
+    // Still silent a whole session after the failover: fenced.
+    #expect(stateMachine.image.brokers[1]?.fenced == true)
+    #expect(ContinuousClock.now - started >= .milliseconds(290))
+    await second.stop(leaderID: nil, leaderAPIAddress: nil)
+  }
+
   @Test func stoppingAnswersQueuedAndInFlightOperationsWithNotLeader() async throws {
     let (runner, log, stateMachine) = Self.makeRunner()
     await runner.start()

@@ -34,8 +34,10 @@ public struct RaftHostConfiguration: Sendable {
   /// This node's metaserver API address, announced to peers so their NOT_LEADER answers
   /// can name it when this node leads.
   public var apiAddress: HostPort?
-  /// Members of a new cluster. Written to the database as its membership only when the
-  /// database is created; later starts take membership from the database.
+  /// Members of a new cluster. Only used when the database is created: it then starts from
+  /// the bootstrap snapshot (index 1, term 1) holding these voters and addresses; later
+  /// starts take membership from the database. Every founder must be given the same ids and
+  /// addresses: their bootstrap snapshots must be identical.
   public var initialCluster: [NodeID: PeerAddresses] = [:]
   /// Bootstrap nothing and wait to be added as a learner by the leader.
   public var join = false

@@ -71,12 +71,17 @@ final class RaftDriver {
     self.board = board
     self.selfAddresses = selfAddresses
     self.logger = logger
+    // A founder's new database starts from the bootstrap snapshot (used only on creation;
+    // the state machine is still in its initial state here, before any restore).
     let bootstrap =
       configuration.join
-      ? ConfState() : ConfState(voters: configuration.initialCluster.keys.sorted())
+      ? nil
+      : BootstrapSnapshot.make(
+        initialCluster: configuration.initialCluster, initialState: try stateMachine.snapshot())
     storage = try SQLiteRaftStorage(
       path: configuration.databasePath, clusterID: configuration.clusterID,
-      nodeID: configuration.nodeID, bootstrap: bootstrap, options: configuration.storageOptions)
+      nodeID: configuration.nodeID, initialSnapshot: bootstrap,
+      options: configuration.storageOptions)
     do {
       // What the log and snapshots say about addresses is newer than the bootstrap flags.
       var book = AddressBook(configuration.initialCluster)
@@ -85,7 +90,10 @@ final class RaftDriver {
       if !snapshot.isEmpty {
         let envelope = try SnapshotEnvelope(decoding: snapshot.data)
         book.merge(envelope.addressBook)
-        try stateMachine.restore(from: envelope.stateMachineData, index: snapshot.metadata.index)
+        if !BootstrapSnapshot.holdsInitialState(snapshot.metadata.index) {
+          try stateMachine.restore(
+            from: envelope.stateMachineData, index: snapshot.metadata.index)
+        }
       }
       book[configuration.nodeID] = selfAddresses
       addressBook = book
@@ -338,7 +346,16 @@ final class RaftDriver {
     let applied = node.appliedIndex
     if index >= applied { return .entries([], through: applied) }
     let first = try storage.firstIndex()
-    if index + 1 < first { return .compacted(snapshotIndex: snapshotIndex) }
+    var index = index
+    if index + 1 < first {
+      // Compacted only through the bootstrap snapshot: nothing of the application's is
+      // missing, so a reader from the start simply continues after it.
+      guard BootstrapSnapshot.holdsInitialState(first - 1) else {
+        return .compacted(snapshotIndex: snapshotIndex)
+      }
+      index = first - 1
+      if index >= applied { return .entries([], through: applied) }
+    }
     let entries = try storage.entries(
       from: index + 1, to: applied + 1, maxBytes: UInt64(max(maxBytes, 1)))
     let through = entries.last?.index ?? index
@@ -533,7 +550,11 @@ final class RaftDriver {
 
   private func install(_ snapshot: Snapshot) throws {
     let envelope = try SnapshotEnvelope(decoding: snapshot.data)
-    try stateMachine.restore(from: envelope.stateMachineData, index: snapshot.metadata.index)
+    // The core installs a snapshot only past the commit index, so a node receiving the
+    // bootstrap snapshot has applied nothing: its state machine is already in that state.
+    if !BootstrapSnapshot.holdsInitialState(snapshot.metadata.index) {
+      try stateMachine.restore(from: envelope.stateMachineData, index: snapshot.metadata.index)
+    }
     addressBook.merge(envelope.addressBook)
     addressBook[id] = selfAddresses
     snapshotIndex = max(snapshotIndex, snapshot.metadata.index)

@@ -18,7 +18,12 @@ public struct CommittedEntry: Sendable, Hashable {
 /// Every method is called on the host's driver thread, one call at a time, and must not
 /// block on other work of the host (no `await` is possible there anyway). Indices of
 /// applied entries increase but skip the entries the host consumes itself (a new leader's
-/// empty entry and membership changes).
+/// empty entry and membership changes) and index 1, the bootstrap snapshot of a new cluster.
+///
+/// A state machine handed to `RaftHost.start` is in its initial state (before any entry).
+/// A founder of a new cluster stores `snapshot()` of that state in its bootstrap snapshot,
+/// so it should encode deterministically (no timestamps, no random or hash order). The
+/// host never `restore`s the bootstrap snapshot: the state machine is already in that state.
 ///
 /// A thrown error stops the host: replicas must apply the same entries to the same result,
 /// so a replica that cannot is not allowed to carry on.

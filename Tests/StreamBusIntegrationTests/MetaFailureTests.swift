@@ -114,14 +114,10 @@ struct MetaFailureTests {
   }
 
   /// A voter that joined as a learner must count the whole membership: with the three
-  /// founders gone it is one of four voters and must not lead. It currently does when its
-  /// log was replicated from index 1 rather than through a snapshot: the founders'
-  /// membership is only in their databases (bootstrap), not in the log, so the joiner's
-  /// view after promotion is voters = [itself].
-  @Test(
-    .disabled(
-      "StreamBusRaftHost: a joined node that replays the log without a snapshot never learns the bootstrap voters; enable once fixed"
-    ))
+  /// founders gone it is one of four voters and must not lead. Its log is replicated from
+  /// the start (no snapshot of the metadata yet), so it learns the founders only from the
+  /// Raft host's bootstrap snapshot.
+  @Test
   func aPromotedJoinerAloneDoesNotBecomeLeader() async throws {
     try await ProcessHarness.run { harness in
       let cluster = try await MetaCluster.start(harness, count: 3)

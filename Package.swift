@@ -19,6 +19,10 @@ let package = Package(
     .executable(name: "raft-sim", targets: ["raft-sim"]),
     .executable(name: "databroker", targets: ["databroker"]),
     .executable(name: "sbbench", targets: ["sbbench"]),
+    .library(name: "StreamBusMetaServer", targets: ["StreamBusMetaServer"]),
+    .executable(name: "metaserver", targets: ["metaserver"]),
+    .library(name: "StreamBusMetaProtocol", targets: ["StreamBusMetaProtocol"]),
+    .library(name: "StreamBusMetaClient", targets: ["StreamBusMetaClient"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -26,6 +30,8 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+    .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
   ],
   targets: [
     // CRC-32C with the SSE4.2 instruction where the CPU has it, software otherwise.
@@ -58,7 +64,7 @@ let package = Package(
     .executableTarget(
       name: "sbctl",
       dependencies: [
-        "StreamBusClient",
+        "StreamBusClient", "StreamBusMetaClient",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
       ]),
@@ -97,6 +103,16 @@ let package = Package(
         "StreamBusRaftSimulation",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
       ]),
+    // One metaserver's Raft node made real: driver thread, SQLite, TCP peer transport.
+    .target(
+      name: "StreamBusRaftHost",
+      dependencies: [
+        "StreamBusRaft", "StreamBusRaftSQLite", "StreamBusTransport",
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ]),
     .executableTarget(
       name: "raft-bench",
       dependencies: [
@@ -105,9 +121,64 @@ let package = Package(
         .product(name: "Histogram", package: "hdrhistogram-swift"),
       ]),
 
+    // The metaserver: Raft-replicated metadata image, controller, API and HTTP endpoints.
+    .target(
+      name: "StreamBusMetaServer",
+      dependencies: [
+        "StreamBusProtocol", "StreamBusTransport", "StreamBusMetadata", "StreamBusMetaProtocol",
+        "StreamBusRaft", "StreamBusRaftHost",
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+        .product(name: "NIOHTTP1", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "Prometheus", package: "swift-prometheus"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ]),
+    .executableTarget(
+      name: "metaserver",
+      dependencies: [
+        "StreamBusMetaServer", "StreamBusTransport",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "Metrics", package: "swift-metrics"),
+        .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+      ]),
+    .testTarget(
+      name: "StreamBusMetaServerTests",
+      dependencies: [
+        "StreamBusMetaServer", "StreamBusTransport", "StreamBusTestSupport", "StreamBusMetadata",
+        "StreamBusMetaProtocol", "StreamBusMetaClient", "StreamBusRaft", "StreamBusRaftHost",
+        "StreamBusProtocol",
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "NIOCore", package: "swift-nio"),
+        .product(name: "NIOPosix", package: "swift-nio"),
+      ]),
     // Metaserver metadata: records, image, snapshot codec and the pure controller.
     .target(name: "StreamBusMetadata", dependencies: ["StreamBusProtocol"]),
     .testTarget(name: "StreamBusMetadataTests", dependencies: ["StreamBusMetadata"]),
+    // Metaserver API: wire codec (pure) and the client that follows the Raft leader.
+    .target(name: "StreamBusMetaProtocol", dependencies: ["StreamBusProtocol"]),
+    .target(
+      name: "StreamBusMetaClient",
+      dependencies: [
+        "StreamBusMetaProtocol", "StreamBusProtocol", "StreamBusTransport",
+        .product(name: "Logging", package: "swift-log"),
+      ]),
+    .testTarget(
+      name: "StreamBusMetaProtocolTests",
+      dependencies: ["StreamBusMetaProtocol", "StreamBusProtocol"]),
+    .testTarget(
+      name: "StreamBusMetaClientTests",
+      dependencies: [
+        "StreamBusMetaClient", "StreamBusMetaProtocol", "StreamBusProtocol", "StreamBusTransport",
+        "sbctl",
+        .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+      ]),
 
     .testTarget(name: "StreamBusRecordsTests", dependencies: ["StreamBusRecords"]),
     .testTarget(name: "StreamBusStorageTests", dependencies: ["StreamBusStorage"]),
@@ -144,6 +215,13 @@ let package = Package(
     .testTarget(
       name: "StreamBusRaftSQLiteTests",
       dependencies: ["StreamBusRaftSQLite", "StreamBusSQLite"]),
+    .testTarget(
+      name: "StreamBusRaftHostTests",
+      dependencies: [
+        "StreamBusRaftHost", "StreamBusRaft", "StreamBusRaftSQLite", "StreamBusTransport",
+        .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        .product(name: "Logging", package: "swift-log"),
+      ]),
 
     // Real-process testing and benchmarking: launcher for built executables, the
     // integration tests that drive databroker and sbctl, and the benchmark tool.
@@ -166,7 +244,7 @@ let package = Package(
       name: "StreamBusIntegrationTests",
       dependencies: [
         "StreamBusTestSupport", "StreamBusClient", "StreamBusProtocol", "StreamBusRecords",
-        "StreamBusTransport",
+        "StreamBusTransport", "StreamBusMetaClient", "StreamBusMetaProtocol",
         .product(name: "Logging", package: "swift-log"),
       ]),
   ]

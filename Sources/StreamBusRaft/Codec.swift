@@ -216,6 +216,8 @@ extension ConfChange: RaftEncodable {
   public func encode(into encoder: inout RaftEncoder) {
     encoder.write(kind.rawValue)
     encoder.write(node)
+    // Omitted when empty, so changes without context keep the encoding they always had.
+    if !context.isEmpty { encoder.writeBytes(context) }
   }
 
   public init(decoding decoder: inout RaftDecoder) throws {
@@ -226,7 +228,8 @@ extension ConfChange: RaftEncodable {
     }
     let node = try decoder.readUInt64("conf change node")
     guard node != 0 else { throw RaftDecodeError("conf change for node 0", offset: start + 1) }
-    self.init(kind: kind, node: node)
+    let context = decoder.isAtEnd ? [] : try decoder.readBytes("conf change context")
+    self.init(kind: kind, node: node, context: context)
   }
 }
 

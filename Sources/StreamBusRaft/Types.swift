@@ -111,11 +111,16 @@ public struct ConfChange: Sendable, Hashable {
 
   public var kind: Kind
   public var node: NodeID
+  /// Opaque bytes for the layer above the core, replicated with the change (the host puts the
+  /// new member's network addresses here so every node learns them from the log). Ignored by
+  /// the core.
+  public var context: [UInt8]
 
-  public init(kind: Kind, node: NodeID) {
+  public init(kind: Kind, node: NodeID, context: [UInt8] = []) {
     precondition(node != 0, "node 0 is reserved")
     self.kind = kind
     self.node = node
+    self.context = context
   }
 
   /// The membership that results from applying this change to `conf`. Changes that do not

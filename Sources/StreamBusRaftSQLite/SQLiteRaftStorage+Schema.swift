@@ -108,7 +108,7 @@ extension SQLiteRaftStorage {
   /// Returns true when it created the database.
   static func checkIdentityOrCreate(
     _ database: SQLiteDatabase, clusterID: String, nodeID: NodeID, bootstrap: ConfState,
-    path: String
+    initialSnapshot: Snapshot?, path: String
   ) throws -> Bool {
     try database.transaction(.immediate) {
       let applicationID = try database.pragmaInteger("application_id") ?? 0
@@ -121,7 +121,9 @@ extension SQLiteRaftStorage {
               + " another application; refusing to use it",
             path: path)
         }
-        try create(database, clusterID: clusterID, nodeID: nodeID, bootstrap: bootstrap)
+        try create(
+          database, clusterID: clusterID, nodeID: nodeID, bootstrap: bootstrap,
+          initialSnapshot: initialSnapshot)
         return true
       }
       guard applicationID == Int64(Self.applicationID) else {
@@ -137,7 +139,8 @@ extension SQLiteRaftStorage {
   }
 
   private static func create(
-    _ database: SQLiteDatabase, clusterID: String, nodeID: NodeID, bootstrap: ConfState
+    _ database: SQLiteDatabase, clusterID: String, nodeID: NodeID, bootstrap: ConfState,
+    initialSnapshot: Snapshot?
   ) throws {
     try database.setPragma("application_id", String(Self.applicationID))
     try database.execute(schemaVersion1)
@@ -145,15 +148,23 @@ extension SQLiteRaftStorage {
       "INSERT INTO raft_identity (singleton, format_version, cluster_id, node_id)"
         + " VALUES (1, ?, ?, ?)",
       [.integer(formatVersion), .text(clusterID), .integer(Int64(bitPattern: nodeID))])
+    // Without an initial snapshot everything starts at the empty-log sentinel (0, 0).
+    let snapshot = initialSnapshot ?? Snapshot(metadata: SnapshotMetadata(confState: bootstrap))
+    let index = SQLiteValue.integer(storedInteger(snapshot.metadata.index))
+    let term = SQLiteValue.integer(storedInteger(snapshot.metadata.term))
+    // The term is the snapshot's, so the node's term is never below its last entry's term;
+    // the snapshot is committed by definition.
     try database.run(
-      "INSERT INTO raft_hard_state (singleton, term, vote, commit_index) VALUES (1, 0, NULL, 0)")
+      "INSERT INTO raft_hard_state (singleton, term, vote, commit_index) VALUES (1, ?, NULL, ?)",
+      [term, index])
     try database.run(
-      "INSERT INTO raft_log_state (singleton, compacted_index, compacted_term) VALUES (1, 0, 0)")
+      "INSERT INTO raft_log_state (singleton, compacted_index, compacted_term) VALUES (1, ?, ?)",
+      [index, term])
     try database.run(
       "INSERT INTO raft_snapshot (singleton, snapshot_index, snapshot_term, data)"
-        + " VALUES (1, 0, 0, ?)",
-      [.blob([])])
-    try writeMembers(database, bootstrap)
+        + " VALUES (1, ?, ?, ?)",
+      [index, term, .blob(snapshot.data)])
+    try writeMembers(database, snapshot.metadata.confState)
   }
 
   private static func verifyIdentity(

@@ -80,13 +80,29 @@ public final class SQLiteRaftStorage: RaftStorage {
   private var unusableReason: SQLiteRaftStorageError?
 
   /// Opens the database of node `nodeID` in cluster `clusterID` at `path`, creating it when the
-  /// file does not exist or is an empty database. `bootstrap` is the membership recorded in a
-  /// newly created database (ignored when the database exists).
+  /// file does not exist or is an empty database. Both bootstrap arguments only matter when the
+  /// database is created (an existing database ignores them):
+  ///
+  /// - `bootstrap`: the membership recorded in the new database, with an empty log. Only this
+  ///   node knows it: a node that later replicates this log from index 1 never learns it.
+  /// - `initialSnapshot`: the new database starts from this snapshot instead: its data and
+  ///   membership, the log compacted through its index, hard state term = its term and
+  ///   commit = its index. Founders of a cluster that all start from the same snapshot share
+  ///   their initial membership through the log itself: a node that needs the position of the
+  ///   snapshot receives it (membership included) by InstallSnapshot.
   public init(
     path: String, clusterID: String, nodeID: NodeID, bootstrap: ConfState = ConfState(),
-    options: Options = Options()
+    initialSnapshot: Snapshot? = nil, options: Options = Options()
   ) throws {
     precondition(nodeID != 0, "node 0 is reserved")
+    if let initialSnapshot {
+      precondition(!initialSnapshot.isEmpty, "an initial snapshot needs an index above 0")
+      precondition(
+        initialSnapshot.metadata.term > 0, "an initial snapshot needs a term above 0")
+      precondition(
+        bootstrap.isEmpty || bootstrap == initialSnapshot.metadata.confState,
+        "bootstrap membership \(bootstrap) contradicts the initial snapshot's")
+    }
     self.path = path
     self.clusterID = clusterID
     self.nodeID = nodeID
@@ -108,7 +124,8 @@ public final class SQLiteRaftStorage: RaftStorage {
       try database.setPragma("journal_size_limit", String(Self.walBytesLimit))
       try database.setPragma("wal_autocheckpoint", String(options.walAutoCheckpointPages))
       let created = try Self.checkIdentityOrCreate(
-        database, clusterID: clusterID, nodeID: nodeID, bootstrap: bootstrap, path: path)
+        database, clusterID: clusterID, nodeID: nodeID, bootstrap: bootstrap,
+        initialSnapshot: initialSnapshot, path: path)
       if created {
         try syncParentDirectory(of: path)
       }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import NIOConcurrencyHelpers
 import StreamBusClient
+import StreamBusMetaClient
 
 #if canImport(Glibc)
   import Glibc
@@ -184,6 +185,14 @@ enum ExitStatus {
     default: return requestFailed
     }
   }
+
+  static func code(for error: MetaClientError) -> Int32 {
+    switch error.code {
+    case .timeout: return unreachable
+    case .invalidArgument: return usage
+    default: return requestFailed
+    }
+  }
 }
 
 /// Runs a command body, turning errors into one stderr line and the documented exit code.
@@ -192,6 +201,9 @@ func runReportingErrors(console: Console, _ body: () async throws -> Int32) asyn
   do {
     status = try await body()
   } catch let error as StreamBusError {
+    console.errorLine("sbctl: error: \(error)")
+    status = ExitStatus.code(for: error)
+  } catch let error as MetaClientError {
     console.errorLine("sbctl: error: \(error)")
     status = ExitStatus.code(for: error)
   }

@@ -1,5 +1,25 @@
 import ArgumentParser
+import Foundation
 import StreamBusClient
+import StreamBusMetaClient
+import StreamBusMetaProtocol
+
+/// Runs a topic command on the metaservers or the brokers (see `CommonOptions.adminTarget`).
+func runTopicCommand(
+  _ common: CommonOptions,
+  brokers: (Console, ClientConfig) async throws -> Int32,
+  metaservers: (Console, MetaClient) async throws -> Int32
+) async throws {
+  let console = Console.standard()
+  try await runReportingErrors(console: console) {
+    switch try common.adminTarget() {
+    case .brokers(let config):
+      return try await brokers(console, config)
+    case .metaservers(let configuration):
+      return try await withMetaClient(configuration) { try await metaservers(console, $0) }
+    }
+  }
+}
 
 struct TopicCreateCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
@@ -35,10 +55,9 @@ struct TopicCreateCommand: AsyncParsableCommand {
   }
 
   func run() async throws {
-    let console = Console.standard()
-    try await runReportingErrors(console: console) {
-      try await execute(console: console, config: common.clientConfig())
-    }
+    try await runTopicCommand(
+      common, brokers: { try await execute(console: $0, config: $1) },
+      metaservers: { try await execute(console: $0, client: $1) })
   }
 
   func execute(console: Console, config: ClientConfig) async throws -> Int32 {
@@ -47,6 +66,23 @@ struct TopicCreateCommand: AsyncParsableCommand {
       try await admin.createTopic(
         name, partitions: partitions, replicationFactor: replicas ?? -1, configs: topicConfigs)
     }
+    return report(
+      console: console,
+      created: (partitions: created.partitions, replicationFactor: created.replicationFactor))
+  }
+
+  func execute(console: Console, client: MetaClient) async throws -> Int32 {
+    let created = try await client.createTopic(
+      name, partitions: partitions, replicationFactor: replicas ?? -1,
+      configs: try parsedConfigs())
+    return report(
+      console: console,
+      created: (partitions: created.partitions, replicationFactor: created.replicationFactor))
+  }
+
+  private func report(console: Console, created: (partitions: Int32, replicationFactor: Int16))
+    -> Int32
+  {
     switch common.output {
     case .table:
       console.line(
@@ -71,14 +107,26 @@ struct TopicListCommand: AsyncParsableCommand {
   func validate() throws { try common.requireTableOrJSON() }
 
   func run() async throws {
-    let console = Console.standard()
-    try await runReportingErrors(console: console) {
-      try await execute(console: console, config: common.clientConfig())
-    }
+    try await runTopicCommand(
+      common, brokers: { try await execute(console: $0, config: $1) },
+      metaservers: { try await execute(console: $0, client: $1) })
   }
 
   func execute(console: Console, config: ClientConfig) async throws -> Int32 {
     let topics = try await withAdmin(config) { try await $0.listTopics() }
+    return report(console: console, topics: topics)
+  }
+
+  func execute(console: Console, client: MetaClient) async throws -> Int32 {
+    let topics = try await client.listTopics()
+    switch common.output {
+    case .table: MetaTopicOutput.listTable(topics).forEach(console.line)
+    case .json, .jsonl: console.line(MetaTopicOutput.listJSON(topics).rendered())
+    }
+    return ExitStatus.success
+  }
+
+  private func report(console: Console, topics: [TopicListing]) -> Int32 {
     switch common.output {
     case .table:
       var rows = [["NAME", "PARTITIONS", "REPLICATION-FACTOR"]]
@@ -110,14 +158,26 @@ struct TopicDescribeCommand: AsyncParsableCommand {
   func validate() throws { try common.requireTableOrJSON() }
 
   func run() async throws {
-    let console = Console.standard()
-    try await runReportingErrors(console: console) {
-      try await execute(console: console, config: common.clientConfig())
-    }
+    try await runTopicCommand(
+      common, brokers: { try await execute(console: $0, config: $1) },
+      metaservers: { try await execute(console: $0, client: $1) })
   }
 
   func execute(console: Console, config: ClientConfig) async throws -> Int32 {
     let topic = try await withAdmin(config) { try await $0.describeTopic(name) }
+    return report(console: console, topic: topic)
+  }
+
+  func execute(console: Console, client: MetaClient) async throws -> Int32 {
+    let topic = try await client.describeTopic(name)
+    switch common.output {
+    case .table: MetaTopicOutput.describeTable(topic).forEach(console.line)
+    case .json, .jsonl: console.line(MetaTopicOutput.describeJSON(topic).rendered())
+    }
+    return ExitStatus.success
+  }
+
+  private func report(console: Console, topic: TopicDescription) -> Int32 {
     switch common.output {
     case .table:
       let configs = topic.configs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
@@ -183,14 +243,22 @@ struct TopicDeleteCommand: AsyncParsableCommand {
   func validate() throws { try common.requireTableOrJSON() }
 
   func run() async throws {
-    let console = Console.standard()
-    try await runReportingErrors(console: console) {
-      try await execute(console: console, config: common.clientConfig())
-    }
+    try await runTopicCommand(
+      common, brokers: { try await execute(console: $0, config: $1) },
+      metaservers: { try await execute(console: $0, client: $1) })
   }
 
   func execute(console: Console, config: ClientConfig) async throws -> Int32 {
     try await withAdmin(config) { try await $0.deleteTopic(name) }
+    return report(console: console)
+  }
+
+  func execute(console: Console, client: MetaClient) async throws -> Int32 {
+    try await client.deleteTopic(name)
+    return report(console: console)
+  }
+
+  private func report(console: Console) -> Int32 {
     switch common.output {
     case .table:
       console.line("Deleted topic \(name)")
@@ -214,5 +282,113 @@ func withAdmin<Result>(_ config: ClientConfig, _ body: (Admin) async throws -> R
   } catch {
     await admin.close()
     throw error
+  }
+}
+
+struct TopicAlterConfigCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "alter-config",
+    abstract: "Set and delete configuration keys of a topic (needs the metaservers).",
+    discussion: """
+      All changes apply together or not at all. Only the metadata quorum can change \
+      configurations: pass --metaservers or set SB_METASERVERS.
+      """)
+
+  @Argument(help: "Topic name.") var name: String
+  @Option(
+    name: .customLong("set"), parsing: .singleValue,
+    help: "Set key=value; repeat for more.")
+  var sets: [String] = []
+  @Option(
+    name: .customLong("delete"), parsing: .singleValue,
+    help: "Delete a key (back to the default); repeat for more.")
+  var deletes: [String] = []
+  @OptionGroup var common: CommonOptions
+
+  func validate() throws {
+    try common.requireTableOrJSON()
+    guard !sets.isEmpty || !deletes.isEmpty else {
+      throw ValidationError("nothing to change: pass --set key=value and/or --delete key")
+    }
+    _ = try changes()
+  }
+
+  /// The requested changes in the order given: sets (value) then deletes (nil).
+  func changes() throws -> [AlterConfigsRequest.Change] {
+    var changes: [AlterConfigsRequest.Change] = []
+    var seen: Set<String> = []
+    for entry in sets {
+      guard let equals = entry.firstIndex(of: "="), equals != entry.startIndex else {
+        throw ValidationError("--set \"\(entry)\" is not key=value")
+      }
+      let key = String(entry[..<equals])
+      guard seen.insert(key).inserted else {
+        throw ValidationError("key \"\(key)\" is changed twice")
+      }
+      changes.append(.init(key: key, value: String(entry[entry.index(after: equals)...])))
+    }
+    for key in deletes {
+      guard !key.isEmpty, !key.contains("=") else {
+        throw ValidationError("--delete takes a key without a value, got \"\(key)\"")
+      }
+      guard seen.insert(key).inserted else {
+        throw ValidationError("key \"\(key)\" is changed twice")
+      }
+      changes.append(.init(key: key, value: nil))
+    }
+    return changes
+  }
+
+  func run() async throws {
+    guard let configuration = try metaserversConfiguration() else {
+      throw ValidationError(
+        "topic alter-config needs the metaservers: pass --metaservers host:port[,host:port...] "
+          + "or set SB_METASERVERS")
+    }
+    let console = Console.standard()
+    try await runReportingErrors(console: console) {
+      try await withMetaClient(configuration) { try await execute(console: console, client: $0) }
+    }
+  }
+
+  /// From `--metaservers` or `SB_METASERVERS`; nil when neither is set (brokers cannot
+  /// change configurations, so `--brokers` does not count).
+  func metaserversConfiguration(
+    environment: [String: String] = ProcessInfo.processInfo.environment
+  ) throws -> MetaClientConfiguration? {
+    guard let text = common.metaservers ?? environment["SB_METASERVERS"],
+      !text.allSatisfy(\.isWhitespace)
+    else {
+      return nil
+    }
+    return try common.metaClientConfiguration(list: text)
+  }
+
+  func execute(console: Console, client: MetaClient) async throws -> Int32 {
+    let changes = try changes()
+    do {
+      try await client.alterConfigs(topic: name, changes: changes)
+    } catch let error as MetaClientError where error.subject == nil && error.code == .server {
+      throw MetaClientError(.server, errorCode: error.errorCode, error.message, subject: name)
+    }
+    let set = changes.compactMap { change in change.value.map { (change.key, $0) } }
+    let deleted = changes.filter { $0.value == nil }.map(\.key)
+    switch common.output {
+    case .table:
+      var parts: [String] = []
+      if !set.isEmpty {
+        parts.append("set " + set.map { "\($0.0)=\($0.1)" }.joined(separator: ","))
+      }
+      if !deleted.isEmpty { parts.append("deleted " + deleted.joined(separator: ",")) }
+      console.line("Altered configs of topic \(name): " + parts.joined(separator: "; "))
+    case .json, .jsonl:
+      console.line(
+        JSONValue.object([
+          ("name", .string(name)),
+          ("set", .object(set.map { ($0.0, .string($0.1)) })),
+          ("deleted", .array(deleted.map { .string($0) })),
+        ]).rendered())
+    }
+    return ExitStatus.success
   }
 }

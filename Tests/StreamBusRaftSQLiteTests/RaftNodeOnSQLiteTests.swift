@@ -14,11 +14,15 @@ import Testing
     /// The application's state: payloads of applied normal entries, in order.
     var applied: [[UInt8]] = []
 
-    init(id: NodeID, path: String, voters: [NodeID]) throws {
+    /// A founder of `voters`, bootstrapped by membership only or by `initialSnapshot`; with
+    /// no voters and no snapshot a node that waits to be added.
+    init(id: NodeID, path: String, voters: [NodeID], initialSnapshot: Snapshot? = nil) throws {
       self.id = id
       self.path = path
       storage = try SQLiteRaftStorage(
-        path: path, clusterID: "it", nodeID: id, bootstrap: ConfState(voters: voters))
+        path: path, clusterID: "it", nodeID: id,
+        bootstrap: initialSnapshot == nil ? ConfState(voters: voters) : ConfState(),
+        initialSnapshot: initialSnapshot)
     }
 
     func start() throws {
@@ -48,13 +52,40 @@ import Testing
     let directory: TemporaryDirectory
     var servers: [NodeID: Server] = [:]
 
-    init(size: Int) throws {
+    /// With `bootstrapBySnapshot` every founder starts from the same snapshot at index 1
+    /// carrying the membership (as RaftHost founders do).
+    init(size: Int, bootstrapBySnapshot: Bool = false) throws {
       directory = try TemporaryDirectory()
       let ids = (1...NodeID(size)).map { $0 }
+      let initialSnapshot =
+        bootstrapBySnapshot
+        ? Snapshot(
+          metadata: SnapshotMetadata(index: 1, term: 1, confState: ConfState(voters: ids)),
+          data: [])
+        : nil
       for id in ids {
-        servers[id] = try Server(id: id, path: directory.path("node-\(id).sqlite"), voters: ids)
+        servers[id] = try Server(
+          id: id, path: directory.path("node-\(id).sqlite"), voters: ids,
+          initialSnapshot: initialSnapshot)
         try servers[id]?.start()
       }
+    }
+
+    /// Starts a node with an empty database that waits to be added by the leader.
+    func addJoiner(_ id: NodeID) throws -> Server {
+      let server = try Server(id: id, path: directory.path("node-\(id).sqlite"), voters: [])
+      try server.start()
+      servers[id] = server
+      return server
+    }
+
+    /// Proposes `change` at the leader and runs until it is applied.
+    func changeMembership(_ change: ConfChange) throws {
+      let current = try #require(leader())
+      var raft = try #require(current.raft)
+      try raft.proposeConfChange(change)
+      current.raft = raft
+      try run(rounds: 40)
     }
 
     func server(_ id: NodeID) throws -> Server {
@@ -177,5 +208,45 @@ import Testing
         try server.storage.entries(from: start, to: leaderLast + 1, maxBytes: .max)
           == leader.storage.entries(from: start, to: leaderLast + 1, maxBytes: .max))
     }
+  }
+
+  /// A node added later replicates the log of a cluster that never compacted. The founders'
+  /// membership is not in any entry; it must still learn it (from the bootstrap snapshot it
+  /// receives for position 1), or after promotion it would count itself as the only voter.
+  @Test func joinerLearnsTheFoundersFromTheBootstrapSnapshot() throws {
+    let cluster = try Cluster(size: 3, bootstrapBySnapshot: true)
+    defer { cluster.close() }
+    let first = try cluster.server(1)
+    var raft = try #require(first.raft)
+    try raft.campaign()
+    first.raft = raft
+    try cluster.run(rounds: 20)
+    let leader = try #require(cluster.leader())
+    // The first leader's no-op comes right after the bootstrap snapshot.
+    let noOp = try leader.storage.entries(from: 2, to: 3, maxBytes: .max)
+    #expect(noOp.map(\.data) == [[]])
+    #expect(noOp.first?.term == leader.raft?.term)
+    #expect(leader.raft?.term == 2)
+    for payload: UInt8 in 1...5 {
+      var raft = try #require(leader.raft)
+      _ = try raft.propose([payload])
+      leader.raft = raft
+    }
+    try cluster.run(rounds: 30)
+
+    let joiner = try cluster.addJoiner(4)
+    try cluster.changeMembership(ConfChange(kind: .addLearner, node: 4))
+    #expect(joiner.raft?.confState == ConfState(voters: [1, 2, 3], learners: [4]))
+    #expect(try joiner.storage.snapshot().metadata.index == 1)
+    try cluster.changeMembership(ConfChange(kind: .addVoter, node: 4))
+    #expect(joiner.raft?.confState == ConfState(voters: [1, 2, 3, 4]))
+    #expect(joiner.applied == (1...5).map { [$0] })
+
+    // With the three founders gone, one voter of four cannot win an election.
+    for id: NodeID in [1, 2, 3] { try cluster.server(id).raft = nil }
+    try cluster.run(rounds: 400)
+    #expect(joiner.raft?.role != .leader)
+    // It is a voter: only the missing quorum keeps it from leading.
+    #expect(try #require(joiner.raft).isPromotable)
   }
 }

@@ -32,6 +32,24 @@ import Testing
     #expect(try ConfChange(decoding: change.encoded()) == change)
   }
 
+  @Test func confChangeContextRoundTrips() throws {
+    let plain = ConfChange(kind: .addVoter, node: 3)
+    // Without context the encoding is the original kind + node, 9 bytes.
+    #expect(plain.encoded().count == 9)
+    #expect(try ConfChange(decoding: plain.encoded()).context.isEmpty)
+    let withContext = ConfChange(kind: .addLearner, node: 4, context: [7, 0, 9])
+    let bytes = withContext.encoded()
+    #expect(bytes.count == 9 + 4 + 3)
+    #expect(try ConfChange(decoding: bytes) == withContext)
+    for length in 10..<bytes.count {
+      #expect(throws: RaftDecodeError.self) { try ConfChange(decoding: Array(bytes[0..<length])) }
+    }
+    #expect(throws: RaftDecodeError.self) { try ConfChange(decoding: bytes + [0]) }
+    var forged = Array(bytes[0..<9])
+    forged += [0xFF, 0xFF, 0xFF, 0xFF, 1]
+    #expect(throws: RaftDecodeError.self) { try ConfChange(decoding: forged) }
+  }
+
   @Test func everyTruncationIsRejected() throws {
     let bytes = Snapshot(
       metadata: SnapshotMetadata(index: 10, term: 4, confState: ConfState(voters: [1, 2])),

@@ -1,0 +1,472 @@
+import ArgumentParser
+import Foundation
+
+struct LocalCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "local",
+    abstract: "Run a StreamBus cluster on this machine as separate processes.",
+    discussion: """
+      Every process gets a folder under --dir with its data directory and log file; \
+      DIR/cluster.json lists each process (role, id, pid, addresses, data dir, log file) for \
+      scripts and tests. Processes run detached from sbctl (own session), so they keep \
+      running after it exits; stop them with `sbctl local down`.
+      """,
+    subcommands: [
+      LocalUpCommand.self, LocalStatusCommand.self, LocalStopCommand.self,
+      LocalStartCommand.self, LocalDownCommand.self, LocalEnvCommand.self,
+    ])
+}
+
+/// `--dir`, shared by every `local` subcommand.
+struct LocalDirectoryOption: ParsableArguments {
+  @Option(help: "Folder of the local cluster (holds cluster.json, data and logs).")
+  var dir: String
+
+  var url: URL {
+    URL(fileURLWithPath: dir, isDirectory: true).standardizedFileURL
+  }
+}
+
+/// Runs a `local` subcommand body: a `LocalClusterError` becomes one stderr line and exit 1.
+private func runLocal(_ body: () async throws -> Void) async throws {
+  do {
+    try await body()
+  } catch let error as LocalClusterError {
+    writeError("sbctl: error: \(error.message)")
+    throw ExitCode(ExitStatus.requestFailed)
+  }
+}
+
+private func writeError(_ text: String) {
+  FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+private func writeOutput(_ text: String) {
+  FileHandle.standardOutput.write(Data((text + "\n").utf8))
+}
+
+struct LocalUpCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "up",
+    abstract: "Start a new local cluster and wait until every metaserver is ready.",
+    discussion: """
+      Metaserver N (from 1) listens on 127.0.0.1: Raft on BASE+3(N-1), API on BASE+3(N-1)+1 \
+      and HTTP on BASE+3(N-1)+2 with --base-port, or on free ports picked at start. "Ready" \
+      means its /readyz answers 200: a leader is elected and the node applied its log.
+      """)
+
+  @OptionGroup var directory: LocalDirectoryOption
+
+  @Option(help: "Number of metaservers (the Raft quorum).")
+  var metaservers: Int = 3
+
+  @Option(help: "Number of data brokers (must be 0 until brokers join a cluster).")
+  var brokers: Int = 0
+
+  @Option(help: "First port of a contiguous range; default: free ports picked at start.")
+  var basePort: Int?
+
+  @Option(
+    name: .customLong("metaserver-option"),
+    help: "Extra metaserver setting KEY=VALUE, passed as --KEY VALUE (repeatable).")
+  var metaserverOptions: [String] = []
+
+  @Option(help: "How long to wait for every metaserver's /readyz, in ms.")
+  var readyTimeoutMs: Int = 30_000
+
+  func validate() throws {
+    guard (1...9).contains(metaservers) else {
+      throw ValidationError("--metaservers must be 1...9, got \(metaservers)")
+    }
+    guard brokers == 0 else {
+      throw ValidationError(
+        "--brokers must be 0 for now: data brokers cannot join a metaserver cluster yet "
+          + "(that comes with replication); run `databroker --standalone` for a single broker")
+    }
+    if let basePort, !(1024...(65535 - 3 * metaservers)).contains(basePort) {
+      throw ValidationError(
+        "--base-port must be 1024...\(65535 - 3 * metaservers) for \(metaservers) metaservers")
+    }
+    for option in metaserverOptions {
+      guard let equals = option.firstIndex(of: "="), equals != option.startIndex,
+        !option.hasPrefix("-")
+      else {
+        throw ValidationError("--metaserver-option wants KEY=VALUE, got \"\(option)\"")
+      }
+    }
+  }
+
+  func run() async throws {
+    try await runLocal {
+      let root = directory.url
+      if FileManager.default.fileExists(atPath: LocalCluster.path(in: root).path) {
+        let existing = try LocalCluster.load(from: root)
+        let running = existing.allNodes.filter(LocalProcesses.isRunning)
+        if !running.isEmpty {
+          throw LocalClusterError(
+            "a cluster already runs in \(root.path) ("
+              + running.map(\.name).joined(separator: ", ")
+              + "); see sbctl local status, or stop it with sbctl local down")
+        }
+        throw LocalClusterError(
+          "\(root.path) already holds a stopped cluster; resume it with sbctl local start "
+            + "--dir \(root.path), or remove it with sbctl local down --purge")
+      }
+      let executable = try LocalProcesses.executable(named: "metaserver")
+      let ports: [Int]
+      if let basePort {
+        ports = Array(basePort..<basePort + 3 * metaservers)
+      } else {
+        ports = try LocalProcesses.freePorts(3 * metaservers)
+      }
+      var nodes: [LocalNode] = []
+      for index in 0..<metaservers {
+        let id = index + 1
+        let folder = root.appendingPathComponent("metaserver-\(id)", isDirectory: true)
+        try createDirectory(folder.appendingPathComponent("data", isDirectory: true))
+        nodes.append(
+          LocalNode(
+            role: "metaserver", id: id, pid: 0,
+            raftAddress: "127.0.0.1:\(ports[3 * index])",
+            apiAddress: "127.0.0.1:\(ports[3 * index + 1])",
+            clientAddress: nil,
+            httpAddress: "127.0.0.1:\(ports[3 * index + 2])",
+            dataDir: folder.appendingPathComponent("data").path,
+            logFile: folder.appendingPathComponent("metaserver.log").path))
+      }
+      var cluster = LocalCluster(
+        metaservers: nodes, brokers: [], metaserverOptions: metaserverOptions)
+      for node in cluster.metaservers {
+        var started = node
+        started.pid = try LocalStarter.startMetaserver(
+          node, in: cluster, executable: executable)
+        cluster.update(started)
+        // Saved after every start: if a later start fails, `local down` still finds this one.
+        try cluster.save(to: root)
+      }
+      do {
+        try await LocalStarter.waitUntilReady(cluster.metaservers, timeoutMs: readyTimeoutMs)
+      } catch let error as LocalClusterError {
+        throw LocalClusterError(
+          error.message + "\nthe processes that started are left running for inspection; "
+            + "stop them with sbctl local down --dir \(root.path)")
+      }
+      writeOutput("local cluster up in \(root.path): \(cluster.metaservers.count) metaservers")
+      for node in cluster.metaservers {
+        writeOutput(
+          "  \(node.name) pid \(node.pid) api \(node.apiAddress ?? "-") http \(node.httpAddress ?? "-")"
+        )
+      }
+      writeOutput("use it: eval \"$(sbctl local env --dir \(root.path))\"")
+    }
+  }
+
+  private func createDirectory(_ url: URL) throws {
+    do {
+      try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    } catch {
+      throw LocalClusterError("cannot create \(url.path): \(error)")
+    }
+  }
+}
+
+/// Starting nodes and waiting for them, shared by `up` and `start`.
+enum LocalStarter {
+  static func metaserverArguments(_ node: LocalNode, in cluster: LocalCluster) -> [String] {
+    var arguments = [
+      "--node-id", "\(node.id)", "--data-dir", node.dataDir,
+      "--raft-listen", node.raftAddress ?? "", "--api-listen", node.apiAddress ?? "",
+      "--http-listen", node.httpAddress ?? "", "--initial-cluster", cluster.initialClusterFlag,
+    ]
+    for option in cluster.metaserverOptions {
+      guard let equals = option.firstIndex(of: "=") else { continue }
+      arguments.append("--" + option[..<equals])
+      arguments.append(String(option[option.index(after: equals)...]))
+    }
+    return arguments
+  }
+
+  static func startMetaserver(_ node: LocalNode, in cluster: LocalCluster, executable: String)
+    throws -> Int32
+  {
+    let header = "==== sbctl local: starting \(node.name) at \(Date())\n"
+    appendToLog(node.logFile, header)
+    return try LocalProcesses.spawnDaemon(
+      executable: executable, arguments: metaserverArguments(node, in: cluster),
+      logFile: node.logFile)
+  }
+
+  private static func appendToLog(_ path: String, _ text: String) {
+    if !FileManager.default.fileExists(atPath: path) {
+      _ = FileManager.default.createFile(atPath: path, contents: nil)
+    }
+    if let handle = FileHandle(forWritingAtPath: path) {
+      handle.seekToEndOfFile()
+      handle.write(Data(text.utf8))
+      try? handle.close()
+    }
+  }
+
+  /// Polls every node's `/readyz` until all answer 200; fails early when a node exits and
+  /// at the timeout, naming the node, its last answer and its log file.
+  static func waitUntilReady(_ nodes: [LocalNode], timeoutMs: Int) async throws {
+    let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
+    var pending = nodes
+    var lastAnswers: [String: String] = [:]
+    while !pending.isEmpty {
+      var stillPending: [LocalNode] = []
+      for node in pending {
+        guard LocalProcesses.isRunning(node) else {
+          throw LocalClusterError(
+            "\(node.name) (pid \(node.pid)) exited during start; its log \(node.logFile) ends "
+              + "with:\n\(LocalProcesses.logTail(node.logFile))")
+        }
+        if let response = LocalHTTP.get(
+          address: node.httpAddress ?? "", path: "/readyz", timeoutMs: 500)
+        {
+          if response.status == 200 { continue }
+          lastAnswers[node.name] =
+            "\(response.status) \(response.body.trimmingCharacters(in: .whitespacesAndNewlines))"
+        } else {
+          lastAnswers[node.name] = "no HTTP answer on \(node.httpAddress ?? "-")"
+        }
+        stillPending.append(node)
+      }
+      pending = stillPending
+      if pending.isEmpty { break }
+      guard ContinuousClock.now < deadline else {
+        let details = pending.map {
+          "\($0.name): last /readyz: \(lastAnswers[$0.name] ?? "none"); log \($0.logFile)"
+        }
+        throw LocalClusterError(
+          "not ready within \(timeoutMs) ms:\n  " + details.joined(separator: "\n  ")
+            + "\n\(pending[0].name)'s log ends with:\n"
+            + LocalProcesses.logTail(pending[0].logFile))
+      }
+      try await Task.sleep(for: .milliseconds(100))
+    }
+  }
+}
+
+struct LocalStatusCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "status",
+    abstract: "Show every process of the local cluster: running or not, ready or not.")
+
+  @OptionGroup var directory: LocalDirectoryOption
+
+  @Option(help: "Output format: table or json.")
+  var output: OutputFormat = .table
+
+  func validate() throws {
+    if output == .jsonl {
+      throw ValidationError("--output jsonl is only for produce and consume; use table or json")
+    }
+  }
+
+  func run() async throws {
+    try await runLocal {
+      let cluster = try LocalCluster.load(from: directory.url)
+      var rows: [[String]] = []
+      var objects: [JSONValue] = []
+      for node in cluster.allNodes {
+        let running = LocalProcesses.isRunning(node)
+        var readiness = "-"
+        if running, let http = node.httpAddress {
+          if let response = LocalHTTP.get(address: http, path: "/readyz", timeoutMs: 1_000) {
+            readiness = response.status == 200 ? "ready" : "not ready"
+            let reason = response.body.trimmingCharacters(in: .whitespacesAndNewlines)
+            if !reason.isEmpty { readiness = reason }
+          } else {
+            readiness = "no HTTP answer"
+          }
+        }
+        rows.append([
+          node.name, running ? "\(node.pid)" : "-", running ? "running" : "stopped",
+          node.apiAddress ?? node.clientAddress ?? "-", node.httpAddress ?? "-", readiness,
+        ])
+        objects.append(
+          .object([
+            ("role", .string(node.role)), ("id", .integer(Int64(node.id))),
+            ("pid", .integer(Int64(node.pid))), ("running", .bool(running)),
+            ("apiAddress", node.apiAddress.map(JSONValue.string) ?? .null),
+            ("httpAddress", node.httpAddress.map(JSONValue.string) ?? .null),
+            ("readiness", .string(readiness)), ("logFile", .string(node.logFile)),
+          ]))
+      }
+      switch output {
+      case .json:
+        writeOutput(JSONValue.array(objects).rendered())
+      default:
+        let header = ["NODE", "PID", "STATE", "ADDRESS", "HTTP", "READINESS"]
+        writeOutput(renderTable(header: header, rows: rows))
+      }
+    }
+  }
+
+  private func renderTable(header: [String], rows: [[String]]) -> String {
+    let all = [header] + rows
+    var widths = [Int](repeating: 0, count: header.count)
+    for row in all {
+      for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) }
+    }
+    return all.map { row in
+      row.enumerated().map { index, cell in
+        index == row.count - 1
+          ? cell : cell + String(repeating: " ", count: widths[index] - cell.count)
+      }.joined(separator: "  ")
+    }.joined(separator: "\n")
+  }
+}
+
+/// `--node`, shared by stop and start.
+struct LocalNodeOption: ParsableArguments {
+  @Option(help: "Only this process, as ROLE-ID (e.g. metaserver-2); default: all.")
+  var node: String?
+
+  func selected(in cluster: LocalCluster) throws -> [LocalNode] {
+    guard let node else { return cluster.allNodes }
+    return [try cluster.node(named: node)]
+  }
+}
+
+struct LocalStopCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "stop",
+    abstract: "Stop processes gracefully (SIGTERM; SIGKILL after the grace period).")
+
+  @OptionGroup var directory: LocalDirectoryOption
+  @OptionGroup var nodeOption: LocalNodeOption
+
+  @Option(help: "How long a process may take to stop before SIGKILL, in ms.")
+  var gracePeriodMs: Int = 15_000
+
+  func run() async throws {
+    try await runLocal {
+      let cluster = try LocalCluster.load(from: directory.url)
+      for node in try nodeOption.selected(in: cluster) {
+        guard LocalProcesses.isRunning(node) else {
+          writeOutput("\(node.name) is not running")
+          continue
+        }
+        let graceful = await LocalProcesses.stop(node, gracePeriodMs: gracePeriodMs)
+        writeOutput(
+          "stopped \(node.name) (pid \(node.pid))"
+            + (graceful ? "" : ": killed after \(gracePeriodMs) ms"))
+      }
+    }
+  }
+}
+
+struct LocalStartCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "start",
+    abstract: "Start stopped processes again with their data and wait until they are ready.")
+
+  @OptionGroup var directory: LocalDirectoryOption
+  @OptionGroup var nodeOption: LocalNodeOption
+
+  @Option(help: "How long to wait for the started metaservers' /readyz, in ms.")
+  var readyTimeoutMs: Int = 30_000
+
+  @Flag(help: "Return once started, without waiting for readiness.")
+  var noWait = false
+
+  func run() async throws {
+    try await runLocal {
+      let root = directory.url
+      var cluster = try LocalCluster.load(from: root)
+      var started: [LocalNode] = []
+      for node in try nodeOption.selected(in: cluster) {
+        guard !LocalProcesses.isRunning(node) else {
+          writeOutput("\(node.name) already runs (pid \(node.pid))")
+          continue
+        }
+        guard node.role == "metaserver" else {
+          throw LocalClusterError("\(node.name): only metaservers can be started so far")
+        }
+        var restarted = node
+        restarted.pid = try LocalStarter.startMetaserver(
+          node, in: cluster, executable: try LocalProcesses.executable(named: "metaserver"))
+        cluster.update(restarted)
+        try cluster.save(to: root)
+        started.append(restarted)
+        writeOutput("started \(restarted.name) (pid \(restarted.pid))")
+      }
+      if !noWait {
+        try await LocalStarter.waitUntilReady(started, timeoutMs: readyTimeoutMs)
+      }
+    }
+  }
+}
+
+struct LocalDownCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "down",
+    abstract: "Stop every process of the local cluster; with --purge also delete its files.")
+
+  @OptionGroup var directory: LocalDirectoryOption
+
+  @Flag(help: "Also delete cluster.json and every node's data and logs.")
+  var purge = false
+
+  @Option(help: "How long processes may take to stop before SIGKILL, in ms.")
+  var gracePeriodMs: Int = 5_000
+
+  func run() async throws {
+    try await runLocal {
+      let root = directory.url
+      let cluster = try LocalCluster.load(from: root)
+      let running = cluster.allNodes.filter(LocalProcesses.isRunning)
+      for node in running {
+        kill(node.pid, SIGTERM)
+      }
+      let deadline = ContinuousClock.now + .milliseconds(gracePeriodMs)
+      while ContinuousClock.now < deadline && running.contains(where: LocalProcesses.isRunning) {
+        try await Task.sleep(for: .milliseconds(20))
+      }
+      for node in running where LocalProcesses.isRunning(node) {
+        await LocalProcesses.stop(node, gracePeriodMs: 0)
+      }
+      writeOutput("stopped \(running.count) of \(cluster.allNodes.count) processes")
+      guard purge else { return }
+      for node in cluster.allNodes {
+        let folder = URL(fileURLWithPath: node.logFile).deletingLastPathComponent()
+        try? FileManager.default.removeItem(at: folder)
+      }
+      try? FileManager.default.removeItem(at: LocalCluster.path(in: root))
+      if let remaining = try? FileManager.default.contentsOfDirectory(atPath: root.path),
+        remaining.isEmpty
+      {
+        try? FileManager.default.removeItem(at: root)
+      }
+      writeOutput("removed the cluster's files in \(root.path)")
+    }
+  }
+}
+
+struct LocalEnvCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "env",
+    abstract: "Print shell exports for the local cluster: eval \"$(sbctl local env --dir D)\".",
+    discussion: """
+      Prints `export SB_METASERVERS=host:port,...`, plus SB_BROKERS when the cluster has \
+      brokers.
+      """)
+
+  @OptionGroup var directory: LocalDirectoryOption
+
+  func run() async throws {
+    try await runLocal {
+      let cluster = try LocalCluster.load(from: directory.url)
+      var line =
+        "export SB_METASERVERS="
+        + cluster.metaservers.compactMap(\.apiAddress).joined(separator: ",")
+      let brokers = cluster.brokers.compactMap(\.clientAddress)
+      if !brokers.isEmpty {
+        line += " SB_BROKERS=" + brokers.joined(separator: ",")
+      }
+      writeOutput(line)
+    }
+  }
+}

@@ -1,0 +1,271 @@
+import Foundation
+
+#if canImport(Glibc)
+  import Glibc
+#elseif canImport(Musl)
+  import Musl
+#elseif canImport(Darwin)
+  import Darwin
+#endif
+
+/// Starting, checking and stopping the processes of a local cluster.
+///
+/// Processes are spawned in a session of their own (setsid), with stdin from /dev/null and
+/// stdout and stderr appended to their log file, so they outlive `sbctl` and a closed
+/// terminal. `sbctl` never waits for them; the init process reaps them once they exit.
+enum LocalProcesses {
+  /// `posix_spawn` flag that puts the child in a new session (glibc's POSIX_SPAWN_SETSID).
+  private static let spawnSetSessionFlag: Int16 = 0x80
+
+  /// Starts `executable` with `arguments` as a daemon; returns its pid.
+  static func spawnDaemon(executable: String, arguments: [String], logFile: String) throws
+    -> Int32
+  {
+    var fileActions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&fileActions)
+    defer { posix_spawn_file_actions_destroy(&fileActions) }
+    posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(
+      &fileActions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+    posix_spawn_file_actions_adddup2(&fileActions, 1, 2)
+    // Nothing else of sbctl's may leak into the daemon: a parent that watches sbctl through
+    // a pipe (as Foundation's Process does) would otherwise wait for the daemon to exit.
+    for descriptor in openDescriptors() where descriptor > 2 {
+      posix_spawn_file_actions_addclose(&fileActions, descriptor)
+    }
+
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    // Default signal handling in the child: sbctl's own dispositions must not leak into a
+    // long-running server (an ignored SIGTERM would make it unstoppable).
+    var defaultSignals = sigset_t()
+    sigfillset(&defaultSignals)
+    posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
+    var emptyMask = sigset_t()
+    sigemptyset(&emptyMask)
+    posix_spawnattr_setsigmask(&attributes, &emptyMask)
+    posix_spawnattr_setflags(
+      &attributes,
+      Int16(POSIX_SPAWN_SETSIGDEF) | Int16(POSIX_SPAWN_SETSIGMASK) | spawnSetSessionFlag)
+
+    let argv = [executable] + arguments
+    var cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
+    cArguments.append(nil)
+    defer { for pointer in cArguments { free(pointer) } }
+    var cEnvironment: [UnsafeMutablePointer<CChar>?] = ProcessInfo.processInfo.environment.map {
+      strdup("\($0.key)=\($0.value)")
+    }
+    cEnvironment.append(nil)
+    defer { for pointer in cEnvironment { free(pointer) } }
+
+    var pid: pid_t = 0
+    let result = posix_spawn(&pid, executable, &fileActions, &attributes, cArguments, cEnvironment)
+    guard result == 0 else {
+      throw LocalClusterError(
+        "cannot start \(executable): \(String(cString: strerror(result)))")
+    }
+    return pid
+  }
+
+  /// This process's open file descriptors (from /proc/self/fd; empty where there is none).
+  private static func openDescriptors() -> [Int32] {
+    guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")
+    else { return [] }
+    return names.compactMap { Int32($0) }.sorted()
+  }
+
+  /// Whether `node` runs: its pid is alive, not a zombie, and still the process that was
+  /// started for it (command line names its data directory), so a reused pid is not
+  /// mistaken for the node.
+  static func isRunning(_ node: LocalNode) -> Bool {
+    let pid = node.pid
+    guard pid > 0, kill(pid, 0) == 0 || errno == EPERM else { return false }
+    #if os(Linux)
+      if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let closing = stat.lastIndex(of: ")")
+      {
+        let state = stat[stat.index(after: closing)...].trimmingCharacters(in: .whitespaces).first
+        if state == "Z" || state == "X" { return false }
+      }
+      guard let commandLine = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))
+      else { return false }
+      let arguments = commandLine.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+      return arguments.contains(node.dataDir)
+    #else
+      return true
+    #endif
+  }
+
+  /// SIGTERM, then SIGKILL when the node is still running after `gracePeriodMs`.
+  /// Returns true when the graceful stop sufficed.
+  @discardableResult
+  static func stop(_ node: LocalNode, gracePeriodMs: Int) async -> Bool {
+    guard isRunning(node) else { return true }
+    kill(node.pid, SIGTERM)
+    let deadline = ContinuousClock.now + .milliseconds(gracePeriodMs)
+    while ContinuousClock.now < deadline {
+      if !isRunning(node) { return true }
+      try? await Task.sleep(for: .milliseconds(20))
+    }
+    kill(node.pid, SIGKILL)
+    let killDeadline = ContinuousClock.now + .seconds(5)
+    while isRunning(node) && ContinuousClock.now < killDeadline {
+      try? await Task.sleep(for: .milliseconds(10))
+    }
+    return false
+  }
+
+  /// `count` distinct TCP ports free on 127.0.0.1 right now, chosen at random outside the
+  /// kernel's ephemeral range: a port in that range can be taken by any outgoing connection
+  /// while its node is stopped, and the node could not listen on it again. All candidates
+  /// stay bound until every port is picked, so the list has no duplicates; another process
+  /// may still take a port before the node binds it, which the node then reports in its log.
+  static func freePorts(_ count: Int) throws -> [Int] {
+    let candidates = listeningPortRange()
+    var descriptors: [Int32] = []
+    defer { for descriptor in descriptors { close(descriptor) } }
+    var ports: [Int] = []
+    var attempts = 0
+    while ports.count < count {
+      attempts += 1
+      guard attempts <= 10_000 else {
+        throw LocalClusterError(
+          "found only \(ports.count) of \(count) free ports in \(candidates); pass --base-port")
+      }
+      let port = Int.random(in: candidates)
+      if ports.contains(port) { continue }
+      let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+      guard descriptor >= 0 else {
+        throw LocalClusterError("cannot create a socket to find a free port: errno \(errno)")
+      }
+      var address = sockaddr_in()
+      address.sin_family = sa_family_t(AF_INET)
+      address.sin_port = UInt16(port).bigEndian
+      address.sin_addr.s_addr = inet_addr("127.0.0.1")
+      let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+          bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+      }
+      if bound == 0 {
+        descriptors.append(descriptor)
+        ports.append(port)
+      } else {
+        close(descriptor)
+      }
+    }
+    return ports
+  }
+
+  /// Ports to pick listeners from: below the ephemeral range (from 10000), or above it
+  /// when that leaves more room.
+  static func listeningPortRange() -> ClosedRange<Int> {
+    var ephemeral = 32_768...60_999
+    if let text = try? String(
+      contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)
+    {
+      let bounds = text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" })
+        .compactMap { Int($0) }
+      if bounds.count == 2, bounds[0] <= bounds[1] { ephemeral = bounds[0]...bounds[1] }
+    }
+    let below = 10_000...max(10_000, ephemeral.lowerBound - 1)
+    let above = min(65_535, ephemeral.upperBound + 1)...65_535
+    return below.count >= above.count ? below : above
+  }
+
+  /// The path of a StreamBus executable: `$STREAMBUS_BIN_DIR`, then next to this `sbctl`,
+  /// then `$PATH`.
+  static func executable(named name: String) throws -> String {
+    var directories: [String] = []
+    if let override = ProcessInfo.processInfo.environment["STREAMBUS_BIN_DIR"],
+      !override.isEmpty
+    {
+      directories.append(override)
+    }
+    #if os(Linux)
+      if let running = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+      {
+        directories.append(URL(fileURLWithPath: running).deletingLastPathComponent().path)
+      }
+    #endif
+    if let executable = Bundle.main.executablePath {
+      directories.append(URL(fileURLWithPath: executable).deletingLastPathComponent().path)
+    }
+    directories += (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map(
+      String.init)
+    for directory in directories {
+      let candidate = URL(fileURLWithPath: directory).appendingPathComponent(name).path
+      if FileManager.default.isExecutableFile(atPath: candidate) {
+        return candidate
+      }
+    }
+    throw LocalClusterError(
+      "cannot find the \(name) executable next to sbctl or on PATH; build it (swift build "
+        + "--product \(name)) or set STREAMBUS_BIN_DIR")
+  }
+
+  /// The last `lines` lines of a log file, indented, for error messages.
+  static func logTail(_ path: String, lines: Int = 15) -> String {
+    guard let text = try? String(contentsOfFile: path, encoding: .utf8), !text.isEmpty else {
+      return "  (log is empty)"
+    }
+    return text.split(separator: "\n", omittingEmptySubsequences: false).suffix(lines)
+      .map { "  " + $0 }.joined(separator: "\n")
+  }
+}
+
+/// A minimal HTTP/1.0 GET over a blocking socket with a timeout: enough to ask a local
+/// node's `/readyz` without an HTTP client library.
+enum LocalHTTP {
+  struct Response {
+    var status: Int
+    var body: String
+  }
+
+  /// GET `path` from IPv4 `address` ("host:port"); nil when it cannot connect or times out.
+  static func get(address: String, path: String, timeoutMs: Int = 1_000) -> Response? {
+    guard let colon = address.lastIndex(of: ":"),
+      let port = UInt16(address[address.index(after: colon)...])
+    else { return nil }
+    var host = String(address[..<colon])
+    if host == "0.0.0.0" { host = "127.0.0.1" }
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard descriptor >= 0 else { return nil }
+    defer { close(descriptor) }
+    var timeout = timeval(tv_sec: timeoutMs / 1000, tv_usec: Int((timeoutMs % 1000) * 1000))
+    setsockopt(
+      descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    setsockopt(
+      descriptor, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var socketAddress = sockaddr_in()
+    socketAddress.sin_family = sa_family_t(AF_INET)
+    socketAddress.sin_port = port.bigEndian
+    guard inet_pton(AF_INET, host, &socketAddress.sin_addr) == 1 else { return nil }
+    let connected = withUnsafePointer(to: &socketAddress) {
+      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+        connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+      }
+    }
+    guard connected == 0 else { return nil }
+    let request = Array("GET \(path) HTTP/1.0\r\nHost: \(address)\r\n\r\n".utf8)
+    let sent = request.withUnsafeBytes {
+      send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+    }
+    guard sent == request.count else { return nil }
+    var received: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while received.count < 1 << 20 {
+      let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
+      if count < 0 && errno == EINTR { continue }
+      if count <= 0 { break }
+      received += buffer[0..<count]
+    }
+    let text = String(decoding: received, as: UTF8.self)
+    guard let statusLine = text.split(separator: "\r\n", maxSplits: 1).first else { return nil }
+    let parts = statusLine.split(separator: " ")
+    guard parts.count >= 2, let status = Int(parts[1]) else { return nil }
+    let body = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
+    return Response(status: status, body: body)
+  }
+}

@@ -242,8 +242,12 @@ struct MetaFailoverCommand: AsyncParsableCommand {
       guard kill(leader.pid, SIGKILL) == 0 else {
         throw ValidationError("kill -9 \(leader.pid) failed: errno \(errno)")
       }
-      _ = try await probe.createTopic(
-        "failover-\(run)-\(trial)", partitions: 1, replicationFactor: 1)
+      do {
+        _ = try await probe.createTopic(
+          "failover-\(run)-\(trial)", partitions: 1, replicationFactor: 1)
+      } catch let error as MetaClientError where error.errorCode == .topicAlreadyExists {
+        // An earlier attempt that timed out on the client had committed: the write succeeded.
+      }
       let seconds = (clock.now - killedAt).secondsDouble
       failovers.append(seconds)
       await probe.close()

@@ -251,9 +251,9 @@ struct MetaFailoverCommand: AsyncParsableCommand {
       let seconds = (clock.now - killedAt).secondsDouble
       failovers.append(seconds)
       await probe.close()
-      if options.output == .text {
-        print("trial \(trial + 1): leader metaserver-\(leader.id) killed; write after \(seconds) s")
-      }
+      // Progress on stderr, unbuffered: a trial can take seconds.
+      FileHandle.standardError.write(
+        Data("trial \(trial + 1): metaserver-\(leader.id) killed; write after \(seconds) s\n".utf8))
 
       try Self.runAndWait(
         sbctlPath,
@@ -312,16 +312,25 @@ struct MetaFailoverCommand: AsyncParsableCommand {
     return me.deletingLastPathComponent().appendingPathComponent(name).path
   }
 
+  /// Runs a command to completion. Foundation's `Process.waitUntilExit` can miss the exit of
+  /// a child that daemonizes its own child, so this uses posix_spawn and waitpid directly.
   static func runAndWait(_ executable: String, _ arguments: [String]) throws {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: executable)
-    process.arguments = arguments
-    try process.run()
-    process.waitUntilExit()
-    guard process.terminationStatus == 0 else {
+    let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+    defer { for pointer in argv { free(pointer) } }
+    var pid: pid_t = 0
+    let spawned = posix_spawn(&pid, executable, nil, nil, argv, environ)
+    guard spawned == 0 else {
+      throw ValidationError("cannot start \(executable): \(String(cString: strerror(spawned)))")
+    }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 {
+      guard errno == EINTR else { throw ValidationError("waitpid failed: errno \(errno)") }
+    }
+    let exitCode = (status >> 8) & 0xff
+    guard status & 0x7f == 0, exitCode == 0 else {
       throw ValidationError(
-        "\(executable) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)"
-      )
+        "\(executable) \(arguments.joined(separator: " ")) failed (wait status \(status))")
     }
   }
+
 }

@@ -235,7 +235,7 @@ let package = Package(
       name: "sbbench",
       dependencies: [
         "StreamBusTestSupport", "StreamBusClient", "StreamBusProtocol", "StreamBusRecords",
-        "StreamBusTransport",
+        "StreamBusTransport", "StreamBusMetaClient", "StreamBusMetaProtocol",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Histogram", package: "hdrhistogram-swift"),
         .product(name: "Logging", package: "swift-log"),

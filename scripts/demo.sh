@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # StreamBus in one command on a fresh machine: builds (debug), starts a standalone broker in
-# the background, creates a topic, produces a few records and reads them back.
+# the background, creates a topic, produces a few records and reads them back; then starts a
+# 3-node metaserver quorum (`sbctl local up`) and shows its Raft status.
 #
 #   scripts/demo.sh          start (stops an earlier demo broker first)
-#   scripts/demo.sh stop     stop the demo broker
+#   scripts/demo.sh stop     stop the demo broker and the demo quorum
 #   scripts/demo.sh status   is it running, and where
 #
-# Everything lives in ./.streambus-demo/ (data, broker.log, broker.pid, broker.address),
-# relative to the repository root; the directory is git-ignored.
+# Everything lives in ./.streambus-demo/ (data, broker.log, broker.pid, broker.address, and the
+# quorum in quorum/ with its cluster.json), relative to the repository root; the directory is
+# git-ignored.
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -16,6 +18,7 @@ demo_dir="$repo_root/.streambus-demo"
 pid_file="$demo_dir/broker.pid"
 address_file="$demo_dir/broker.address"
 log_file="$demo_dir/broker.log"
+quorum_dir="$demo_dir/quorum"
 topic=demo
 
 # The pid file's process, only if it is still a databroker (a reused pid is left alone).
@@ -45,9 +48,18 @@ stop_broker() {
   rm -f "$pid_file" "$address_file"
 }
 
+stop_quorum() {
+  if [ -f "$quorum_dir/cluster.json" ]; then
+    local sbctl_bin
+    sbctl_bin="$(swift build --show-bin-path)/sbctl"
+    [ -x "$sbctl_bin" ] && "$sbctl_bin" local down --dir "$quorum_dir" --purge || true
+  fi
+}
+
 case "${1:-start}" in
   stop)
     stop_broker
+    stop_quorum
     exit 0
     ;;
   status)
@@ -55,6 +67,9 @@ case "${1:-start}" in
       echo "demo broker running: pid $pid, address $(cat "$address_file" 2>/dev/null || echo '?')"
     else
       echo "demo broker not running"
+    fi
+    if [ -f "$quorum_dir/cluster.json" ]; then
+      "$(swift build --show-bin-path)/sbctl" local status --dir "$quorum_dir" || true
     fi
     exit 0
     ;;
@@ -66,10 +81,12 @@ case "${1:-start}" in
 esac
 
 stop_broker
+stop_quorum
 mkdir -p "$demo_dir/data"
 
-echo "building databroker and sbctl (debug)..."
+echo "building databroker, metaserver and sbctl (debug)..."
 swift build --product databroker >/dev/null
+swift build --product metaserver >/dev/null
 swift build --product sbctl >/dev/null
 bin_dir=$(swift build --show-bin-path)
 
@@ -117,14 +134,30 @@ echo
 echo "\$ sbctl consume $topic --from beginning --timeout-ms 1000"
 "$sbctl" consume "$topic" --from beginning --timeout-ms 1000
 
+echo
+echo "\$ sbctl local up --dir $quorum_dir --metaservers 3"
+"$sbctl" local up --dir "$quorum_dir" --metaservers 3
+eval "$("$sbctl" local env --dir "$quorum_dir")"
+echo
+echo "\$ sbctl quorum status"
+"$sbctl" quorum status
+
 cat <<EOF
 
-The demo broker keeps running in the background. To use it from this shell:
+The demo broker and the metaserver quorum keep running in the background. To use them from
+this shell:
 
   export SB_BROKERS=$address
   $sbctl topic list
   echo hi | $sbctl produce $topic
   $sbctl consume $topic --from beginning
 
-Stop it with:  scripts/demo.sh stop
+  eval "\$($sbctl local env --dir $quorum_dir)"
+  $sbctl quorum status
+  $sbctl local status --dir $quorum_dir
+
+(Cluster-mode brokers that register with the quorum come in a later step; until then the
+standalone broker serves data and the quorum holds metadata only.)
+
+Stop both with:  scripts/demo.sh stop
 EOF

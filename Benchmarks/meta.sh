@@ -69,7 +69,7 @@ fi
 
 python3 - "$results" <<'EOF'
 import json, sys
-rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
 def find(pred):
     return next((r for r in rows if pred(r)), None)
 sb_lat = find(lambda r: r.get("benchmark") == "meta-create-topic")

@@ -317,8 +317,13 @@ struct MetaFailoverCommand: AsyncParsableCommand {
   static func runAndWait(_ executable: String, _ arguments: [String]) throws {
     let argv = ([executable] + arguments).map { strdup($0) } + [nil]
     defer { for pointer in argv { free(pointer) } }
+    // The child's stdout goes to our stderr: stdout carries only the JSON results.
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_adddup2(&actions, STDERR_FILENO, STDOUT_FILENO)
     var pid: pid_t = 0
-    let spawned = posix_spawn(&pid, executable, nil, nil, argv, environ)
+    let spawned = posix_spawn(&pid, executable, &actions, nil, argv, environ)
     guard spawned == 0 else {
       throw ValidationError("cannot start \(executable): \(String(cString: strerror(spawned)))")
     }

@@ -159,6 +159,17 @@ public struct Progress: Sendable {
     return updated
   }
 
+  /// The follower says it holds entries only up to `followerLastIndex`, below `match`: it lost
+  /// entries it had acknowledged (its storage broke its durability promise). Nothing proves
+  /// that what it still holds is ours, so forget the match and probe from its last index; a
+  /// successful append (whose consistency check is the proof) sets the match again.
+  mutating func lostEntries(followerLastIndex: LogIndex) {
+    guard followerLastIndex < match, state != .snapshot else { return }
+    resetState(.probe)
+    match = 0
+    next = followerLastIndex + 1
+  }
+
   /// Handles a rejected append of `rejected` (the previous index the leader sent), given the
   /// follower's hint that its log may match up to `matchHint`. Returns false if the
   /// rejection is stale (answers an older message) and must be ignored.

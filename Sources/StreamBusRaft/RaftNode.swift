@@ -666,6 +666,11 @@ public struct RaftNode {
       }
     case .heartbeatResponse:
       memberProgress.recentActive = true
+      if message.reject {
+        // It lacks entries up to the commit index we sent, below its match: it lost
+        // acknowledged entries. Probe again from its last index.
+        memberProgress.lostEntries(followerLastIndex: message.rejectHint)
+      }
       memberProgress.probeSent = false
       if memberProgress.state == .replicate && memberProgress.inflights.isFull {
         memberProgress.inflights.freeFirst()
@@ -919,15 +924,23 @@ public struct RaftNode {
     send(response)
   }
 
+  /// A heartbeat carries no consistency check, so its commit index is only as good as the
+  /// leader's proof that we hold it: it sends min(our match, its commit), and our match is
+  /// an index we acknowledged in this term after persisting it. A commit beyond our log
+  /// therefore means we lost acknowledged entries (or the leader is faulty): we keep our
+  /// commit index — nothing proves our entries are the leader's — and answer with a
+  /// rejection carrying our last index, so the leader re-sends from there. See docs/raft.md,
+  /// "Commit indices in heartbeats".
   private mutating func handleHeartbeat(_ heartbeat: Message) throws {
     let last = try log.lastIndex()
-    guard heartbeat.commit <= last else {
-      throw RaftError.safetyViolation(
-        "leader \(heartbeat.from) says \(heartbeat.commit) is committed, we only have \(last)")
-    }
-    log.commit(to: heartbeat.commit)
     var response = message(.heartbeatResponse, to: heartbeat.from)
     response.context = heartbeat.context
+    if heartbeat.commit <= last {
+      log.commit(to: heartbeat.commit)
+    } else {
+      response.reject = true
+      response.rejectHint = last
+    }
     send(response)
   }
 

@@ -26,15 +26,11 @@ public struct RaftEncoder: Sendable {
   public mutating func write(_ value: UInt8) { bytes.append(value) }
 
   public mutating func write(_ value: UInt32) {
-    for shift in stride(from: 24, through: 0, by: -8) {
-      bytes.append(UInt8(truncatingIfNeeded: value >> UInt32(shift)))
-    }
+    withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
   }
 
   public mutating func write(_ value: UInt64) {
-    for shift in stride(from: 56, through: 0, by: -8) {
-      bytes.append(UInt8(truncatingIfNeeded: value >> UInt64(shift)))
-    }
+    withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) }
   }
 
   public mutating func write(_ value: Bool) { bytes.append(value ? 1 : 0) }
@@ -67,58 +63,57 @@ public struct RaftDecoder: Sendable {
   public var remainingByteCount: Int { bytes.count - offset }
   public var isAtEnd: Bool { offset == bytes.count }
 
-  private mutating func require(_ count: Int, _ what: String) throws {
+  // `what` names the field for the error message; it is only built when decoding fails.
+  private mutating func require(_ count: Int, _ what: () -> String) throws {
     guard count >= 0, remainingByteCount >= count else {
       throw RaftDecodeError(
-        "\(what) needs \(count) bytes, only \(remainingByteCount) left", offset: offset)
+        "\(what()) needs \(count) bytes, only \(remainingByteCount) left", offset: offset)
     }
   }
 
-  public mutating func readUInt8(_ what: String = "u8") throws -> UInt8 {
+  public mutating func readUInt8(_ what: @autoclosure () -> String = "u8") throws -> UInt8 {
     try require(1, what)
     defer { offset += 1 }
     return bytes[offset]
   }
 
-  public mutating func readUInt32(_ what: String = "u32") throws -> UInt32 {
+  public mutating func readUInt32(_ what: @autoclosure () -> String = "u32") throws -> UInt32 {
     try require(4, what)
-    var value: UInt32 = 0
-    for byte in bytes[offset..<offset + 4] { value = value << 8 | UInt32(byte) }
+    let value = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: UInt32.self) }
     offset += 4
-    return value
+    return UInt32(bigEndian: value)
   }
 
-  public mutating func readUInt64(_ what: String = "u64") throws -> UInt64 {
+  public mutating func readUInt64(_ what: @autoclosure () -> String = "u64") throws -> UInt64 {
     try require(8, what)
-    var value: UInt64 = 0
-    for byte in bytes[offset..<offset + 8] { value = value << 8 | UInt64(byte) }
+    let value = bytes.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: offset, as: UInt64.self) }
     offset += 8
-    return value
+    return UInt64(bigEndian: value)
   }
 
-  public mutating func readBool(_ what: String = "bool") throws -> Bool {
+  public mutating func readBool(_ what: @autoclosure () -> String = "bool") throws -> Bool {
     let start = offset
-    switch try readUInt8(what) {
+    switch try readUInt8(what()) {
     case 0: return false
     case 1: return true
-    case let other: throw RaftDecodeError("\(what): invalid boolean \(other)", offset: start)
+    case let other: throw RaftDecodeError("\(what()): invalid boolean \(other)", offset: start)
     }
   }
 
-  public mutating func readBytes(_ what: String = "bytes") throws -> [UInt8] {
-    let count = Int(try readUInt32("\(what) length"))
+  public mutating func readBytes(_ what: @autoclosure () -> String = "bytes") throws -> [UInt8] {
+    let count = Int(try readUInt32("\(what()) length"))
     try require(count, what)
     defer { offset += count }
     return Array(bytes[offset..<offset + count])
   }
 
-  public mutating func readIDs(_ what: String = "ids") throws -> [UInt64] {
-    let count = Int(try readUInt32("\(what) count"))
+  public mutating func readIDs(_ what: @autoclosure () -> String = "ids") throws -> [UInt64] {
+    let count = Int(try readUInt32("\(what()) count"))
     // Check the whole list fits before allocating, so a forged count cannot exhaust memory.
     try require(count.multipliedReportingOverflow(by: 8).overflow ? -1 : count * 8, what)
     var values: [UInt64] = []
     values.reserveCapacity(count)
-    for _ in 0..<count { values.append(try readUInt64(what)) }
+    for _ in 0..<count { values.append(try readUInt64(what())) }
     return values
   }
 

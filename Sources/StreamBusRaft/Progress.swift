@@ -3,11 +3,17 @@
 /// Window of append messages sent to one follower and not yet acknowledged. Bounding both the
 /// count and the bytes keeps a slow follower from making the leader buffer unbounded data
 /// in the network, while still letting several appends be in flight (pipelining).
+///
+/// A ring buffer: adding and freeing never move the other elements (the buffer grows, up to
+/// `messagesMax`, only while the window is full).
 struct Inflights: Sendable {
   let messagesMax: Int
   let bytesMax: UInt64
-  /// (last index carried by the message, payload bytes), oldest first; indices increase.
-  private(set) var window: [(index: LogIndex, bytes: UInt64)] = []
+  /// (last index carried by the message, payload bytes); the oldest at `start`, indices
+  /// increasing from there around the ring.
+  private var ring: [(index: LogIndex, bytes: UInt64)] = []
+  private var start = 0
+  private(set) var count = 0
   private(set) var bytes: UInt64 = 0
 
   init(messagesMax: Int, bytesMax: UInt64) {
@@ -17,37 +23,48 @@ struct Inflights: Sendable {
     self.bytesMax = bytesMax
   }
 
-  var count: Int { window.count }
-  var isFull: Bool { window.count >= messagesMax || bytes >= bytesMax }
+  var isFull: Bool { count >= messagesMax || bytes >= bytesMax }
 
   mutating func add(index: LogIndex, bytes: UInt64) {
     precondition(!isFull, "adding to a full in-flight window")
-    if let last = window.last {
-      precondition(index > last.index, "in-flight indices must increase")
+    if count > 0 {
+      precondition(
+        index > ring[(start + count - 1) % ring.count].index, "in-flight indices must increase")
     }
-    window.append((index, bytes))
+    if count == ring.count {
+      // Full ring (below messagesMax): unroll it into a larger one.
+      var grown: [(index: LogIndex, bytes: UInt64)] = []
+      let capacity = min(messagesMax, max(4, 2 * ring.count))
+      grown.reserveCapacity(capacity)
+      for offset in 0..<count { grown.append(ring[(start + offset) % ring.count]) }
+      grown.append(contentsOf: repeatElement((index: 0, bytes: 0), count: capacity - count))
+      ring = grown
+      start = 0
+    }
+    ring[(start + count) % ring.count] = (index, bytes)
+    count += 1
     self.bytes += bytes
   }
 
   /// Forgets every message whose entries are all acknowledged by `index`.
   mutating func freeUpTo(_ index: LogIndex) {
-    var freed = 0
-    while freed < window.count && window[freed].index <= index {
-      bytes -= window[freed].bytes
-      freed += 1
+    while count > 0 && ring[start].index <= index {
+      bytes -= ring[start].bytes
+      start = (start + 1) % ring.count
+      count -= 1
     }
-    window.removeFirst(freed)
   }
 
   /// Frees the oldest message: a heartbeat response proves the follower is alive, so let one
   /// more append through even if acknowledgements were lost.
   mutating func freeFirst() {
-    guard let first = window.first else { return }
-    freeUpTo(first.index)
+    guard count > 0 else { return }
+    freeUpTo(ring[start].index)
   }
 
   mutating func reset() {
-    window.removeAll()
+    start = 0
+    count = 0
     bytes = 0
   }
 }
@@ -81,6 +98,9 @@ public struct Progress: Sendable {
   var snapshotChunkSent = false
   /// Heard from since the last CheckQuorum round.
   var recentActive = false
+  /// Highest commit index sent to it (in an append or a heartbeat): a commit advance needs
+  /// an extra message only for followers that have not heard it.
+  var sentCommit: LogIndex = 0
   var inflights: Inflights
 
   init(next: LogIndex, isLearner: Bool, inflightMessagesMax: Int, inflightBytesMax: UInt64) {
@@ -157,6 +177,29 @@ public struct Progress: Sendable {
     }
     next = max(next, index + 1)
     return updated
+  }
+
+  mutating func recordSentCommit(_ commit: LogIndex) {
+    sentCommit = max(sentCommit, commit)
+  }
+
+  /// A heartbeat response proves the follower is alive: let the next probe, one more
+  /// pipelined append (even if acknowledgements were lost) or the next snapshot chunk go.
+  mutating func heartbeatAnswered() {
+    probeSent = false
+    if state == .replicate && inflights.isFull { inflights.freeFirst() }
+    if state == .snapshot { snapshotChunkSent = false }
+  }
+
+  /// The follower says it holds entries only up to `followerLastIndex`, below `match`: it lost
+  /// entries it had acknowledged (its storage broke its durability promise). Nothing proves
+  /// that what it still holds is ours, so forget the match and probe from its last index; a
+  /// successful append (whose consistency check is the proof) sets the match again.
+  mutating func lostEntries(followerLastIndex: LogIndex) {
+    guard followerLastIndex < match, state != .snapshot else { return }
+    resetState(.probe)
+    match = 0
+    next = followerLastIndex + 1
   }
 
   /// Handles a rejected append of `rejected` (the previous index the leader sent), given the

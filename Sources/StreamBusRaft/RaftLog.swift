@@ -124,9 +124,13 @@ struct RaftLog {
   }
 
   /// Index of the first entry that is not already in our log with the same term, or nil if
-  /// all of them are (a duplicate or reordered message must not truncate anything).
+  /// all of them are (a duplicate or reordered message must not truncate anything). Terms
+  /// are compared only where the entries overlap our log: past our last index every entry
+  /// is new (the common case, with no lookup at all).
   private func firstConflict(_ entries: [Entry]) throws -> LogIndex? {
+    let last = try lastIndex()
     for entry in entries {
+      if entry.index > last { return entry.index }
       if try !matchTerm(entry.index, entry.term) { return entry.index }
     }
     return nil

@@ -29,8 +29,12 @@ public struct RaftNode {
   /// Index of the latest membership change appended by this leader (or of its no-op):
   /// no other change may be proposed until it is applied.
   private var pendingConfIndex: LogIndex = 0
-  /// Leader: payload bytes of this term's proposals not yet committed.
+  /// Leader: payload bytes of this term's proposals not yet applied (it drops as `advance()`
+  /// hands committed entries to the application, a little after they commit).
   private var uncommittedBytes: UInt64 = 0
+  /// Leader: followers may need appends (new entries, a new commit index, a freed window);
+  /// the next `ready()` sends them (`sendPendingAppends`).
+  private var appendsPending = false
 
   private var outbox: [Message] = []
   private var readStates: [ReadState] = []
@@ -198,7 +202,7 @@ public struct RaftNode {
       if node.progress[target]?.match == (try node.log.lastIndex()) {
         node.sendTimeoutNow(to: target)
       } else {
-        _ = try node.sendAppend(to: target)
+        node.appendsPending = true
       }
     }
   }
@@ -222,6 +226,7 @@ public struct RaftNode {
     if softState != previousSoftState || hardState != previousHardState { return true }
     if !log.unstableEntries.isEmpty || log.unstableSnapshot != nil { return true }
     if !outbox.isEmpty || !readStates.isEmpty { return true }
+    if appendsPending && role == .leader { return true }
     guard let limit = try? applyLimit() else { return true }
     return log.unstableSnapshot == nil && limit > log.applied
   }
@@ -235,6 +240,7 @@ public struct RaftNode {
   /// Collects the work accumulated since the last `advance()`; see `Ready` for the contract.
   public mutating func ready() throws -> Ready {
     try guarded { node in
+      try node.sendPendingAppends()
       var ready = Ready()
       let soft = node.softState
       if soft != node.previousSoftState {
@@ -275,6 +281,9 @@ public struct RaftNode {
       for entry in mark.committedEntries {
         precondition(entry.index == node.log.applied + 1, "applying out of order")
         node.log.applied = entry.index
+        if node.role == .leader && entry.term == node.term {
+          node.uncommittedBytes -= min(node.uncommittedBytes, entry.byteCount)
+        }
         if entry.kind == .confChange {
           try node.applyConfChange(try ConfChange(decoding: entry.data))
         }
@@ -323,6 +332,7 @@ public struct RaftNode {
     votes = [:]
     pendingConfIndex = 0
     uncommittedBytes = 0
+    appendsPending = false
     pendingReads = []
     readsAwaitingCommit = []
     let last = try log.lastIndex()
@@ -476,7 +486,6 @@ public struct RaftNode {
         try campaign(.election)
       } else {
         try becomeLeader()
-        try broadcastAppend()
       }
       return true
     }
@@ -646,7 +655,10 @@ public struct RaftNode {
   }
 
   private mutating func stepLeader(_ message: Message) throws {
-    guard var memberProgress = progress[message.from] else { return }
+    let from = message.from
+    // Progress is updated in place (`progress[from]?...`): a copy taken out and written back
+    // would make every change to its in-flight window copy the whole window.
+    guard progress[from] != nil else { return }
     switch message.kind {
     case .appendResponse:
       // Every index a follower reports in our term came from our log (a rejection's hint
@@ -657,43 +669,41 @@ public struct RaftNode {
           "append response for index \(message.index) (hint \(message.rejectHint)), "
             + "our last index is \(last)")
       }
-      memberProgress.recentActive = true
-      progress[message.from] = memberProgress
+      progress[from]?.recentActive = true
       if message.reject {
         try handleAppendRejection(message)
       } else {
         try handleAppendSuccess(message)
       }
     case .heartbeatResponse:
-      memberProgress.recentActive = true
-      memberProgress.probeSent = false
-      if memberProgress.state == .replicate && memberProgress.inflights.isFull {
-        memberProgress.inflights.freeFirst()
+      progress[from]?.recentActive = true
+      if message.reject {
+        // It lacks entries up to the commit index we sent, below its match: it lost
+        // acknowledged entries. Probe again from its last index.
+        progress[from]?.lostEntries(followerLastIndex: message.rejectHint)
       }
-      if memberProgress.state == .snapshot { memberProgress.snapshotChunkSent = false }
-      progress[message.from] = memberProgress
-      if memberProgress.state == .snapshot {
-        try sendSnapshotChunk(to: message.from)
-      } else if memberProgress.match < (try log.lastIndex()) {
-        _ = try sendAppend(to: message.from)
+      progress[from]?.heartbeatAnswered()
+      if progress[from]?.state == .snapshot {
+        try sendSnapshotChunk(to: from)
+      } else if (progress[from]?.match ?? 0) < (try log.lastIndex()) {
+        // At once and even if empty: an append lost on the way would otherwise never be
+        // noticed (the follower's rejection of this one resets `next`).
+        _ = try sendAppend(to: from)
       }
       if !message.context.isEmpty {
-        try handleReadAck(from: message.from, context: message.context)
+        try handleReadAck(from: from, context: message.context)
       }
     case .snapshotResponse:
-      memberProgress.recentActive = true
-      if memberProgress.state == .snapshot
-        && message.index == memberProgress.pendingSnapshotIndex
+      progress[from]?.recentActive = true
+      if progress[from]?.state == .snapshot
+        && message.index == progress[from]?.pendingSnapshotIndex
       {
-        memberProgress.snapshotOffset = message.snapshotOffset
-        memberProgress.snapshotChunkSent = false
-        progress[message.from] = memberProgress
-        try sendSnapshotChunk(to: message.from)
-      } else {
-        progress[message.from] = memberProgress
+        progress[from]?.snapshotOffset = message.snapshotOffset
+        progress[from]?.snapshotChunkSent = false
+        try sendSnapshotChunk(to: from)
       }
     case .readIndex:
-      try handleReadRequest(context: message.context, requester: message.from)
+      try handleReadRequest(context: message.context, requester: from)
     default:
       // Another leader in our own term is impossible in correct Raft (the checkers catch
       // it under test faults); anything else is stale.
@@ -710,7 +720,10 @@ public struct RaftNode {
     log.append(entries)
     let last = try log.lastIndex()
     _ = progress[id]?.acknowledge(last)
-    _ = try maybeCommit()
+    // Our own copy alone commits only when we are the only voter; otherwise the entries
+    // still need a follower's acknowledgement.
+    if confState.voters.count == 1 { _ = try maybeCommit() }
+    appendsPending = true
     return last
   }
 
@@ -727,49 +740,66 @@ public struct RaftNode {
       throw RaftError.proposalDropped("\(uncommittedBytes) uncommitted bytes already")
     }
     uncommittedBytes += entry.byteCount
-    let index = try appendEntries([entry])
-    try broadcastAppend()
-    return index
+    return try appendEntries([entry])
   }
 
-  private mutating func broadcastAppend() throws {
-    for member in progress.keys.sorted() where member != id {
+  /// Leader: sends what every follower is missing, from the `ready()` that follows the
+  /// changes (`appendsPending`). Everything proposed, acknowledged and committed since the
+  /// last Ready goes out together — per follower, appends of its new entries as far as its
+  /// window allows, each carrying the commit index, or, if it has no new entries but has
+  /// not been told the commit index yet, one empty append carrying it — instead of one
+  /// message per proposal and one per commit advance.
+  private mutating func sendPendingAppends() throws {
+    guard appendsPending else { return }
+    appendsPending = false
+    guard role == .leader else { return }
+    for member in confState.voters where member != id { try sendPendingAppends(to: member) }
+    for member in confState.learners where member != id { try sendPendingAppends(to: member) }
+  }
+
+  private mutating func sendPendingAppends(to member: NodeID) throws {
+    var sent = false
+    while try sendAppend(to: member, sendIfEmpty: false) { sent = true }
+    if !sent, let sentCommit = progress[member]?.sentCommit, sentCommit < log.committed {
       _ = try sendAppend(to: member)
     }
   }
 
   private mutating func broadcastHeartbeat(context: [UInt8]) {
-    for member in progress.keys.sorted() where member != id {
-      guard let memberProgress = progress[member] else { continue }
-      var heartbeat = message(.heartbeat, to: member)
-      // The follower may not hold entries beyond its match yet.
-      heartbeat.commit = min(memberProgress.match, log.committed)
-      heartbeat.context = context
-      send(heartbeat)
-    }
+    for member in confState.voters where member != id { sendHeartbeat(to: member, context) }
+    for member in confState.learners where member != id { sendHeartbeat(to: member, context) }
+  }
+
+  private mutating func sendHeartbeat(to member: NodeID, _ context: [UInt8]) {
+    guard let match = progress[member]?.match else { return }
+    var heartbeat = message(.heartbeat, to: member)
+    // The follower may not hold entries beyond its match (see "Commit indices in
+    // heartbeats" in docs/raft.md).
+    heartbeat.commit = min(match, log.committed)
+    heartbeat.context = context
+    send(heartbeat)
+    progress[member]?.recordSentCommit(heartbeat.commit)
   }
 
   /// Sends the entries `member` is missing (or starts a snapshot if they are compacted).
   /// Returns whether a message was sent.
   private mutating func sendAppend(to member: NodeID, sendIfEmpty: Bool = true) throws -> Bool {
-    guard member != id, var memberProgress = progress[member], !memberProgress.isPaused else {
-      return false
-    }
+    guard member != id, progress[member]?.isPaused == false else { return false }
     let last = try log.lastIndex()
-    if memberProgress.next > last + 1 {
+    if let next = progress[member]?.next, next > last + 1 {
       // Only a peer acknowledging entries we do not have leads here; restart probing.
-      memberProgress.becomeProbe()
-      memberProgress.next = min(memberProgress.next, last + 1)
+      progress[member]?.becomeProbe()
+      progress[member]?.next = min(next, last + 1)
     }
-    let previousIndex = memberProgress.next - 1
+    guard let next = progress[member]?.next else { return false }
+    let previousIndex = next - 1
     let entries: [Entry]
     let previousTerm: Term
     do {
       previousTerm = try log.term(at: previousIndex)
       entries =
-        memberProgress.next <= last
-        ? try log.entries(from: memberProgress.next, to: last + 1, maxBytes: config.appendBytesMax)
-        : []
+        next <= last
+        ? try log.entries(from: next, to: last + 1, maxBytes: config.appendBytesMax) : []
     } catch RaftStorageError.compacted {
       try startSnapshot(to: member)
       return false
@@ -780,16 +810,16 @@ public struct RaftNode {
     append.logTerm = previousTerm
     append.entries = entries
     append.commit = log.committed
+    let bytes = append.payloadByteCount
     send(append)
-    memberProgress.sentEntries(
+    progress[member]?.sentEntries(
       lastIndex: previousIndex + LogIndex(entries.count), entryCount: entries.count,
-      bytes: append.payloadByteCount)
-    progress[member] = memberProgress
+      bytes: bytes)
+    progress[member]?.recordSentCommit(append.commit)
     return true
   }
 
   private mutating func handleAppendRejection(_ response: Message) throws {
-    guard var memberProgress = progress[response.from] else { return }
     // Fast backtracking: the follower told us the last index at or below the rejected one
     // whose term is at most the term we sent; skip every entry of ours with a larger term.
     var matchHint = response.rejectHint
@@ -797,37 +827,40 @@ public struct RaftNode {
       matchHint = try log.findConflict(byTerm: response.logTerm, atOrBefore: response.rejectHint)
         .0
     }
-    guard memberProgress.rejected(response.index, matchHint: matchHint) else { return }
-    if memberProgress.state == .replicate { memberProgress.becomeProbe() }
-    progress[response.from] = memberProgress
+    guard progress[response.from]?.rejected(response.index, matchHint: matchHint) == true
+    else { return }
+    if progress[response.from]?.state == .replicate { progress[response.from]?.becomeProbe() }
     _ = try sendAppend(to: response.from)
   }
 
   private mutating func handleAppendSuccess(_ response: Message) throws {
-    guard var memberProgress = progress[response.from] else { return }
-    let wasPaused = memberProgress.isPaused
-    guard memberProgress.acknowledge(response.index) else { return }
-    switch memberProgress.state {
+    let from = response.from
+    guard progress[from]?.acknowledge(response.index) == true else { return }
+    switch progress[from]?.state {
     case .probe:
-      memberProgress.becomeReplicate()
+      progress[from]?.becomeReplicate()
     case .snapshot:
-      if memberProgress.match + 1 >= (try log.firstIndex()) {
-        memberProgress.becomeProbe()
-        memberProgress.becomeReplicate()
+      if let match = progress[from]?.match, match + 1 >= (try log.firstIndex()) {
+        progress[from]?.becomeProbe()
+        progress[from]?.becomeReplicate()
       }
     case .replicate:
-      memberProgress.inflights.freeUpTo(response.index)
+      progress[from]?.inflights.freeUpTo(response.index)
+    case nil:
+      return
     }
-    progress[response.from] = memberProgress
-    if try maybeCommit() {
-      try broadcastAppend()
-    } else if wasPaused {
-      _ = try sendAppend(to: response.from)
+    // A new commit index goes to every follower; this one also gets what the window it
+    // freed lets through (pipelining), or the commit index if it has not heard it yet. All at
+    // the next Ready.
+    let committed = try maybeCommit()
+    let last = try log.lastIndex()
+    if committed || (progress[from]?.next ?? 0) <= last
+      || (progress[from]?.sentCommit ?? 0) < log.committed
+    {
+      appendsPending = true
     }
-    // Pipelining: fill the in-flight window.
-    while try sendAppend(to: response.from, sendIfEmpty: false) {}
-    if response.from == leadTransferee, memberProgress.match == (try log.lastIndex()) {
-      sendTimeoutNow(to: response.from)
+    if from == leadTransferee, progress[from]?.match == (try log.lastIndex()) {
+      sendTimeoutNow(to: from)
     }
   }
 
@@ -839,57 +872,65 @@ public struct RaftNode {
   /// replicated it on a majority of the servers", and "only log entries from the leader's
   /// current term are committed by counting replicas".
   private mutating func maybeCommit() throws -> Bool {
-    let matches = confState.voters.map { progress[$0]?.match ?? 0 }.sorted(by: >)
-    guard !matches.isEmpty else { return false }
-    let quorumIndex = matches[quorumSize - 1]
+    let quorumIndex = quorumMatchIndex()
     guard quorumIndex > log.committed else { return false }
     if !config.testFaults.skipCurrentTermCommitRule {
       guard try log.termIfKnown(at: quorumIndex) == term else { return false }
     }
-    let previouslyCommitted = log.committed
     log.commit(to: quorumIndex)
-    if uncommittedBytes > 0 {
-      let newlyCommitted = try log.entries(
-        from: previouslyCommitted + 1, to: quorumIndex + 1, maxBytes: .max)
-      let bytes = newlyCommitted.filter { $0.term == term }.reduce(0) { $0 + $1.byteCount }
-      uncommittedBytes -= min(uncommittedBytes, bytes)
-    }
     try releaseReadsAwaitingCommit()
     return true
+  }
+
+  /// The highest index a quorum of voters holds: the `quorumSize`-th largest match. Sorted
+  /// in a stack buffer (a handful of voters), without copying any `Progress`.
+  private func quorumMatchIndex() -> LogIndex {
+    let voters = confState.voters
+    guard !voters.isEmpty else { return 0 }
+    return withUnsafeTemporaryAllocation(of: LogIndex.self, capacity: voters.count) { matches in
+      for (position, voter) in voters.enumerated() {
+        // Insertion sort, largest first.
+        let match = progress[voter]?.match ?? 0
+        var slot = position
+        while slot > 0 && matches[slot - 1] < match {
+          matches[slot] = matches[slot - 1]
+          slot -= 1
+        }
+        matches[slot] = match
+      }
+      return matches[quorumSize - 1]
+    }
   }
 
   // MARK: - Snapshots (leader side)
 
   private mutating func startSnapshot(to member: NodeID) throws {
-    guard var memberProgress = progress[member] else { return }
+    guard progress[member] != nil else { return }
     let snapshot = try log.storage.snapshot()
     guard !snapshot.isEmpty else {
       throw RaftError.corruptStorage("log compacted but storage holds no snapshot")
     }
-    memberProgress.becomeSnapshot(index: snapshot.metadata.index)
-    progress[member] = memberProgress
+    progress[member]?.becomeSnapshot(index: snapshot.metadata.index)
     try sendSnapshotChunk(to: member)
   }
 
   private mutating func sendSnapshotChunk(to member: NodeID) throws {
-    guard var memberProgress = progress[member], memberProgress.state == .snapshot,
-      !memberProgress.snapshotChunkSent
+    guard progress[member]?.state == .snapshot, progress[member]?.snapshotChunkSent == false
     else { return }
     let snapshot = try log.storage.snapshot()
-    if snapshot.metadata.index != memberProgress.pendingSnapshotIndex {
+    if snapshot.metadata.index != progress[member]?.pendingSnapshotIndex {
       // The application took a newer snapshot meanwhile: send that one from the start.
-      memberProgress.becomeSnapshot(index: snapshot.metadata.index)
+      progress[member]?.becomeSnapshot(index: snapshot.metadata.index)
     }
     let total = UInt64(snapshot.data.count)
-    let start = min(memberProgress.snapshotOffset, total)
+    let start = min(progress[member]?.snapshotOffset ?? 0, total)
     let end = min(start + UInt64(config.snapshotChunkBytesMax), total)
     var install = message(.installSnapshot, to: member)
     install.snapshot = SnapshotChunk(
       metadata: snapshot.metadata, totalBytes: total, offset: start,
       data: Array(snapshot.data[Int(start)..<Int(end)]))
     send(install)
-    memberProgress.snapshotChunkSent = true
-    progress[member] = memberProgress
+    progress[member]?.snapshotChunkSent = true
   }
 
   // MARK: - Follower side
@@ -919,15 +960,23 @@ public struct RaftNode {
     send(response)
   }
 
+  /// A heartbeat carries no consistency check, so its commit index is only as good as the
+  /// leader's proof that we hold it: it sends min(our match, its commit), and our match is
+  /// an index we acknowledged in this term after persisting it. A commit beyond our log
+  /// therefore means we lost acknowledged entries (or the leader is faulty): we keep our
+  /// commit index — nothing proves our entries are the leader's — and answer with a
+  /// rejection carrying our last index, so the leader re-sends from there. See docs/raft.md,
+  /// "Commit indices in heartbeats".
   private mutating func handleHeartbeat(_ heartbeat: Message) throws {
     let last = try log.lastIndex()
-    guard heartbeat.commit <= last else {
-      throw RaftError.safetyViolation(
-        "leader \(heartbeat.from) says \(heartbeat.commit) is committed, we only have \(last)")
-    }
-    log.commit(to: heartbeat.commit)
     var response = message(.heartbeatResponse, to: heartbeat.from)
     response.context = heartbeat.context
+    if heartbeat.commit <= last {
+      log.commit(to: heartbeat.commit)
+    } else {
+      response.reject = true
+      response.rejectHint = last
+    }
     send(response)
   }
 
@@ -1016,13 +1065,8 @@ public struct RaftNode {
     if let leadTransferee, !confState.isVoter(leadTransferee) { self.leadTransferee = nil }
     releaseConfirmedReads()
     // The quorum changed: entries may now be committed, and new members need the log.
-    if try maybeCommit() {
-      try broadcastAppend()
-    } else {
-      for member in progress.keys.sorted() where member != id {
-        if progress[member]?.match == 0 { _ = try sendAppend(to: member) }
-      }
-    }
+    _ = try maybeCommit()
+    appendsPending = true
   }
 
   // MARK: - ReadIndex

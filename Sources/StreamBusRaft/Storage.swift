@@ -165,6 +165,16 @@ public final class MemoryRaftStorage: RaftStorage {
     precondition(lastIndexValue == entries[entries.count - 1].index)
   }
 
+  /// Plays a disk that acknowledged writes it never made durable (write caching, fsync
+  /// turned off): forgets every entry after `index` and lowers the commit index with them.
+  /// For tests of how the cluster copes; a real storage must never do this.
+  public func loseEntries(after index: LogIndex) {
+    guard index < lastIndexValue else { return }
+    precondition(index >= compactedIndex, "losing entries below the compaction point")
+    storedEntries.removeSubrange(Int(index - compactedIndex)...)
+    hardState.commit = min(hardState.commit, index)
+  }
+
   public func setHardState(_ hardState: HardState) throws {
     precondition(hardState.term >= self.hardState.term, "persisted term went backwards")
     self.hardState = hardState

@@ -41,16 +41,24 @@ public final class SQLiteRaftStorage: RaftStorage {
     /// with its own fsyncs). 0 turns automatic checkpoints off: the owner then calls
     /// `checkpoint()` at a time of its choosing, keeping that cost off the commit path.
     public var walAutoCheckpointPages: Int
+    /// SQLite keeps its file locks from the first transaction until `close()` instead of
+    /// taking and releasing them around every transaction (`locking_mode=EXCLUSIVE`): about
+    /// six `fcntl` calls less per commit. The storage has one owner anyway (the lock file);
+    /// the price is that no other connection can read the database while it is open. Turn
+    /// off to inspect a live database with another connection.
+    public var exclusiveLocking: Bool
 
     public init(
       integrityCheck: IntegrityCheck = .quick, entryCacheBytesMax: UInt64 = 4 << 20,
-      busyTimeoutMs: Int32 = 5_000, walAutoCheckpointPages: Int = 1_000
+      busyTimeoutMs: Int32 = 5_000, walAutoCheckpointPages: Int = 1_000,
+      exclusiveLocking: Bool = true
     ) {
       precondition(walAutoCheckpointPages >= 0, "walAutoCheckpointPages must not be negative")
       self.integrityCheck = integrityCheck
       self.entryCacheBytesMax = entryCacheBytesMax
       self.busyTimeoutMs = busyTimeoutMs
       self.walAutoCheckpointPages = walAutoCheckpointPages
+      self.exclusiveLocking = exclusiveLocking
     }
   }
 
@@ -123,6 +131,16 @@ public final class SQLiteRaftStorage: RaftStorage {
       // largest transaction's size behind for good.
       try database.setPragma("journal_size_limit", String(Self.walBytesLimit))
       try database.setPragma("wal_autocheckpoint", String(options.walAutoCheckpointPages))
+      // One owner (the lock file above), so SQLite may keep its file locks for good instead
+      // of taking and releasing them around every transaction (`Options.exclusiveLocking`).
+      let lockingMode = options.exclusiveLocking ? "EXCLUSIVE" : "NORMAL"
+      guard
+        try database.setPragma("locking_mode", lockingMode)?.textValue?.uppercased()
+          == lockingMode
+      else {
+        throw SQLiteRaftStorageError(
+          code: .sqlite, message: "SQLite refused locking_mode \(lockingMode)", path: path)
+      }
       let created = try Self.checkIdentityOrCreate(
         database, clusterID: clusterID, nodeID: nodeID, bootstrap: bootstrap,
         initialSnapshot: initialSnapshot, path: path)

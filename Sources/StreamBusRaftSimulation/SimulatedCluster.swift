@@ -29,6 +29,13 @@ public final class SimulatedNode {
   /// Reads requested here: context → operation.
   var pendingReads: [[UInt8]: PendingRead] = [:]
   var restartCount: UInt64 = 0
+  /// Simulated time of the last crash (meaningful while down).
+  public internal(set) var crashedAt: UInt64 = 0
+  /// The last term in which this node was seen leading.
+  var leaderTerm: Term = 0
+  /// A leader-crash trap that caught this node: when it fires, and the commit index the
+  /// node had when it became leader.
+  var crashTrap: (trigger: LeaderCrashTrigger, readiesLeft: Int, commitAtElection: LogIndex)?
   /// Highest commit index already checked against the cluster's committed log.
   var commitChecked: LogIndex = 0
 
@@ -53,6 +60,17 @@ public final class SimulatedNode {
   public var isUp: Bool { raft != nil }
 }
 
+/// When a leader caught by `SimulatedCluster.armLeaderCrash` crashes.
+public enum LeaderCrashTrigger: Sendable, Hashable {
+  /// In its n-th Ready as leader (1 = the Ready that persists its no-op and would send its
+  /// first appends), after persisting it and before sending anything.
+  case afterPersistingReady(Int)
+  /// In the Ready that first raises its commit index beyond every index any node has
+  /// committed so far, after persisting it and before sending anything: a commit only the
+  /// leader knows of.
+  case afterFirstNewCommit
+}
+
 /// Many Raft nodes in one process over a simulated network, driven deterministically.
 /// Every Ready is handled the way a production driver must (persist, then send, then apply)
 /// and checked: one leader per term, log matching, leader completeness, no committed entry
@@ -64,9 +82,16 @@ public final class SimulatedCluster {
   public private(set) var inFlight: [InFlightMessage] = []
   /// Directed links that currently lose every message (partitions, symmetric or not).
   public private(set) var blockedLinks: Set<Link> = []
+  /// Nodes whose process is paused (a long garbage-collection pause, a stalled VM): they
+  /// neither tick nor handle messages, which wait in the network until `resume`.
+  public private(set) var pausedNodes: Set<NodeID> = []
   public var network = NetworkBehaviour()
   /// Probability (per Ready) that the node crashes while handling it, in per mille.
   public var crashDuringReadyPerMille = 0
+  /// The next node to become leader crashes as this says (one-shot; see `armLeaderCrash`).
+  public private(set) var leaderCrashTrap: LeaderCrashTrigger?
+  /// Nodes the last trap crashed, in order.
+  public private(set) var trappedLeaders: [NodeID] = []
   /// Checker switches are always on; failures are thrown as `SafetyViolation`.
   public private(set) var history: [ClientOperation] = []
   public private(set) var eventLog: [String] = []
@@ -170,6 +195,9 @@ public final class SimulatedCluster {
     return raft
   }
 
+  /// Adds one to a statistics counter.
+  public func count(_ name: String) { statistics[name, default: 0] += 1 }
+
   public func log(_ text: @autoclosure () -> String) {
     if recordsEvents { eventLog.append("t\(now) \(text())") }
   }
@@ -198,11 +226,17 @@ public final class SimulatedCluster {
 
   /// Stops a node; everything not persisted is gone, and so are its clients' requests and
   /// the messages addressed to it.
-  public func crash(_ id: NodeID) {
+  /// With `losingSentMessages` the whole machine fails (power loss): the messages it sent
+  /// that are still in flight were in its send buffers and are lost too.
+  public func crash(_ id: NodeID, losingSentMessages: Bool = false) {
     let node = node(id)
     guard node.isUp else { return }
-    log("crash \(id)")
+    log(losingSentMessages ? "power loss \(id)" : "crash \(id)")
+    if losingSentMessages { inFlight.removeAll { $0.message.from == id } }
     node.raft = nil
+    node.crashedAt = now
+    node.crashTrap = nil
+    pausedNodes.remove(id)
     for (_, write) in node.pendingWrites.sorted(by: { $0.key < $1.key }) {
       // Unknown outcome: the write may still be committed by another leader.
       history.append(
@@ -222,7 +256,9 @@ public final class SimulatedCluster {
     let node = node(id)
     guard !node.isUp else { return }
     node.restartCount += 1
-    log("restart \(id)")
+    log(
+      "restart \(id) (term \(node.storage.hardState.term), last index "
+        + "\((try? node.storage.lastIndex()).map(String.init) ?? "?"))")
     try start(id)
     try drive(id)
   }
@@ -252,6 +288,30 @@ public final class SimulatedCluster {
   public func block(from: NodeID, to: NodeID) {
     blockedLinks.insert(Link(from: from, to: to))
     log("block \(from)->\(to)")
+  }
+
+  /// The next node that becomes leader (of a term it did not lead before) crashes when
+  /// `trigger` says: a leader dying while it re-replicates earlier terms' entries, before
+  /// its own entries are on a majority.
+  public func armLeaderCrash(_ trigger: LeaderCrashTrigger) {
+    leaderCrashTrap = trigger
+    log("trap: next leader crashes \(trigger)")
+  }
+
+  /// Cancels the armed trap and any leader it caught that has not crashed yet.
+  public func disarmLeaderCrash() {
+    leaderCrashTrap = nil
+    for node in nodes.values { node.crashTrap = nil }
+  }
+
+  public func pause(_ id: NodeID) {
+    pausedNodes.insert(id)
+    log("pause \(id)")
+  }
+
+  public func resume(_ id: NodeID) {
+    pausedNodes.remove(id)
+    log("resume \(id)")
   }
 
   public func heal() {
@@ -311,14 +371,22 @@ public final class SimulatedCluster {
     }
   }
 
+  /// Message kind names by raw value, for statistics (interpolating an enum is slow).
+  private static let kindNames: [String] = {
+    var names = [String](repeating: "", count: 256)
+    for kind in Message.Kind.allCases { names[Int(kind.rawValue)] = "\(kind)" }
+    return names
+  }()
+
   /// Delivers one message now (if its link is up and its target is running).
   public func deliver(_ message: Message) throws {
     guard !blockedLinks.contains(Link(from: message.from, to: message.to)) else { return }
     if let dropFilter, dropFilter(message) { return }
     let node = node(message.to)
     guard node.raft != nil else { return }
-    statistics["delivered.\(message.kind)", default: 0] += 1
-    if message.reject { statistics["delivered.\(message.kind).reject", default: 0] += 1 }
+    let kindName = Self.kindNames[Int(message.kind.rawValue)]
+    statistics["delivered." + kindName, default: 0] += 1
+    if message.reject { statistics["delivered." + kindName + ".reject", default: 0] += 1 }
     try withRaft(message.to) { raft in
       do {
         try raft.step(message)
@@ -334,7 +402,7 @@ public final class SimulatedCluster {
   /// delivered in random order.
   public func tick() throws {
     now += 1
-    for id in nodeIDs where node(id).isUp {
+    for id in nodeIDs where node(id).isUp && !pausedNodes.contains(id) {
       try withRaft(id) { try $0.tick() }
       try drive(id)
     }
@@ -345,7 +413,11 @@ public final class SimulatedCluster {
     var due: [InFlightMessage] = []
     var later: [InFlightMessage] = []
     for item in inFlight {
-      if item.deliverAt <= now { due.append(item) } else { later.append(item) }
+      if item.deliverAt <= now && !pausedNodes.contains(item.message.to) {
+        due.append(item)
+      } else {
+        later.append(item)
+      }
     }
     inFlight = later
     due.shuffle(using: &random)
@@ -355,9 +427,9 @@ public final class SimulatedCluster {
   /// Delivers everything, repeatedly, without ticking, until the network is quiet.
   public func stabilize(roundsMax: Int = 100) throws {
     for _ in 0..<roundsMax {
-      if inFlight.isEmpty { return }
-      let batch = inFlight
-      inFlight = []
+      let batch = inFlight.filter { !pausedNodes.contains($0.message.to) }
+      if batch.isEmpty { return }
+      inFlight.removeAll { !pausedNodes.contains($0.message.to) }
       for item in batch { try deliver(item.message) }
     }
   }
@@ -522,15 +594,14 @@ public final class SimulatedCluster {
 
   private func withRaft(_ id: NodeID, _ body: (inout RaftNode) throws -> Void) throws {
     let node = node(id)
-    guard var raft = node.raft else { return }
-    node.raft = nil
+    guard node.raft != nil else { return }
     do {
-      try body(&raft)
+      // In place (checked just above): copying a RaftNode out and back costs a retain and
+      // release of every field.
+      try body(&node.raft!)
     } catch let error as RaftError {
-      node.raft = raft
       throw SafetyViolation("node \(id) failed: \(error)")
     }
-    node.raft = raft
   }
 
   private enum CrashPoint: CaseIterable {
@@ -542,13 +613,19 @@ public final class SimulatedCluster {
   /// Handles every pending Ready of `id` like a production driver, checking as it goes.
   func drive(_ id: NodeID) throws {
     let node = node(id)
-    while let raft = node.raft, raft.hasReady {
+    // (`node.raft?` is read in place: binding a RaftNode copies every field.)
+    while node.raft?.hasReady == true {
       var crashPoint: CrashPoint?
       // Crashes strike while a Ready is being written (the window that matters).
-      if crashDuringReadyPerMille > 0 && raft.hasPersistentWork
+      if crashDuringReadyPerMille > 0 && node.raft?.hasPersistentWork == true
         && Int(random.next(below: 1000)) < crashDuringReadyPerMille
       {
         crashPoint = CrashPoint.allCases.randomElement(using: &random)
+      }
+      var losingSentMessages = false
+      if let trapPoint = leaderCrashTrapPoint(node) {
+        crashPoint = trapPoint
+        losingSentMessages = true
       }
       var ready = Ready()
       try withRaft(id) { ready = try $0.ready() }
@@ -557,24 +634,24 @@ public final class SimulatedCluster {
         // write, so a crash in between loses data others already counted.
         for message in ready.messages { try enqueue(message) }
         if crashPoint != nil {
-          crash(id)
+          crash(id, losingSentMessages: losingSentMessages)
           return
         }
         try persist(node, ready)
       } else {
         if crashPoint == .beforePersist {
-          crash(id)
+          crash(id, losingSentMessages: losingSentMessages)
           return
         }
         try persist(node, ready)
         if crashPoint == .afterPersist {
-          crash(id)
+          crash(id, losingSentMessages: losingSentMessages)
           return
         }
         for message in ready.messages { try enqueue(message) }
       }
       if crashPoint == .afterSend {
-        crash(id)
+        crash(id, losingSentMessages: losingSentMessages)
         return
       }
       try checkReady(node, ready)
@@ -582,6 +659,43 @@ public final class SimulatedCluster {
       try withRaft(id) { try $0.advance() }
       try serveReads(node)
     }
+  }
+
+  /// Where the armed leader-crash trap makes `node` crash in the Ready it is about to
+  /// handle, if it does.
+  private func leaderCrashTrapPoint(_ node: SimulatedNode) -> CrashPoint? {
+    guard let role = node.raft?.role, let term = node.raft?.term,
+      let committed = node.raft?.committedIndex
+    else { return nil }
+    if role == .leader && node.leaderTerm != term {
+      node.leaderTerm = term
+      if let trigger = leaderCrashTrap {
+        leaderCrashTrap = nil
+        var readies = 0
+        if case .afterPersistingReady(let count) = trigger { readies = count }
+        node.crashTrap = (trigger, readies, committed)
+      }
+    }
+    guard let trap = node.crashTrap else { return nil }
+    guard role == .leader, term == node.leaderTerm else {
+      node.crashTrap = nil
+      return nil
+    }
+    let point: CrashPoint?
+    switch trap.trigger {
+    case .afterPersistingReady:
+      node.crashTrap?.readiesLeft -= 1
+      point = trap.readiesLeft <= 1 ? .afterPersist : nil
+    case .afterFirstNewCommit:
+      let knownCommitted = max(trap.commitAtElection, LogIndex(committedTerms.count))
+      point = committed > knownCommitted ? .afterPersist : nil
+    }
+    if point != nil {
+      log("trap springs on leader \(node.id) (term \(term), commit \(committed))")
+      trappedLeaders.append(node.id)
+      statistics["trapped leaders crashed", default: 0] += 1
+    }
+    return point
   }
 
   private func persist(_ node: SimulatedNode, _ ready: Ready) throws {

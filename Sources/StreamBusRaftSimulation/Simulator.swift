@@ -33,6 +33,51 @@ public enum SimulationFault: String, Sendable, Hashable, CaseIterable {
   }
 }
 
+/// One deliberate bug of `RaftTestFaults`, by its command-line name.
+public enum RaftFaultSwitch: String, Sendable, Hashable, CaseIterable {
+  case secondVote = "second-vote"
+  case skipTermCommit = "skip-term-commit"
+  case applyBeforeCommit = "apply-before-commit"
+  case ackBeforePersist = "ack-before-persist"
+  case readWithoutQuorum = "read-without-quorum"
+
+  /// The `RaftTestFaults` setting this switch stands for.
+  public var setting: WritableKeyPath<RaftTestFaults, Bool> {
+    switch self {
+    case .secondVote: return \.grantSecondVote
+    case .skipTermCommit: return \.skipCurrentTermCommitRule
+    case .applyBeforeCommit: return \.applyBeforeCommit
+    case .ackBeforePersist: return \.ackBeforePersist
+    case .readWithoutQuorum: return \.readWithoutQuorum
+    }
+  }
+
+  /// The core settings with only this bug switched on.
+  public var faults: RaftTestFaults {
+    var faults = RaftTestFaults()
+    faults[keyPath: setting] = true
+    return faults
+  }
+
+  /// The switches set in `faults`, in declaration order.
+  public static func switches(in faults: RaftTestFaults) -> [RaftFaultSwitch] {
+    allCases.filter { faults[keyPath: $0.setting] }
+  }
+
+  /// Parses a comma-separated list of switch names.
+  public static func parseList(_ text: String) throws -> RaftTestFaults {
+    var faults = RaftTestFaults()
+    for name in text.split(separator: ",") {
+      guard let fault = RaftFaultSwitch(rawValue: String(name)) else {
+        throw SafetyViolation(
+          "unknown bug '\(name)'; known: \(allCases.map(\.rawValue).joined(separator: ","))")
+      }
+      faults[keyPath: fault.setting] = true
+    }
+    return faults
+  }
+}
+
 public struct SimulationOptions: Sendable {
   public var seed: UInt64
   public var nodeCount: Int
@@ -61,12 +106,7 @@ public struct SimulationOptions: Sendable {
     var command =
       "swift run raft-sim --seed \(seed) --nodes \(nodeCount) --steps \(steps) "
       + "--faults \(SimulationFault.listText(faults))"
-    var bugs: [String] = []
-    if raftFaults.grantSecondVote { bugs.append("second-vote") }
-    if raftFaults.skipCurrentTermCommitRule { bugs.append("skip-term-commit") }
-    if raftFaults.applyBeforeCommit { bugs.append("apply-before-commit") }
-    if raftFaults.ackBeforePersist { bugs.append("ack-before-persist") }
-    if raftFaults.readWithoutQuorum { bugs.append("read-without-quorum") }
+    let bugs = RaftFaultSwitch.switches(in: raftFaults).map(\.rawValue)
     if !bugs.isEmpty { command += " --bugs \(bugs.joined(separator: ","))" }
     return command
   }
@@ -181,9 +221,37 @@ public enum Simulator {
     // window in which a ReadIndex without its heartbeat round would return stale data.
     var leaderIsolationTicksLeft = 0
     var isolatedLeader: NodeID?
+    // Episodes: short fault patterns built from the same generic actions (partitions,
+    // crashes, restarts, client requests), aimed at the situations where Raft's subtler
+    // rules matter. They draw from their own generator, so seeds without them replay as
+    // before; a quarter of the seeds run without them.
+    var nemesis = SplitMix64(seed: options.seed ^ 0x0E71_50DE)
+    var episodes: [Episode] = []
+    if nemesis.next(below: 4) != 0 {
+      if faults.contains(.crash) { episodes.append(.figureEight) }
+      if faults.contains(.partition) { episodes.append(.deposedLeaderReads) }
+    }
+    let episodePeriod = 60 + nemesis.next(below: 240)
 
     for step in 0..<options.steps {
       result.stepsRun = step + 1
+      if !episodes.isEmpty && leaderIsolationTicksLeft == 0
+        && nemesis.next(below: episodePeriod) == 0
+      {
+        let episode = episodes[Int(nemesis.next(below: UInt64(episodes.count)))]
+        statistics(cluster, "episode \(episode)")
+        // The episode's own crashes replace the random ones while it runs.
+        let crashDuringReadyPerMille = cluster.crashDuringReadyPerMille
+        cluster.crashDuringReadyPerMille = 0
+        switch episode {
+        case .figureEight:
+          try runFigureEightEpisode(cluster, &nemesis, keysMax: keysMax)
+        case .deposedLeaderReads:
+          try runDeposedLeaderReadsEpisode(cluster, &nemesis, keysMax: keysMax)
+        }
+        cluster.crashDuringReadyPerMille = crashDuringReadyPerMille
+        continue
+      }
       var pick = random.next(below: totalWeight)
       var event = Event.tick
       for item in table {
@@ -265,6 +333,214 @@ public enum Simulator {
         }
       }
     }
+  }
+
+  private enum Episode {
+    case figureEight
+    case deposedLeaderReads
+  }
+
+  private static func statistics(_ cluster: SimulatedCluster, _ name: String) {
+    cluster.count(name)
+    cluster.log(name)
+  }
+
+  /// Ticks until `done` holds (checked after every tick) or `ticksMax` ticks passed.
+  private static func tick(
+    _ cluster: SimulatedCluster, ticksMax: Int, until done: () -> Bool
+  ) throws {
+    for _ in 0..<ticksMax {
+      if done() { return }
+      try cluster.tick()
+    }
+  }
+
+  /// Episodes start from a whole cluster: everything healed and running, every node a
+  /// voter again (earlier membership changes may have removed some, and a pattern that
+  /// needs a quorum without the leader needs them) and caught up (so that every node knows
+  /// the configuration: changes take effect when applied), and a leader that has committed
+  /// an entry of its term (so it serves reads).
+  private static func startEpisode(_ cluster: SimulatedCluster) throws -> NodeID? {
+    cluster.heal()
+    for id in cluster.nodeIDs where !cluster.node(id).isUp { try cluster.restart(id) }
+    for _ in 0..<200 {
+      if let leader = cluster.currentLeader() {
+        let raft = cluster.raft(leader)
+        let conf = raft.confState
+        guard let missing = cluster.nodeIDs.first(where: { !conf.isVoter($0) }) else {
+          let committedTerm = try? cluster.node(leader).storage.term(at: raft.committedIndex)
+          let caughtUp = cluster.nodeIDs.allSatisfy {
+            (cluster.node($0).raft?.appliedIndex ?? 0) >= raft.committedIndex
+          }
+          if committedTerm == raft.term && caughtUp { return leader }
+          try cluster.tick()
+          continue
+        }
+        let kind: ConfChange.Kind = conf.isLearner(missing) ? .addVoter : .addLearner
+        _ = try cluster.proposeConfChange(at: leader, ConfChange(kind: kind, node: missing))
+      }
+      try cluster.tick()
+    }
+    return nil
+  }
+
+  /// The Raft paper's Figure 8 (§5.4.2) as a fault pattern:
+  /// (a) the leader is cut off (in larger clusters sometimes with one follower, like S2 in
+  ///     the figure) while it takes writes that cannot commit, then its machine fails;
+  /// (b) among the others, a node with a most up-to-date log tends to time out first; the
+  ///     leader it becomes fails right after persisting its first Ready, so its no-op exists
+  ///     on its own disk only;
+  /// (c) the old leader returns first and tends to time out first; once leader it fails
+  ///     right after its first commit beyond anything committed before (a commit only it
+  ///     knows of) — typically while it re-replicates its earlier-term tail;
+  /// (d) the failed nodes return one at a time, longest down first, each tending to time
+  ///     out first while there is no leader.
+  /// A correct leader commits nothing of its predecessors' before its own no-op is on a
+  /// majority, so whoever wins in (d) holds every committed entry; the checkers verify it.
+  private static func runFigureEightEpisode(
+    _ cluster: SimulatedCluster, _ random: inout SplitMix64, keysMax: UInt64
+  ) throws {
+    guard let oldLeader = try startEpisode(cluster) else { return }
+    let ids = cluster.nodeIDs
+    var cutOff: Set<NodeID> = [oldLeader]
+    let others = ids.filter { $0 != oldLeader && cluster.node($0).isUp }
+    if ids.count >= 5 && !others.isEmpty && random.next(below: 2) == 0 {
+      cutOff.insert(others[Int(random.next(below: UInt64(others.count)))])
+    }
+    cluster.partition([cutOff, Set(ids).subtracting(cutOff)])
+    // Usually a few writes; sometimes more than one append message carries.
+    let writes =
+      random.next(below: 4) == 0 ? 20 + random.next(below: 40) : 1 + random.next(below: 7)
+    for _ in 0..<writes {
+      try cluster.write(at: oldLeader, key: UInt8(random.next(below: keysMax)))
+    }
+    try tick(cluster, ticksMax: Int(random.next(below: 3))) { false }
+    cluster.crash(oldLeader, losingSentMessages: true)
+    cluster.heal()
+    // (b)
+    var trapped = cluster.trappedLeaders.count
+    cluster.armLeaderCrash(.afterPersistingReady(1))
+    // The node whose timer fires first is one that can win: a most up-to-date log.
+    let outside = ids.filter { !cutOff.contains($0) }
+    func lastEntry(_ id: NodeID) -> (Term, LogIndex) {
+      let storage = cluster.node(id).storage
+      let last = (try? storage.lastIndex()) ?? 0
+      return ((try? storage.term(at: last)) ?? 0, last)
+    }
+    let best = outside.map(lastEntry).max { $0 < $1 } ?? (0, 0)
+    let candidates = outside.filter { lastEntry($0) == best }
+    let likelyNext = candidates[Int(random.next(below: UInt64(candidates.count)))]
+    try tickCampaigning(cluster, likelyNext, &random, ticksMax: 80) {
+      cluster.trappedLeaders.count > trapped
+    }
+    cluster.disarmLeaderCrash()
+    // (c)
+    try cluster.restart(oldLeader)
+    trapped = cluster.trappedLeaders.count
+    cluster.armLeaderCrash(.afterFirstNewCommit)
+    try tickCampaigning(cluster, oldLeader, &random, ticksMax: 80) {
+      cluster.trappedLeaders.count > trapped || cluster.currentLeader() != nil
+    }
+    try tick(cluster, ticksMax: 60) { cluster.trappedLeaders.count > trapped }
+    cluster.disarmLeaderCrash()
+    // (d)
+    let down = ids.filter { !cluster.node($0).isUp }.sorted {
+      (cluster.node($0).crashedAt, $0) < (cluster.node($1).crashedAt, $1)
+    }
+    for id in down {
+      try cluster.restart(id)
+      try tickCampaigning(cluster, id, &random, ticksMax: 100) { cluster.currentLeader() != nil }
+    }
+  }
+
+  /// Ticks until `done` holds, while `candidate`'s election timer tends to fire first: on
+  /// about half of the ticks without a leader it campaigns (again). Voters still apply
+  /// every rule (leases, PreVote, log comparison), so it only wins if it may.
+  private static func tickCampaigning(
+    _ cluster: SimulatedCluster, _ candidate: NodeID, _ random: inout SplitMix64,
+    ticksMax: Int, until done: () -> Bool
+  ) throws {
+    for _ in 0..<ticksMax {
+      if done() { return }
+      if cluster.currentLeader() == nil, cluster.node(candidate).isUp,
+        random.next(below: 2) == 0
+      {
+        try cluster.campaign(candidate)
+      }
+      try cluster.tick()
+    }
+  }
+
+  /// A leader is cut off while clients keep reading from it: as soon as a successor
+  /// exists, a client writes a key there, and once that write has returned, other clients
+  /// read the key at the old leader. Without ReadIndex's heartbeat round (Raft §8) the old
+  /// leader would answer with the old value. Two ways to cut it off:
+  /// - a partition (with at most a minority); reads go to the old leader every tick for as
+  ///   long as it believes it leads (with CheckQuorum it soon steps down), ten at most;
+  /// - a process pause (garbage collection, a stalled VM): its clock stops too, so it still
+  ///   leads when it resumes, and a client's read reaches it before the messages that
+  ///   waited for it — the case that breaks leases built on local clocks.
+  private static func runDeposedLeaderReadsEpisode(
+    _ cluster: SimulatedCluster, _ random: inout SplitMix64, keysMax: UInt64
+  ) throws {
+    guard let oldLeader = try startEpisode(cluster) else { return }
+    let key = UInt8(random.next(below: keysMax))
+    if random.next(below: 2) == 0 {
+      cluster.pause(oldLeader)
+      var write: (operation: UInt64, invokedAt: UInt64)?
+      for _ in 0..<100 {
+        try cluster.tick()
+        if let pending = write {
+          if cluster.history.contains(where: { $0.id == pending.operation && $0.returnedAt != nil })
+          {
+            break
+          }
+          if cluster.now - pending.invokedAt > 20 { write = nil }
+          continue
+        }
+        if let successor = cluster.currentLeader(), successor != oldLeader,
+          let operation = try cluster.write(at: successor, key: key)
+        {
+          write = (operation, cluster.now)
+        }
+      }
+      cluster.resume(oldLeader)
+      try cluster.read(at: oldLeader, key: key)
+      return
+    }
+    let ids = cluster.nodeIDs
+    var cutOff: Set<NodeID> = [oldLeader]
+    let others = ids.filter { $0 != oldLeader }
+    if ids.count >= 5 && random.next(below: 2) == 0 {
+      cutOff.insert(others[Int(random.next(below: UInt64(others.count)))])
+    }
+    cluster.partition([cutOff, Set(ids).subtracting(cutOff)])
+    var write: (operation: UInt64, invokedAt: UInt64)?
+    var written = false
+    var readTicksLeft = 10
+    for _ in 0..<120 {
+      try cluster.tick()
+      if written {
+        guard cluster.node(oldLeader).raft?.role == .leader, readTicksLeft > 0 else { break }
+        try cluster.read(at: oldLeader, key: key)
+        readTicksLeft -= 1
+        continue
+      }
+      if let pending = write {
+        if cluster.history.contains(where: { $0.id == pending.operation && $0.returnedAt != nil }) {
+          written = true
+        } else if cluster.now - pending.invokedAt > 20 {
+          write = nil  // lost with its leader: try again
+        }
+        continue
+      }
+      if let successor = cluster.currentLeader(), !cutOff.contains(successor),
+        let operation = try cluster.write(at: successor, key: key)
+      {
+        write = (operation, cluster.now)
+      }
+    }
+    cluster.heal()
   }
 
   /// Ticks an isolated leader stays cut off (heals are deferred): several election

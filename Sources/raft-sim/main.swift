@@ -30,13 +30,15 @@ struct RaftSim: ParsableCommand {
   @Option(
     help: """
       Deliberate core bugs, to check that the checkers notice: \
-      second-vote,skip-term-commit,apply-before-commit,ack-before-persist,\
-      read-without-quorum.
+      \(RaftFaultSwitch.allCases.map(\.rawValue).joined(separator: ",")).
       """)
   var bugs: String = ""
 
   @Flag(help: "Print the event trace (the whole run for one seed, the end of failing seeds).")
   var trace = false
+
+  @Flag(help: "Stop at the first failing seed and say how many seeds it took to detect.")
+  var firstFailure = false
 
   func validate() throws {
     guard (seed == nil) != (seeds == nil) else {
@@ -71,6 +73,10 @@ struct RaftSim: ParsableCommand {
         }
         print("FAIL seed \(seed): \(failure)")
         print("  reproduce: \(options.reproduceCommand)")
+        if firstFailure {
+          print("first failure after \(seed - range.lowerBound + 1) seeds")
+          break
+        }
       } else {
         passed += 1
         if range.count == 1 && trace {
@@ -105,18 +111,11 @@ struct RaftSim: ParsableCommand {
   }
 
   private func parseBugs(_ text: String) throws -> RaftTestFaults {
-    var faults = RaftTestFaults()
-    for name in text.split(separator: ",") {
-      switch name {
-      case "second-vote": faults.grantSecondVote = true
-      case "skip-term-commit": faults.skipCurrentTermCommitRule = true
-      case "apply-before-commit": faults.applyBeforeCommit = true
-      case "ack-before-persist": faults.ackBeforePersist = true
-      case "read-without-quorum": faults.readWithoutQuorum = true
-      default: throw ValidationError("unknown bug '\(name)'")
-      }
+    do {
+      return try RaftFaultSwitch.parseList(text)
+    } catch {
+      throw ValidationError("\(error)")
     }
-    return faults
   }
 }
 

@@ -271,7 +271,10 @@ import Testing
   @Test func failedWriteRollsBackTheWholeReadyAndStopsTheStorage() throws {
     let directory = try TemporaryDirectory()
     let path = try populatedDatabase(directory)
-    let storage = try open(path)
+    // A second connection injects the failure, so SQLite must not keep its locks.
+    let storage = try SQLiteRaftStorage(
+      path: path, clusterID: StorageHarness.clusterID, nodeID: StorageHarness.nodeID,
+      bootstrap: ConfState(voters: [1, 2, 3]), options: .init(exclusiveLocking: false))
     defer { storage.close() }
     let before = try StorageObservation(storage)
 
@@ -293,10 +296,38 @@ import Testing
     #expect(refused?.code == .failed)
 
     try saboteur.execute("DROP TRIGGER refuse_hard_state")
+    saboteur.close()
     storage.close()
     let reopened = try open(path)
     defer { reopened.close() }
     #expect(try StorageObservation(reopened) == before)
+  }
+
+  /// With exclusive locking (the default) another connection cannot even read the live
+  /// database; without it, it can.
+  @Test(arguments: [true, false])
+  func exclusiveLockingKeepsOtherConnectionsOut(exclusive: Bool) throws {
+    let directory = try TemporaryDirectory()
+    let path = try populatedDatabase(directory)
+    let storage = try SQLiteRaftStorage(
+      path: path, clusterID: StorageHarness.clusterID, nodeID: StorageHarness.nodeID,
+      bootstrap: ConfState(voters: [1, 2, 3]),
+      options: .init(busyTimeoutMs: 50, exclusiveLocking: exclusive))
+    defer { storage.close() }
+    try storage.append(
+      makeEntries((try storage.lastIndex() + 1)...(try storage.lastIndex() + 3), term: 4))
+    let readCount = Result {
+      let other = try SQLiteDatabase(path: path, configuration: .init(busyTimeoutMs: 50))
+      defer { other.close() }
+      return try other.query("SELECT count(*) FROM raft_entry").first?.first
+    }
+    if exclusive {
+      #expect(throws: SQLiteError.self) { try readCount.get() }
+    } else {
+      #expect(
+        try readCount.get()?.integerValue
+          == Int64(try storage.lastIndex() - (try storage.firstIndex()) + 1))
+    }
   }
 
   // MARK: Lifecycle and cache

@@ -170,15 +170,27 @@ private final class FailingStorage: RaftLogStorage {
     #expect(node.stopReason == nil)
   }
 
-  @Test func commitBeyondOurLogStopsTheNode() throws {
-    // Only a leader that counted an acknowledgement we never persisted could say this.
+  /// Only a leader that counted an acknowledgement of entries we no longer hold can say
+  /// this: we lost acknowledged entries. The node keeps running and keeps its commit index
+  /// (nothing proves entries 1...2 are the leader's), and tells the leader what it has.
+  @Test func commitBeyondOurLogIsRefusedWithoutStopping() throws {
     let storage = MemoryRaftStorage(
       confState: ConfState(voters: [1, 2, 3]), hardState: HardState(term: 2, commit: 1),
       entries: [Entry(term: 1, index: 1), Entry(term: 2, index: 2)])
     var node = try RaftNode(config: RaftConfig(id: 1, randomSeed: 1), storage: storage)
     var heartbeat = Message(kind: .heartbeat, from: 2, to: 1, term: 2)
     heartbeat.commit = 5
-    #expect(throws: RaftError.self) { try node.step(heartbeat) }
-    #expect(node.stopReason?.contains("committed") == true)
+    heartbeat.context = [7]
+    try node.step(heartbeat)
+    #expect(node.stopReason == nil)
+    #expect(node.committedIndex == 1)
+    let response = try #require(try node.ready().messages.first)
+    #expect(response.kind == .heartbeatResponse && response.to == 2)
+    #expect(response.reject && response.rejectHint == 2)
+    #expect(response.context == [7], "it still acknowledges the leader (ReadIndex)")
+    try node.advance()
+    heartbeat.commit = 2
+    try node.step(heartbeat)
+    #expect(node.committedIndex == 2, "a commit within our log is taken as before")
   }
 }

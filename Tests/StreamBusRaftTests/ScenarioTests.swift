@@ -303,6 +303,95 @@ import Testing
   }
 }
 
+/// Commit indices in heartbeats (docs/raft.md): the leader sends min(match, commit), so a
+/// follower always holds the index unless it lost entries it acknowledged.
+@Suite struct HeartbeatCommitTests {
+  /// The leader never tells a follower a commit index beyond what it knows the follower
+  /// holds: a lagging follower hears its own match, not the leader's commit.
+  @Test func heartbeatsCarryAtMostTheFollowersMatch() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    let cluster = scenario.cluster
+    // Node 3 stops receiving appends (and snapshots): its match stays where it is.
+    cluster.dropFilter = {
+      $0.to == 3 && ($0.kind == .appendEntries || $0.kind == .installSnapshot)
+    }
+    let match3 = try #require(scenario.raft(1).progress[3]?.match)
+    try scenario.propose(4, at: 1).stabilize()
+    #expect(scenario.raft(1).committedIndex > match3)
+    var heartbeats: [Message] = []
+    cluster.dropFilter = { message in
+      if message.kind == .heartbeat { heartbeats.append(message) }
+      return message.to == 3 && message.kind == .appendEntries
+    }
+    try scenario.tick(4)
+    let toThree = heartbeats.filter { $0.to == 3 }
+    let toTwo = heartbeats.filter { $0.to == 2 }
+    #expect(!toThree.isEmpty && !toTwo.isEmpty)
+    #expect(toThree.allSatisfy { $0.commit == match3 })
+    #expect(toTwo.allSatisfy { $0.commit == scenario.raft(1).committedIndex })
+    #expect(scenario.raft(3).stopReason == nil)
+  }
+
+  /// Reordered and duplicated heartbeats only ever carry a smaller commit index, which a
+  /// follower ignores (commit never goes back).
+  @Test func reorderedAndDuplicatedHeartbeatsAreHarmless() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    let cluster = scenario.cluster
+    var old: [Message] = []
+    cluster.dropFilter = { message in
+      if message.kind == .heartbeat && message.to == 3 { old.append(message) }
+      return false
+    }
+    try scenario.tick(2)
+    try scenario.propose(3, at: 1).stabilize().tick(2)
+    let committed = scenario.raft(3).committedIndex
+    cluster.dropFilter = nil
+    for heartbeat in old + old.reversed() { try cluster.deliver(heartbeat) }
+    #expect(scenario.raft(3).committedIndex == committed)
+    #expect(scenario.raft(3).stopReason == nil)
+  }
+
+  /// A follower that crashes before persisting entries never acknowledged them, so the
+  /// leader's heartbeats after its restart stay within its log.
+  @Test func followerThatLostUnpersistedEntriesKeepsRunning() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    let cluster = scenario.cluster
+    // Node 3 receives the appends, but its acknowledgements are lost and then so are the
+    // entries, as if it had crashed before its disk write: the leader never counted them.
+    cluster.dropFilter = { $0.from == 3 && $0.kind == .appendResponse }
+    try scenario.propose(3, at: 1).stabilize()
+    let persisted = try cluster.node(3).storage.lastIndex()
+    cluster.node(3).storage.loseEntries(after: min(persisted, 1))
+    scenario.crash(3)
+    cluster.dropFilter = nil
+    try scenario.restart(3).tick(6).stabilize()
+    #expect(scenario.raft(3).stopReason == nil)
+    #expect(scenario.raft(3).appliedIndex == scenario.raft(1).committedIndex)
+  }
+
+  /// A follower whose disk lost entries it had acknowledged (it claimed durability it did
+  /// not have) hears a commit index beyond its log. It keeps running, keeps its commit
+  /// index, and tells the leader, which probes again and re-sends the entries.
+  /// Before: the follower stopped with "leader 1 says 5 is committed, we only have 2".
+  @Test func followerThatLostAcknowledgedEntriesIsRepairedNotStopped() throws {
+    let scenario = try Scenario(nodes: 3).campaign(1)
+    let cluster = scenario.cluster
+    try scenario.propose(4, at: 1).stabilize().tick(2)
+    let last = try scenario.raft(1).lastIndex()
+    #expect(scenario.raft(1).progress[3]?.match == last)
+    scenario.crash(3)
+    cluster.node(3).storage.loseEntries(after: 2)
+    try scenario.restart(3)
+    #expect(try scenario.raft(3).lastIndex() == 2)
+    try scenario.tick(6).stabilize()
+    #expect(scenario.raft(3).stopReason == nil)
+    #expect(try scenario.raft(3).lastIndex() == last)
+    #expect(scenario.raft(3).appliedIndex == last)
+    #expect(scenario.raft(1).progress[3]?.match == last)
+    #expect(cluster.node(3).store == cluster.node(1).store)
+  }
+}
+
 @Suite struct ReadIndexSafetyTests {
   /// Raft §8: "a leader must check whether it has been deposed before processing a
   /// read-only request". Without CheckQuorum the deposed leader keeps its role, so only the

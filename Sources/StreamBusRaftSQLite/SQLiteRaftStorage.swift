@@ -4,7 +4,8 @@ import StreamBusSQLite
 /// Raft log, hard state, membership and snapshot of one node in ONE SQLite database file.
 ///
 /// Durability: the database runs in WAL mode with `synchronous=FULL`, so every write method (and
-/// `persist`, which writes a whole `Ready` in one transaction) is durable when it returns. Reads
+/// `persist`, which writes a whole `Ready` in one transaction) is durable when it returns — except
+/// a `persist` that only advances the commit index, which Raft may lose (see `persist`). Reads
 /// are served from an in-memory mirror of the small state and a bounded cache of the log tail;
 /// everything else is read from the database, so reads are identical after a reopen.
 ///
@@ -310,39 +311,25 @@ public final class SQLiteRaftStorage: RaftStorage {
     if newSnapshot == nil && entries.isEmpty && hardState == nil {
       return
     }
-
-    try write {
-      if let newSnapshot {
-        try writeSnapshotRows(newSnapshot.metadata, data: newSnapshot.data)
-        try statements.deleteAllEntries.run()
-        try writeCompactionPoint(index: newSnapshot.metadata.index, term: newSnapshot.metadata.term)
+    // Raft needs term, vote, entries and snapshots durable before anything is sent; the commit
+    // index is volatile state (Figure 2) that a restarted node learns again from the leader.
+    // A Ready that only advances the commit index is therefore written without an fsync: on
+    // the leader it sits between "a quorum has the entry" and "apply", and syncing it there
+    // costs a whole disk flush per write. The next synced transaction flushes it anyway (the
+    // WAL is synced as a whole), so every snapshot, which is taken at an applied and so
+    // committed index, is preceded on disk by a commit index at least as high.
+    let commitOnly =
+      newSnapshot == nil && entries.isEmpty
+      && hardState.map { $0.term == hardStateValue.term && $0.vote == hardStateValue.vote } == true
+    if commitOnly {
+      try writeWithoutSync {
+        try updateHardStateRow(statements, hardState)
       }
-      if let first = entries.first {
-        if first.index <= lastIndexBeforeEntries {
-          // The conflicting suffix the leader told us to overwrite.
-          try statements.deleteEntriesFrom.bind(Self.storedInteger(first.index), at: 1)
-          try statements.deleteEntriesFrom.run()
-        }
-        let insert = statements.insertEntry
-        for entry in entries {
-          try insert.bind(Self.storedInteger(entry.index), at: 1)
-          try insert.bind(Self.storedInteger(entry.term), at: 2)
-          try insert.bind(Int64(entry.kind.rawValue), at: 3)
-          try insert.bind(blob: entry.data, at: 4)
-          try insert.run()
-        }
-      }
-      if let hardState {
-        let update = statements.updateHardState
-        try update.bind(Self.storedInteger(hardState.term), at: 1)
-        if let vote = hardState.vote {
-          try update.bind(Int64(bitPattern: vote), at: 2)
-        } else {
-          try update.bindNull(at: 2)
-        }
-        try update.bind(Self.storedInteger(hardState.commit), at: 3)
-        try update.run()
-        try expectOneRowChanged("raft_hard_state")
+    } else {
+      try write {
+        try writeReady(
+          statements, newSnapshot: newSnapshot, entries: entries,
+          lastIndexBeforeEntries: lastIndexBeforeEntries, hardState: hardState)
       }
     }
 
@@ -415,6 +402,74 @@ public final class SQLiteRaftStorage: RaftStorage {
 
   /// Runs `body` in one IMMEDIATE transaction; any failure rolls it back and makes the storage
   /// unusable (the mirror in memory is only updated by callers after this returns).
+  private func writeReady(
+    _ statements: Statements, newSnapshot: Snapshot?, entries: [Entry],
+    lastIndexBeforeEntries: LogIndex, hardState: HardState?
+  ) throws {
+    if let newSnapshot {
+      try writeSnapshotRows(newSnapshot.metadata, data: newSnapshot.data)
+      try statements.deleteAllEntries.run()
+      try writeCompactionPoint(index: newSnapshot.metadata.index, term: newSnapshot.metadata.term)
+    }
+    if let first = entries.first {
+      if first.index <= lastIndexBeforeEntries {
+        // The conflicting suffix the leader told us to overwrite.
+        try statements.deleteEntriesFrom.bind(Self.storedInteger(first.index), at: 1)
+        try statements.deleteEntriesFrom.run()
+      }
+      let insert = statements.insertEntry
+      for entry in entries {
+        try insert.bind(Self.storedInteger(entry.index), at: 1)
+        try insert.bind(Self.storedInteger(entry.term), at: 2)
+        try insert.bind(Int64(entry.kind.rawValue), at: 3)
+        try insert.bind(blob: entry.data, at: 4)
+        try insert.run()
+      }
+    }
+    try updateHardStateRow(statements, hardState)
+  }
+
+  private func updateHardStateRow(_ statements: Statements, _ hardState: HardState?) throws {
+    guard let hardState else { return }
+    let update = statements.updateHardState
+    try update.bind(Self.storedInteger(hardState.term), at: 1)
+    if let vote = hardState.vote {
+      try update.bind(Int64(bitPattern: vote), at: 2)
+    } else {
+      try update.bindNull(at: 2)
+    }
+    try update.bind(Self.storedInteger(hardState.commit), at: 3)
+    try update.run()
+    try expectOneRowChanged("raft_hard_state")
+  }
+
+  /// A transaction committed with `synchronous=NORMAL`: in WAL mode it is appended to the WAL
+  /// without an fsync, and becomes durable with the next synced commit or checkpoint. Only for
+  /// state Raft may lose in a crash (see `persist`).
+  /// SQLite's `synchronous` setting now (2 = FULL); tests check it is restored after a
+  /// commit-only write.
+  var synchronousSetting: Int64? {
+    try? database.pragmaInteger("synchronous")
+  }
+
+  private func writeWithoutSync(_ body: () throws -> Void) throws {
+    do {
+      _ = try database.setPragma("synchronous", "NORMAL")
+    } catch let error as SQLiteError {
+      throw storageError(error, context: "cannot relax synchronous for a commit-index update")
+    }
+    defer {
+      // Restoring FULL cannot be skipped silently: every later write relies on it.
+      do {
+        _ = try database.setPragma("synchronous", "FULL")
+      } catch {
+        unusableReason = SQLiteRaftStorageError(
+          code: .failed, message: "cannot restore synchronous=FULL: \(error)", path: path)
+      }
+    }
+    try write(body)
+  }
+
   private func write(_ body: () throws -> Void) throws {
     do {
       try database.transaction(.immediate, body)

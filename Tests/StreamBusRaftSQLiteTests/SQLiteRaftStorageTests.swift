@@ -332,6 +332,34 @@ import Testing
 
   // MARK: Lifecycle and cache
 
+  /// The commit index is volatile in Raft (Figure 2), so a Ready that only advances it is
+  /// written without an fsync; everything else keeps synchronous=FULL.
+  @Test func commitOnlyReadyIsWrittenAndFullSyncIsRestored() throws {
+    let directory = try TemporaryDirectory()
+    let path = directory.path("node.sqlite")
+    do {
+      let storage = try open(path)
+      #expect(storage.synchronousSetting == 2)
+      try storage.persist(
+        hardState: HardState(term: 2, vote: 1, commit: 0),
+        entries: makeEntries(1...5, term: 2, payloadBytes: 16), snapshot: nil)
+      #expect(storage.synchronousSetting == 2)
+      try storage.persist(
+        hardState: HardState(term: 2, vote: 1, commit: 4), entries: [], snapshot: nil)
+      #expect(storage.synchronousSetting == 2)
+      #expect(try storage.initialState().0 == HardState(term: 2, vote: 1, commit: 4))
+      // A vote or term change is never commit-only.
+      try storage.persist(
+        hardState: HardState(term: 3, vote: nil, commit: 4), entries: [], snapshot: nil)
+      #expect(storage.synchronousSetting == 2)
+      storage.close()
+    }
+    let reopened = try open(path)
+    #expect(try reopened.initialState().0 == HardState(term: 3, vote: nil, commit: 4))
+    #expect(try reopened.lastIndex() == 5)
+    reopened.close()
+  }
+
   @Test func closedStorageRefusesCalls() throws {
     let directory = try TemporaryDirectory()
     let storage = try open(directory.path("node.sqlite"))

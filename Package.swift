@@ -64,7 +64,7 @@ let package = Package(
     .executableTarget(
       name: "sbctl",
       dependencies: [
-        "StreamBusClient", "StreamBusMetaClient",
+        "StreamBusClient", "StreamBusMetaClient", "StreamBusTransport",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
       ]),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import StreamBusTransport
 
 struct LocalCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
@@ -221,7 +222,7 @@ enum LocalStarter {
             "\(node.name) (pid \(node.pid)) exited during start; its log \(node.logFile) ends "
               + "with:\n\(LocalProcesses.logTail(node.logFile))")
         }
-        if let response = LocalHTTP.get(
+        if let response = BlockingHTTP.request(
           address: node.httpAddress ?? "", path: "/readyz", timeoutMs: 500)
         {
           if response.status == 200 { continue }
@@ -273,7 +274,7 @@ struct LocalStatusCommand: AsyncParsableCommand {
         let running = LocalProcesses.isRunning(node)
         var readiness = "-"
         if running, let http = node.httpAddress {
-          if let response = LocalHTTP.get(address: http, path: "/readyz", timeoutMs: 1_000) {
+          if let response = BlockingHTTP.request(address: http, path: "/readyz", timeoutMs: 1_000) {
             readiness = response.status == 200 ? "ready" : "not ready"
             let reason = response.body.trimmingCharacters(in: .whitespacesAndNewlines)
             if !reason.isEmpty { readiness = reason }

@@ -287,57 +287,15 @@ enum FreePorts {
   }
 }
 
-/// A blocking HTTP/1.0 request, enough for probing /readyz and /metrics.
+/// Probes of a node's /readyz, /metrics and the test-only fault endpoint.
 enum HTTPProbe {
-  struct Response {
-    let status: Int
-    let body: String
-  }
-
-  static func get(_ address: String, _ path: String) -> Response? {
+  static func get(_ address: String, _ path: String) -> BlockingHTTP.Response? {
     request("GET", address, path)
   }
 
-  static func request(_ method: String, _ address: String, _ path: String) -> Response? {
-    guard let colon = address.lastIndex(of: ":"),
-      let port = UInt16(address[address.index(after: colon)...])
-    else { return nil }
-    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard descriptor >= 0 else { return nil }
-    defer { close(descriptor) }
-    var timeout = timeval(tv_sec: 2, tv_usec: 0)
-    setsockopt(
-      descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    var socketAddress = sockaddr_in()
-    socketAddress.sin_family = sa_family_t(AF_INET)
-    socketAddress.sin_port = port.bigEndian
-    guard inet_pton(AF_INET, String(address[..<colon]), &socketAddress.sin_addr) == 1 else {
-      return nil
-    }
-    let connected = withUnsafePointer(to: &socketAddress) {
-      $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-        connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-      }
-    }
-    guard connected == 0 else { return nil }
-    let request = Array("\(method) \(path) HTTP/1.0\r\nHost: \(address)\r\n\r\n".utf8)
-    let sent = request.withUnsafeBytes {
-      send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
-    }
-    guard sent == request.count else { return nil }
-    var received: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 8192)
-    while received.count < 1 << 20 {
-      let count = buffer.withUnsafeMutableBytes { recv(descriptor, $0.baseAddress, $0.count, 0) }
-      if count < 0 && errno == EINTR { continue }
-      if count <= 0 { break }
-      received += buffer[0..<count]
-    }
-    let text = String(decoding: received, as: UTF8.self)
-    guard let statusLine = text.split(separator: "\r\n", maxSplits: 1).first else { return nil }
-    let parts = statusLine.split(separator: " ")
-    guard parts.count >= 2, let status = Int(parts[1]) else { return nil }
-    let body = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
-    return Response(status: status, body: body)
+  static func request(_ method: String, _ address: String, _ path: String)
+    -> BlockingHTTP.Response?
+  {
+    BlockingHTTP.request(method, address: address, path: path, timeoutMs: 2_000)
   }
 }

@@ -6,7 +6,7 @@ import StreamBusRecords
 /// magic "SBPS" (4 bytes)   version u16 (1)   endOffset i64   producerCount u32
 /// per producer, ascending producer id:
 ///   producerId i64   producerEpoch i16   batchCount u8 (1...5)
-///   per batch, oldest first (36 bytes):
+///   per batch, oldest first (32 bytes):
 ///     firstSequence i32  lastSequence i32  firstOffset i64  lastOffset i64  timestampMs i64
 /// crc u32: CRC-32C of every byte before it
 /// ```

@@ -199,7 +199,8 @@ public struct ProducerStateTable: Equatable, Sendable {
   }
 
   /// Drops what the table knows about batches at or beyond `newEndOffset`, after the log was
-  /// truncated there. A producer keeping at least one batch keeps an exact sequence state
+  /// truncated there (pass the log's new end as `PartitionLog.truncate(to:)` returns it: a
+  /// whole batch is removed, so that may be below the offset asked for). A producer keeping at least one batch keeps an exact sequence state
   /// (fewer batches only shortens its duplicate window). A producer that loses all of them
   /// is removed and returned: its state lies in older log batches the table no longer has,
   /// so unless the returned list is empty the caller must rebuild (from a snapshot at or

@@ -14,6 +14,7 @@ public struct StorageError: Error, CustomStringConvertible {
       case corruptLog
       case invalidConfig
       case closed
+      case invalidEpoch
     }
     private let value: Value
     private init(_ value: Value) { self.value = value }
@@ -34,6 +35,8 @@ public struct StorageError: Error, CustomStringConvertible {
     public static let invalidConfig = Code(.invalidConfig)
     /// The log was closed.
     public static let closed = Code(.closed)
+    /// A leader epoch that would make the epoch history go backwards.
+    public static let invalidEpoch = Code(.invalidEpoch)
 
     public var description: String {
       switch value {
@@ -45,6 +48,7 @@ public struct StorageError: Error, CustomStringConvertible {
       case .corruptLog: "corruptLog"
       case .invalidConfig: "invalidConfig"
       case .closed: "closed"
+      case .invalidEpoch: "invalidEpoch"
       }
     }
   }

@@ -94,6 +94,18 @@ public struct ConfigValues: Sendable {
     try self.init(parsing: text, path: path, validKeys: validKeys)
   }
 
+  /// A process's settings: the config file when one is given, with the flags on top (flags
+  /// win). Throws for an unreadable file, a malformed line or an unknown key.
+  public static func load(
+    file path: String?, validKeys: some Sequence<String>, flags: [String: String?]
+  ) throws -> ConfigValues {
+    let keys = Array(validKeys)
+    let file =
+      try path.map { try ConfigValues(contentsOfFile: $0, validKeys: keys) }
+      ?? ConfigValues(validKeys: keys)
+    return file.merging(flags: flags)
+  }
+
   /// These values with command-line flags on top; a nil flag value means "not given".
   ///
   /// Flag names are keys; a name outside `validKeys` is a programming error.

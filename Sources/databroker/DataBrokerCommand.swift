@@ -105,23 +105,21 @@ struct DataBrokerCommand: AsyncParsableCommand {
     let brokerConfiguration: BrokerConfiguration
     let level: Logger.Level
     do {
-      let file =
-        try config.map {
-          try ConfigValues(contentsOfFile: $0, validKeys: BrokerConfiguration.configKeys)
-        }
-        ?? ConfigValues(validKeys: BrokerConfiguration.configKeys)
-      values = file.merging(flags: [
-        "standalone": standalone ? "true" : nil, "data-dir": dataDir, "listen": listen,
-        "advertised-host": advertisedHost, "node-id": nodeId, "ready-file": readyFile,
-        "log-level": logLevel, "flush-interval-ms": flushIntervalMs, "flush-threads": flushThreads,
-        "retention-check-interval-ms": retentionCheckIntervalMs,
-        "message-max-bytes": messageMaxBytes, "partitions-per-topic-max": partitionsPerTopicMax,
-        "default-partitions": defaultPartitions, "retention-ms": retentionMs,
-        "retention-bytes": retentionBytes, "segment-bytes": segmentBytes,
-        "segment-ms": segmentMs, "inflight-requests-max": inflightRequestsMax,
-        "frame-bytes-max": frameBytesMax, "shutdown-grace-period-ms": shutdownGracePeriodMs,
-        "fetch-wait-max-ms": fetchWaitMaxMs,
-      ])
+      values = try ConfigValues.load(
+        file: config, validKeys: BrokerConfiguration.configKeys,
+        flags: [
+          "standalone": standalone ? "true" : nil, "data-dir": dataDir, "listen": listen,
+          "advertised-host": advertisedHost, "node-id": nodeId, "ready-file": readyFile,
+          "log-level": logLevel, "flush-interval-ms": flushIntervalMs,
+          "flush-threads": flushThreads,
+          "retention-check-interval-ms": retentionCheckIntervalMs,
+          "message-max-bytes": messageMaxBytes, "partitions-per-topic-max": partitionsPerTopicMax,
+          "default-partitions": defaultPartitions, "retention-ms": retentionMs,
+          "retention-bytes": retentionBytes, "segment-bytes": segmentBytes,
+          "segment-ms": segmentMs, "inflight-requests-max": inflightRequestsMax,
+          "frame-bytes-max": frameBytesMax, "shutdown-grace-period-ms": shutdownGracePeriodMs,
+          "fetch-wait-max-ms": fetchWaitMaxMs,
+        ])
       level = try ProcessLogging.parseLevel(values.string("log-level", default: "info"))
       brokerConfiguration = try BrokerConfiguration(values: values)
     } catch let error as TransportError {

@@ -113,26 +113,23 @@ struct MetaServerCommand: AsyncParsableCommand {
     let configuration: MetaServerConfiguration
     let level: Logger.Level
     do {
-      let file =
-        try config.map {
-          try ConfigValues(contentsOfFile: $0, validKeys: MetaServerConfiguration.configKeys)
-        }
-        ?? ConfigValues(validKeys: MetaServerConfiguration.configKeys)
-      let values = file.merging(flags: [
-        "node-id": nodeId, "data-dir": dataDir, "raft-listen": raftListen,
-        "api-listen": apiListen, "http-listen": httpListen, "advertised-host": advertisedHost,
-        "initial-cluster": initialCluster, "join": join, "ready-file": readyFile,
-        "log-level": logLevel, "tick-interval-ms": tickIntervalMs,
-        "raft-heartbeat-interval-ms": raftHeartbeatIntervalMs,
-        "raft-election-timeout-ms": raftElectionTimeoutMs,
-        "snapshot-threshold-entries": snapshotThresholdEntries,
-        "broker-session-timeout-ms": brokerSessionTimeoutMs,
-        "broker-heartbeat-interval-ms": brokerHeartbeatIntervalMs,
-        "fence-check-interval-ms": fenceCheckIntervalMs, "request-timeout-ms": requestTimeoutMs,
-        "fetch-wait-max-ms": fetchWaitMaxMs, "metadata-tail-batches-max": metadataTailBatchesMax,
-        "frame-bytes-max": frameBytesMax, "shutdown-grace-period-ms": shutdownGracePeriodMs,
-        "cluster-id": clusterId, "enable-test-faults": enableTestFaults ? "true" : nil,
-      ])
+      let values = try ConfigValues.load(
+        file: config, validKeys: MetaServerConfiguration.configKeys,
+        flags: [
+          "node-id": nodeId, "data-dir": dataDir, "raft-listen": raftListen,
+          "api-listen": apiListen, "http-listen": httpListen, "advertised-host": advertisedHost,
+          "initial-cluster": initialCluster, "join": join, "ready-file": readyFile,
+          "log-level": logLevel, "tick-interval-ms": tickIntervalMs,
+          "raft-heartbeat-interval-ms": raftHeartbeatIntervalMs,
+          "raft-election-timeout-ms": raftElectionTimeoutMs,
+          "snapshot-threshold-entries": snapshotThresholdEntries,
+          "broker-session-timeout-ms": brokerSessionTimeoutMs,
+          "broker-heartbeat-interval-ms": brokerHeartbeatIntervalMs,
+          "fence-check-interval-ms": fenceCheckIntervalMs, "request-timeout-ms": requestTimeoutMs,
+          "fetch-wait-max-ms": fetchWaitMaxMs, "metadata-tail-batches-max": metadataTailBatchesMax,
+          "frame-bytes-max": frameBytesMax, "shutdown-grace-period-ms": shutdownGracePeriodMs,
+          "cluster-id": clusterId, "enable-test-faults": enableTestFaults ? "true" : nil,
+        ])
       level = try ProcessLogging.parseLevel(values.string("log-level", default: "info"))
       configuration = try MetaServerConfiguration(values: values)
     } catch let error as TransportError {

@@ -35,7 +35,35 @@ struct MetaClusterOptions: ParsableArguments {
   }
 
   func load() throws -> LocalClusterFile {
-    let path = URL(fileURLWithPath: cluster).appendingPathComponent("cluster.json")
+    try LocalClusterFile.load(directory: cluster)
+  }
+}
+
+/// The part of `sbctl local`'s cluster.json this benchmark reads.
+struct LocalClusterFile: Decodable {
+  struct Node: Decodable {
+    var role: String
+    var id: Int
+    var pid: Int32
+    var apiAddress: String?
+    var clientAddress: String?
+  }
+  var metaservers: [Node]
+  var brokers: [Node]
+
+  init(from decoder: any Decoder) throws {
+    let container = try decoder.container(keyedBy: CodingKeys.self)
+    metaservers = try container.decode([Node].self, forKey: .metaservers)
+    // Written before brokers joined clusters: metaservers only.
+    brokers = try container.decodeIfPresent([Node].self, forKey: .brokers) ?? []
+  }
+
+  private enum CodingKeys: String, CodingKey {
+    case metaservers, brokers
+  }
+
+  static func load(directory: String) throws -> LocalClusterFile {
+    let path = URL(fileURLWithPath: directory).appendingPathComponent("cluster.json")
     let data: Data
     do {
       data = try Data(contentsOf: path)
@@ -48,17 +76,16 @@ struct MetaClusterOptions: ParsableArguments {
       throw ValidationError("\(path.path) is not a cluster file: \(error)")
     }
   }
-}
 
-/// The part of `sbctl local`'s cluster.json this benchmark reads.
-struct LocalClusterFile: Decodable {
-  struct Node: Decodable {
-    var role: String
-    var id: Int
-    var pid: Int32
-    var apiAddress: String?
+  func clientAddresses() throws -> [HostPort] {
+    guard !brokers.isEmpty else { throw ValidationError("cluster.json lists no brokers") }
+    return try brokers.map { node in
+      guard let address = node.clientAddress else {
+        throw ValidationError("broker-\(node.id) has no clientAddress in cluster.json")
+      }
+      return try HostPort(parsing: address)
+    }
   }
-  var metaservers: [Node]
 
   func apiAddresses() throws -> [HostPort] {
     try metaservers.map { node in

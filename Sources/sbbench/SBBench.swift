@@ -11,7 +11,10 @@ struct SBBench: AsyncParsableCommand {
       Every result is printed as a human-readable summary, or with --output json as one JSON \
       object per line (one per result), for scripts such as Benchmarks/run.sh.
       """,
-    subcommands: [ProduceCommand.self, ConsumeCommand.self, DiskCommand.self, MetaCommand.self])
+    subcommands: [
+      ProduceCommand.self, ConsumeCommand.self, DiskCommand.self, MetaCommand.self,
+      ReplicationCommand.self,
+    ])
 }
 
 enum OutputFormat: String, ExpressibleByArgument, CaseIterable, Sendable {

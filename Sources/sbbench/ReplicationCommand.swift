@@ -1,0 +1,144 @@
+import ArgumentParser
+import Foundation
+import Logging
+import StreamBusClient
+import StreamBusMetaClient
+import StreamBusMetaProtocol
+import StreamBusProtocol
+import StreamBusTransport
+
+/// Benchmarks of the replicated data path against a running cluster of metaservers and
+/// brokers (`sbctl local up`).
+struct ReplicationCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "replication",
+    abstract: "Replicated data path: broker failover time.",
+    subcommands: [ReplicationFailoverCommand.self])
+}
+
+struct ReplicationFailoverCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "failover",
+    abstract: "kill -9 a partition leader; time until the next acks=all produce succeeds.",
+    discussion: """
+      Each trial waits until the partition's ISR holds every replica, finds its leader \
+      (DescribeTopic on the metaservers), kills that broker with SIGKILL and sends one \
+      acks=all record with a StreamBusClient producer using its default retry settings; \
+      the time from the kill to the acknowledgement is the failover time. The killed \
+      broker is restarted with `sbctl local start` before the next trial.
+      """)
+
+  @Option(help: "Directory of a cluster started with `sbctl local up` (reads cluster.json).")
+  var cluster: String
+
+  @Option(help: "Failover trials.")
+  var trials: Int = 10
+
+  @Option(help: "Topic to use (created with one partition and RF 3 when missing).")
+  var topic: String = "failover-bench"
+
+  @Option(help: "Replication factor of the topic when it is created.")
+  var replicationFactor: Int16 = 3
+
+  @Option(help: "Path of sbctl (default: next to this sbbench).")
+  var sbctl: String?
+
+  @Option(help: "Output format: text or json.")
+  var output: OutputFormat = .text
+
+  func run() async throws {
+    let logger = Logger(label: "sbbench.replication")
+    var cluster = try LocalClusterFile.load(directory: self.cluster)
+    let admin = MetaClient(bootstrap: try cluster.apiAddresses(), logger: logger)
+    do {
+      _ = try await admin.createTopic(
+        topic, partitions: 1, replicationFactor: replicationFactor)
+    } catch let error as MetaClientError where error.errorCode == .topicAlreadyExists {
+      // Left by an earlier run: reused.
+    }
+    let sbctlPath = sbctl ?? MetaFailoverCommand.siblingExecutable("sbctl")
+    let clock = ContinuousClock()
+    var failovers: [Double] = []
+    let value = recordValue(bytes: 1024, seed: 7)
+
+    for trial in 0..<trials {
+      let replicas = try await waitFullIsr(admin)
+      let producer = Producer(
+        config: ClientConfig(bootstrapBrokers: try cluster.clientAddresses()),
+        producerConfig: ProducerConfig(acks: .all))
+      // Metadata and a connection to the leader are in place before the kill, as for a
+      // producer that was already running.
+      try await producer.send(topic: topic, value: value, partition: 0)
+      let leaderID = try await currentLeader(admin)
+      guard let leader = cluster.brokers.first(where: { $0.id == Int(leaderID) }) else {
+        throw ValidationError("leader \(leaderID) is not in cluster.json")
+      }
+      let killedAt = clock.now
+      guard kill(leader.pid, SIGKILL) == 0 else {
+        throw ValidationError("kill -9 \(leader.pid) failed: errno \(errno)")
+      }
+      try await producer.send(topic: topic, value: value, partition: 0)
+      let seconds = (clock.now - killedAt).secondsDouble
+      failovers.append(seconds)
+      await producer.close()
+      FileHandle.standardError.write(
+        Data(
+          "trial \(trial + 1): broker-\(leader.id) (of \(replicas)) killed; acks=all after \(seconds) s\n"
+            .utf8))
+      try MetaFailoverCommand.runAndWait(
+        sbctlPath, ["local", "start", "--dir", self.cluster, "--node", "broker-\(leader.id)"])
+      cluster = try LocalClusterFile.load(directory: self.cluster)
+    }
+    await admin.close()
+
+    let sorted = failovers.sorted()
+    var result = BenchResult(
+      benchmark: "broker-failover",
+      parameters: [
+        "brokers": "\(cluster.brokers.count)", "trials": "\(trials)",
+        "replicationFactor": "\(replicationFactor)",
+      ],
+      elapsedSeconds: failovers.reduce(0, +))
+    let median = MetaFailoverCommand.median(sorted)
+    let maximum = sorted.last ?? 0
+    result.notes =
+      "median \(median) s, max \(maximum) s, all "
+      + sorted.map { String(format: "%.3f", $0) }.joined(separator: ",")
+    result.latency = LatencySummary(
+      p50Ms: median * 1000, p99Ms: maximum * 1000, p999Ms: maximum * 1000,
+      maxMs: maximum * 1000,
+      meanMs: failovers.reduce(0, +) / Double(max(1, failovers.count)) * 1000,
+      samples: UInt64(failovers.count))
+    result.print(format: output)
+  }
+
+  /// Waits until partition 0 has a leader and every replica in its ISR; returns the count.
+  private func waitFullIsr(_ admin: MetaClient) async throws -> Int {
+    let clock = ContinuousClock()
+    let deadline = clock.now + .seconds(60)
+    var last = "no answer"
+    while clock.now < deadline {
+      do {
+        let description = try await admin.describeTopic(topic)
+        if let partition = description.partitions.first(where: { $0.partition == 0 }) {
+          last = "leader \(partition.leader), isr \(partition.isr) of \(partition.replicas)"
+          if partition.leader >= 0, partition.isr.count == partition.replicas.count {
+            return partition.replicas.count
+          }
+        }
+      } catch {
+        last = "\(error)"
+      }
+      try await Task.sleep(for: .milliseconds(100))
+    }
+    throw ValidationError("\(topic)-0 did not get a full ISR within 60 s (\(last))")
+  }
+
+  private func currentLeader(_ admin: MetaClient) async throws -> Int32 {
+    let description = try await admin.describeTopic(topic)
+    guard let partition = description.partitions.first(where: { $0.partition == 0 }),
+      partition.leader >= 0
+    else { throw ValidationError("\(topic)-0 has no leader") }
+    return partition.leader
+  }
+}

@@ -44,9 +44,15 @@ public final class RawBrokerClient: Sendable {
   }
 
   /// Creates a topic; `TOPIC_ALREADY_EXISTS` counts as success.
-  public func createTopic(_ name: String, partitions: Int32 = 1) async throws {
+  public func createTopic(
+    _ name: String, partitions: Int32 = 1, replicationFactor: Int16 = -1
+  ) async throws {
     let request = CreateTopicsRequest(
-      topics: [.init(name: name, numPartitions: partitions, replicationFactor: -1, configs: [])],
+      topics: [
+        .init(
+          name: name, numPartitions: partitions, replicationFactor: replicationFactor,
+          configs: [])
+      ],
       timeoutMs: 10_000)
     let (header, response) = try await send(.createTopics(request))
     guard header.errorCode == .none else {

@@ -74,7 +74,8 @@ struct ConsumeCommand: AsyncParsableCommand {
   /// Fills with acks=all so the whole topic is below the high watermark before reading.
   func fill(address: String, topic: String) async throws -> BenchResult {
     let admin = try await RawBrokerClient.connect(to: address, clientId: "sbbench-fill")
-    try await admin.createTopic(topic, partitions: broker.partitions)
+    try await admin.createTopic(
+      topic, partitions: broker.partitions, replicationFactor: broker.replicationFactor)
     await admin.close()
     // Below the broker's default message-max-bytes (1 MiB per partition per request).
     let batchRecords = max(1, (512 << 10) / recordBytes)

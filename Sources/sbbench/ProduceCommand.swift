@@ -101,7 +101,8 @@ struct ProduceCommand: AsyncParsableCommand {
     try await BrokerTarget.with(broker) { target in
       let topic = broker.topic ?? uniqueTopicName(prefix: "sbbench-produce")
       let admin = try await RawBrokerClient.connect(to: target.address, clientId: "sbbench")
-      try await admin.createTopic(topic, partitions: broker.partitions)
+      try await admin.createTopic(
+        topic, partitions: broker.partitions, replicationFactor: broker.replicationFactor)
       await admin.close()
       let result: BenchResult
       switch driver {

@@ -45,6 +45,9 @@ struct BrokerOptions: ParsableArguments {
   @Option(help: "Partitions of the topic when it is created.")
   var partitions: Int32 = 1
 
+  @Option(help: "Replication factor of the topic when it is created (-1: the cluster default).")
+  var replicationFactor: Int16 = -1
+
   func validate() throws {
     if brokers == nil && !spawn {
       throw ValidationError("give --brokers HOST:PORT or --spawn")

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Replicated data path benchmark: 3 metaservers + 3 brokers, RF=3, 1 KiB records, next to a
+# NATS JetStream R3 cluster on the same machine:
+#   * acks=all produce throughput (StreamBusClient producer, as fast as possible);
+#   * acks=all latency at a fixed 1,000 records/s (p50/p99);
+#   * broker failover: kill -9 a partition leader, time until the next acks=all ack;
+#   * the same measurements on NATS JetStream R3 (Benchmarks/peers/nats-jetstream.py),
+#     whose acknowledgements are not fsynced per message (stated in the table).
+# Prints JSON lines (results file) and a markdown table with the issue targets.
+#
+#   Benchmarks/replication.sh [--records 200000] [--latency-seconds 10] [--trials 10]
+#                             [--partitions 3] [--skip-build] [--work-dir DIR] [--no-nats]
+set -euo pipefail
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo_root"
+
+records=200000
+latency_seconds=10
+trials=10
+partitions=3
+skip_build=0
+work_dir="$repo_root/.bench-work"
+with_nats=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --records) records=$2; shift 2 ;;
+    --latency-seconds) latency_seconds=$2; shift 2 ;;
+    --trials) trials=$2; shift 2 ;;
+    --partitions) partitions=$2; shift 2 ;;
+    --skip-build) skip_build=1; shift ;;
+    --work-dir) work_dir=$2; shift 2 ;;
+    --no-nats) with_nats=0; shift ;;
+    *) echo "unknown argument: $1" >&2; exit 2 ;;
+  esac
+done
+
+mkdir -p "$work_dir"
+results="$work_dir/replication-results-$(date -u +%Y%m%dT%H%M%SZ).jsonl"
+: >"$results"
+
+if [ "$skip_build" = 0 ]; then
+  echo "building release: metaserver, databroker, sbctl, sbbench" >&2
+  for product in metaserver databroker sbctl sbbench; do
+    swift build -c release --product "$product" >&2
+  done
+fi
+bin_dir=$(swift build -c release --show-bin-path)
+for tool in metaserver databroker sbctl sbbench; do
+  [ -x "$bin_dir/$tool" ] || { echo "missing $bin_dir/$tool (run without --skip-build)" >&2; exit 1; }
+done
+
+cluster_dir=$(mktemp -d "$work_dir/replication-cluster.XXXXXX")
+cleanup() { "$bin_dir/sbctl" local down --dir "$cluster_dir" --purge >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+"$bin_dir/sbctl" local up --dir "$cluster_dir" --metaservers 3 --brokers 3 --no-demo-topic >&2
+brokers=$(python3 -c '
+import json, sys
+cluster = json.load(open(sys.argv[1] + "/cluster.json"))
+print(",".join(b["clientAddress"] for b in cluster["brokers"]))' "$cluster_dir")
+
+"$bin_dir/sbbench" produce --brokers "$brokers" --driver client --acks all --record-bytes 1024 \
+  --partitions "$partitions" --replication-factor 3 --topic "throughput-$RANDOM" \
+  --records "$records" --output json | tee -a "$results"
+"$bin_dir/sbbench" produce --brokers "$brokers" --driver client --acks all --record-bytes 1024 \
+  --partitions 1 --replication-factor 3 --topic "latency-$RANDOM" --rate 1000 \
+  --duration-s "$latency_seconds" --output json | tee -a "$results"
+"$bin_dir/sbbench" replication failover --cluster "$cluster_dir" --trials "$trials" --output json \
+  | tee -a "$results"
+cleanup
+
+if [ "$with_nats" = 1 ]; then
+  nats_dir=$(mktemp -d "$work_dir/nats.XXXXXX")
+  Benchmarks/peers/nats-jetstream.py --members 3 --record-bytes 1024 --rate 1000 \
+    --seconds "$latency_seconds" --throughput-messages "$((records / 2))" --trials "$trials" \
+    --dir "$nats_dir" | tee -a "$results"
+  rm -rf "$nats_dir"
+fi
+
+python3 - "$results" <<'EOF'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
+def find(pred):
+    return next((r for r in rows if pred(r)), None)
+sb_tp = find(lambda r: r.get("benchmark") == "produce.throughput")
+sb_lat = find(lambda r: r.get("benchmark") == "produce.latency")
+sb_fail = find(lambda r: r.get("benchmark") == "broker-failover")
+nats_tp = find(lambda r: r.get("system") == "nats-jetstream" and r.get("measure") == "throughput")
+nats_lat = find(lambda r: r.get("system") == "nats-jetstream" and r.get("measure") == "paced_latency_ms")
+nats_fail = find(lambda r: r.get("system") == "nats-jetstream" and r.get("measure") == "failover_s")
+def fmt(value, unit):
+    return "-" if value is None else f"{value:.2f} {unit}"
+def met(ok):
+    return "yes" if ok else "no"
+print()
+print("| measure (RF=3, 1 KiB) | StreamBus acks=all, fsync | NATS JetStream R3, no fsync | target | met |")
+print("|---|---|---|---|---|")
+if sb_tp:
+    mbps = sb_tp.get("mbPerSecond") or 0
+    print(f"| produce throughput | {fmt(mbps,'MB/s')} | {fmt(nats_tp and nats_tp['mb_per_s'],'MB/s')} | ≥ 100 MB/s | {met(mbps >= 100)} |")
+if sb_lat:
+    p50, p99 = sb_lat["latency"]["p50Ms"], sb_lat["latency"]["p99Ms"]
+    print(f"| latency p50 at 1,000/s | {fmt(p50,'ms')} | {fmt(nats_lat and nats_lat['p50'],'ms')} | - | - |")
+    print(f"| latency p99 at 1,000/s | {fmt(p99,'ms')} | {fmt(nats_lat and nats_lat['p99'],'ms')} | ≤ 8 ms | {met(p99 <= 8)} |")
+if sb_fail:
+    median, worst = sb_fail["latency"]["p50Ms"] / 1000, sb_fail["latency"]["maxMs"] / 1000
+    print(f"| failover median | {fmt(median,'s')} | {fmt(nats_fail and nats_fail['median'],'s')} | ≤ 2.0 s | {met(median <= 2.0)} |")
+    print(f"| failover max | {fmt(worst,'s')} | {fmt(nats_fail and nats_fail['max'],'s')} | ≤ 3.0 s | {met(worst <= 3.0)} |")
+print(f"\nresults: {sys.argv[1]}")
+EOF

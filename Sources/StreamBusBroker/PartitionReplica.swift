@@ -919,11 +919,17 @@ public actor PartitionReplica {
 
   // MARK: Follower
 
-  /// Where this follower fetches next: its log end offset (durable: `appendAsFollower`
-  /// returns only once fsynced) and the epoch of its newest batch. Nil unless this replica
-  /// follows a leader.
+  /// Where this follower fetches next: its log end offset and the epoch of its newest
+  /// batch. The leader counts the fetch offset as durable, so it is one: `appendAsFollower`
+  /// returns only once fsynced, and right after stepping down, while what this replica
+  /// wrote as leader is still being flushed, the answer is nil (ask again on the next
+  /// round). Nil too unless this replica follows a leader.
   public func followerFetchState() -> FollowerFetchState? {
     guard let log, !isClosing, case .follower(let leader, let epoch) = role, leader >= 0 else {
+      return nil
+    }
+    guard flushPolicy != .groupCommit || log.durableEndOffset >= log.logEndOffset else {
+      startFlushIfIdle()
       return nil
     }
     return FollowerFetchState(
@@ -932,7 +938,8 @@ public actor PartitionReplica {
       logStartOffset: log.logStartOffset)
   }
 
-  private func checkFollower(of leaderEpoch: Int32) throws(BrokerRequestError) -> PartitionLog {
+  /// The log of a follower (of `leaderEpoch` when given), else the error to answer.
+  private func checkFollower(of leaderEpoch: Int32?) throws(BrokerRequestError) -> PartitionLog {
     guard let log, !isClosing else {
       throw BrokerRequestError(
         .unknownTopicOrPartition, "partition \(topicPartition) does not exist")
@@ -941,7 +948,7 @@ public actor PartitionReplica {
       throw BrokerRequestError(
         .notLeaderOrFollower, "broker \(localBrokerID ?? -1) does not follow \(topicPartition)")
     }
-    guard epoch == leaderEpoch else {
+    if let leaderEpoch, epoch != leaderEpoch {
       throw BrokerRequestError(
         epoch > leaderEpoch ? .fencedLeaderEpoch : .unknownLeaderEpoch,
         "data of leader epoch \(leaderEpoch) for \(topicPartition), which follows epoch \(epoch)")
@@ -1029,9 +1036,9 @@ public actor PartitionReplica {
       throw BrokerRequestError(
         .invalidRequest, "diverging epoch \(epoch) with end offset \(endOffset)")
     }
-    _ = try checkFollower(of: leaderEpoch)
+    _ = try checkFollower(of: nil)
     await waitForFlushIdle()
-    let log = try checkFollower(of: leaderEpoch)
+    let log = try checkFollower(of: nil)
     let own = log.leaderEpochCache.endOffset(for: epoch, logEndOffset: log.logEndOffset)
     var target = min(endOffset, log.logEndOffset)
     if !own.isUndefined {

@@ -19,12 +19,12 @@ final class ReplicaTrio {
   private(set) var replicas: [Int32: PartitionReplica] = [:]
   private(set) var leadership: PartitionLeadership
 
-  init(label: String = #function, flushPolicy: FlushPolicy = .groupCommit) throws {
+  init(label: String = #function, configure: (inout LogConfig) -> Void = { _ in }) throws {
     directory = try TemporaryDirectory(label)
     threadPool = NIOThreadPool(numberOfThreads: 2)
     threadPool.start()
     var config = LogConfig()
-    config.flushPolicy = flushPolicy
+    configure(&config)
     logConfig = config
     leadership = PartitionLeadership(
       topicID: 42, leader: -1, leaderEpoch: 0, partitionEpoch: 0, replicas: Self.brokerIDs,
@@ -76,6 +76,7 @@ final class ReplicaTrio {
     case appended(logEndOffset: Int64)
     case caughtUp
     case truncated(logEndOffset: Int64)
+    case restarted(logEndOffset: Int64)
     case failed(ErrorCode)
   }
 
@@ -94,6 +95,13 @@ final class ReplicaTrio {
         epoch: diverging.epoch, endOffset: diverging.endOffset)
       return .truncated(logEndOffset: end)
     }
+    if outcome.errorCode == .offsetOutOfRange && state.fetchOffset < outcome.logStartOffset {
+      // The leader no longer has what follows this log: start over at its log start.
+      let end = try await self[id].appendAsFollower(
+        [], leaderEpoch: outcome.leaderEpoch, leaderHighWatermark: outcome.highWatermark,
+        leaderLogStartOffset: outcome.logStartOffset)
+      return .restarted(logEndOffset: end)
+    }
     guard outcome.errorCode == .none else { return .failed(outcome.errorCode) }
     if outcome.records.isEmpty {
       await self[id].updateFollowerHighWatermark(outcome.highWatermark)
@@ -111,7 +119,7 @@ final class ReplicaTrio {
       var moved = false
       for id in Self.brokerIDs {
         switch try await pump(id, nowMs: nowMs) {
-        case .appended, .truncated: moved = true
+        case .appended, .truncated, .restarted: moved = true
         default: break
         }
       }

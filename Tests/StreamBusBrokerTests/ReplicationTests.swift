@@ -311,6 +311,62 @@ import Testing
     await trio.shutdown()
   }
 
+  @Test func followerLongPollsWakeWhenTheLeaderAppends() async throws {
+    let trio = try ReplicaTrio()
+    await trio.elect(1, leaderEpoch: 1)
+    try await trio.pumpUntilQuiet()
+    let wakeup = FetchWakeup()
+    await trio[1].addFetchWakeup(wakeup)
+    // Nothing new yet: the wait would block. The append (not yet committed) wakes it.
+    _ = await trio[1].append(makeBatch(), acks: 1, timeoutMs: 0, nowMs: 0)
+    await wakeup.wait()
+    await trio[1].removeFetchWakeup(wakeup)
+    #expect(try await trio.pump(2) == .appended(logEndOffset: 3))
+    await trio.shutdown()
+  }
+
+  @Test func aFollowerBehindTheLeadersLogStartRestartsItsLogThere() async throws {
+    let trio = try ReplicaTrio { config in
+      config.segmentBytes = 400
+      config.retentionBytes = 800
+    }
+    await trio.elect(1, leaderEpoch: 1, isr: [1, 2], minInsyncReplicas: 1)
+    for seed in 0..<12 {
+      _ = await trio[1].append(makeBatch(seed: seed), acks: 1, timeoutMs: 0, nowMs: 0)
+    }
+    while try await trio.pump(2) != .caughtUp {}
+    await trio[1].applyRetention(nowMs: PartitionLog.wallClockMs())
+    let leaderStart = await trio.state(1).logStartOffset
+    #expect(leaderStart > 0, "the test needs retention on the leader")
+    // Follower 3 never fetched: its log (empty, at 0) is behind the leader's start.
+    #expect(try await trio.pump(3) == .restarted(logEndOffset: leaderStart))
+    #expect(try await trio.pump(3) != .notFollowing)
+    try await trio.pumpUntilQuiet()
+    let follower = await trio.state(3)
+    #expect(follower.logStartOffset == leaderStart)
+    #expect(follower.logEndOffset == 36)
+    await trio.shutdown()
+  }
+
+  @Test func aFollowerTruncatesToTheSmallerOfBothEndsOfTheDivergingEpoch() async throws {
+    let trio = try ReplicaTrio()
+    // Epoch 1 on broker 1, copied by everyone.
+    await trio.elect(1, leaderEpoch: 1)
+    _ = await trio[1].append(makeBatch(records: 2), acks: 1, timeoutMs: 0, nowMs: 0)
+    try await trio.pumpUntilQuiet()
+    // Epoch 2 on broker 2: it writes 4 records that only broker 2 has.
+    await trio.elect(2, leaderEpoch: 2, isr: [2], minInsyncReplicas: 1, skipping: [1, 3])
+    _ = await trio[2].append(makeBatch(records: 4), acks: 1, timeoutMs: 0, nowMs: 0)
+    // Epoch 3 back on broker 1, which never saw epoch 2, with one new record.
+    await trio.elect(1, leaderEpoch: 3, isr: [1, 3], minInsyncReplicas: 1)
+    _ = await trio[1].append(makeBatch(records: 1), acks: 1, timeoutMs: 0, nowMs: 0)
+    // Broker 2 asks with epoch 2 at offset 6; the leader does not know epoch 2 and answers
+    // epoch 1 ending at 2, so broker 2 keeps offsets 0 and 1 only.
+    #expect(try await trio.pump(2) == .truncated(logEndOffset: 2))
+    #expect(try await trio.pump(2) == .appended(logEndOffset: 3))
+    await trio.shutdown()
+  }
+
   @Test func standaloneReplicaChecksIdempotenceAcrossReopen() async throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }

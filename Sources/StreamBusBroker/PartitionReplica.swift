@@ -216,7 +216,10 @@ public actor PartitionReplica {
     self.localBrokerID = localBrokerID
     self.minInsyncReplicas = minInsyncReplicas
     self.log = log
-    self.highWatermark = log.durableEndOffset
+    // Standalone, everything durable is committed. In a cluster the local log may hold
+    // records the ISR never had: the high watermark starts at the log start and moves up
+    // as the leader's followers report (or the leader's response says, on a follower).
+    self.highWatermark = localBrokerID == nil ? log.durableEndOffset : log.logStartOffset
     self.flushPolicy = logConfig.flushPolicy
     self.threadPool = threadPool
     if localBrokerID == nil {
@@ -773,32 +776,35 @@ public actor PartitionReplica {
       return .failure(.unknownTopicOrPartition, "partition \(topicPartition) does not exist")
     }
     guard case .leader(let epoch) = role, let localBrokerID else {
-      return .failure(
+      var outcome = FollowerReadOutcome.failure(
         .notLeaderOrFollower,
         "broker \(localBrokerID ?? -1) does not lead \(topicPartition) in a cluster",
-        leaderEpoch: leaderEpoch)
+        leaderEpoch: currentLeader.leaderEpoch)
+      outcome.leaderID = currentLeader.leaderId
+      return outcome
     }
     if request.currentLeaderEpoch >= 0 && request.currentLeaderEpoch < epoch {
       return .failure(
         .fencedLeaderEpoch,
         "fetch for leader epoch \(request.currentLeaderEpoch) of \(topicPartition); the "
-          + "current epoch is \(epoch)", leaderEpoch: epoch)
+          + "current epoch is \(epoch)", leaderEpoch: epoch, leaderID: localBrokerID)
     }
     if request.currentLeaderEpoch > epoch {
       return .failure(
         .unknownLeaderEpoch,
         "fetch for leader epoch \(request.currentLeaderEpoch) of \(topicPartition); this "
-          + "leader is at epoch \(epoch)", leaderEpoch: epoch)
+          + "leader is at epoch \(epoch)", leaderEpoch: epoch, leaderID: localBrokerID)
     }
     guard request.replicaID != localBrokerID, followerProgress[request.replicaID] != nil else {
       return .failure(
         .notLeaderOrFollower,
-        "broker \(request.replicaID) is not a follower of \(topicPartition)", leaderEpoch: epoch)
+        "broker \(request.replicaID) is not a follower of \(topicPartition)", leaderEpoch: epoch,
+        leaderID: localBrokerID)
     }
     var outcome = FollowerReadOutcome(
       errorCode: .none, errorMessage: nil, highWatermark: highWatermark,
       logStartOffset: log.logStartOffset, logEndOffset: log.logEndOffset, divergingEpoch: nil,
-      records: [], recordsFile: nil, leaderEpoch: epoch)
+      records: [], recordsFile: nil, leaderEpoch: epoch, leaderID: localBrokerID)
     if request.lastFetchedEpoch >= 0 {
       let end = log.leaderEpochCache.endOffset(
         for: request.lastFetchedEpoch, logEndOffset: log.logEndOffset)

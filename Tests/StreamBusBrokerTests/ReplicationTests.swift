@@ -367,6 +367,23 @@ import Testing
     await trio.shutdown()
   }
 
+  @Test func aRestartedLeaderDoesNotExposeItsUnreplicatedTail() async throws {
+    let trio = try ReplicaTrio()
+    await trio.elect(1, leaderEpoch: 1)
+    _ = await trio[1].append(makeBatch(records: 3), acks: 1, timeoutMs: 0, nowMs: 0)
+    try await trio.pumpUntilQuiet()
+    #expect(try await committed(trio, 1, 3))
+    _ = await trio[1].append(makeBatch(records: 2), acks: 1, timeoutMs: 0, nowMs: 0)
+    try await trio.reopen(1)
+    // Its log holds offsets 0..<5, but only the ISR's fetches can commit them.
+    #expect(await trio.state(1).logEndOffset == 5)
+    #expect(await trio.state(1).highWatermark == 0)
+    #expect(await trio[1].read(from: 3, maxBytes: 1 << 20).records.isEmpty)
+    try await trio.pumpUntilQuiet()
+    #expect(try await committed(trio, 1, 5))
+    await trio.shutdown()
+  }
+
   @Test func standaloneReplicaChecksIdempotenceAcrossReopen() async throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }

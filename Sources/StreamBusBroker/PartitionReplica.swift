@@ -185,6 +185,9 @@ public actor PartitionReplica {
   private var ackWaiters: [AckWaiter] = []
   private var durableWaiters: [DurableWaiter] = []
   private var fetchWakeups: [ObjectIdentifier: FetchWakeup] = [:]
+  /// The subset of `fetchWakeups` that are followers' fetches: also woken when the log end
+  /// offset grows (consumers only care about the high watermark).
+  private var followerFetchWakeups: [ObjectIdentifier: FetchWakeup] = [:]
   /// Callers waiting for the in-flight flush to finish (close, truncation).
   private var flushIdleWaiters: [CheckedContinuation<Void, Never>] = []
   /// Retention requested while a flush held the log's descriptors; runs after it.
@@ -456,7 +459,9 @@ public actor PartitionReplica {
     }
     if case .leader = role {
       // Followers long-poll for new data, not for a high watermark move.
-      wakeAllFetches()
+      for wakeup in followerFetchWakeups.values {
+        wakeup.signal()
+      }
     }
     let written = AppendOutcome(
       errorCode: .none, errorMessage: nil, baseOffset: result.baseOffset,
@@ -1234,8 +1239,11 @@ public actor PartitionReplica {
   /// Registers a fetch to be woken when the high watermark advances, the log end offset
   /// of a leader grows (followers long-poll for it), the role changes or the partition
   /// closes. Remove it with `removeFetchWakeup` when the fetch is answered.
-  func addFetchWakeup(_ wakeup: FetchWakeup) {
+  func addFetchWakeup(_ wakeup: FetchWakeup, isFollowerFetch: Bool = false) {
     fetchWakeups[wakeup.id] = wakeup
+    if isFollowerFetch {
+      followerFetchWakeups[wakeup.id] = wakeup
+    }
     if log == nil || isClosing {
       wakeup.signal()
     }
@@ -1243,6 +1251,7 @@ public actor PartitionReplica {
 
   func removeFetchWakeup(_ wakeup: FetchWakeup) {
     fetchWakeups.removeValue(forKey: wakeup.id)
+    followerFetchWakeups.removeValue(forKey: wakeup.id)
   }
 
   /// Wakes every waiting fetch (shutdown: they answer with what they have).

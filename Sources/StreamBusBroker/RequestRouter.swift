@@ -299,7 +299,7 @@ public final class RequestRouter: FrameRequestHandler {
           TopicPartition(topic: topic.name, partition: partition.partition))
         {
           replicas.append(replica)
-          await replica.addFetchWakeup(wakeup)
+          await replica.addFetchWakeup(wakeup, isFollowerFetch: request.replicaId >= 0)
         }
       }
     }

@@ -315,13 +315,35 @@ import Testing
     let trio = try ReplicaTrio()
     await trio.elect(1, leaderEpoch: 1)
     try await trio.pumpUntilQuiet()
-    let wakeup = FetchWakeup()
-    await trio[1].addFetchWakeup(wakeup)
-    // Nothing new yet: the wait would block. The append (not yet committed) wakes it.
-    _ = await trio[1].append(makeBatch(), acks: 1, timeoutMs: 0, nowMs: 0)
-    await wakeup.wait()
-    await trio[1].removeFetchWakeup(wakeup)
+    let follower = FetchWakeup()
+    let consumer = FetchWakeup()
+    await trio[1].addFetchWakeup(follower, isFollowerFetch: true)
+    await trio[1].addFetchWakeup(consumer)
+    // Nothing new yet: the waits would block. The append (not yet committed) wakes the
+    // follower's fetch only; the consumer's waits for the high watermark.
+    let pending = await trio[1].append(makeBatch(), acks: -1, timeoutMs: 60_000, nowMs: 0)
+    await follower.wait()
+    #expect(!consumer.isSignalled)
+    await trio[1].removeFetchWakeup(follower)
     #expect(try await trio.pump(2) == .appended(logEndOffset: 3))
+    try await trio.pumpUntilQuiet()
+    #expect(await pending.outcome().errorCode == .none)
+    await consumer.wait()
+    await trio[1].removeFetchWakeup(consumer)
+    await trio.shutdown()
+  }
+
+  @Test func consumerFetchesWakeWhenTheLeaderStepsDown() async throws {
+    let trio = try ReplicaTrio()
+    await trio.elect(1, leaderEpoch: 1)
+    let consumer = FetchWakeup()
+    await trio[1].addFetchWakeup(consumer)
+    await trio.elect(2, leaderEpoch: 2)
+    await consumer.wait()
+    await trio[1].removeFetchWakeup(consumer)
+    let read = await trio[1].read(from: 0, maxBytes: 1_000)
+    #expect(read.errorCode == .notLeaderOrFollower)
+    #expect(read.currentLeader == FetchResponse.LeaderIdAndEpoch(leaderId: 2, leaderEpoch: 2))
     await trio.shutdown()
   }
 

@@ -986,6 +986,13 @@ public actor PartitionReplica {
       }
     }
     if !records.isEmpty {
+      let headers: [RecordBatchHeader]
+      switch Self.batchHeaders(records) {
+      case .success(let parsed):
+        headers = parsed
+      case .failure(let reason):
+        throw BrokerRequestError(.corruptMessage, "replicated data: \(reason)")
+      }
       let result: AppendResult
       do {
         result = try log.appendAsFollower(records)
@@ -1002,13 +1009,10 @@ public actor PartitionReplica {
       } catch {
         throw BrokerRequestError(.unknownServerError, "\(error)")
       }
-      // The log validated the framing, so the headers parse.
-      if case .success(let headers) = Self.batchHeaders(records) {
-        var batchOffset = result.baseOffset
-        for header in headers {
-          producerState.record(header, firstOffset: batchOffset)
-          batchOffset = header.nextOffset
-        }
+      var batchOffset = result.baseOffset
+      for header in headers {
+        producerState.record(header, firstOffset: batchOffset)
+        batchOffset = header.nextOffset
       }
     }
     let end = log.logEndOffset

@@ -19,7 +19,14 @@ final class ReplicaTrio {
   private(set) var replicas: [Int32: PartitionReplica] = [:]
   private(set) var leadership: PartitionLeadership
 
-  init(label: String = #function, configure: (inout LogConfig) -> Void = { _ in }) throws {
+  /// File systems by broker (the real one for the others).
+  let fileSystems: [Int32: any LogFileSystem]
+
+  init(
+    label: String = #function, fileSystems: [Int32: any LogFileSystem] = [:],
+    configure: (inout LogConfig) -> Void = { _ in }
+  ) throws {
+    self.fileSystems = fileSystems
     directory = try TemporaryDirectory(label)
     threadPool = NIOThreadPool(numberOfThreads: 2)
     threadPool.start()
@@ -39,7 +46,8 @@ final class ReplicaTrio {
   func open(_ id: Int32) throws -> PartitionReplica {
     try PartitionReplica(
       topicPartition: topicPartition, directory: path(id), logConfig: logConfig,
-      minInsyncReplicas: 1, fileSystem: PosixFileSystem(), threadPool: threadPool,
+      minInsyncReplicas: 1, fileSystem: fileSystems[id] ?? PosixFileSystem(),
+      threadPool: threadPool,
       logger: testLogger, localBrokerID: id)
   }
 

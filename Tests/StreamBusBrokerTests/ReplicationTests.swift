@@ -1,3 +1,4 @@
+import Glibc
 import NIOPosix
 import StreamBusProtocol
 import StreamBusRecords
@@ -403,6 +404,54 @@ import Testing
     #expect(await trio[1].read(from: 3, maxBytes: 1 << 20).records.isEmpty)
     try await trio.pumpUntilQuiet()
     #expect(try await committed(trio, 1, 5))
+    await trio.shutdown()
+  }
+
+  @Test func aFollowerWhoseFlushFailsDropsTheUndurableDataAndFetchesItAgain() async throws {
+    let faulty = FaultyFileSystem()
+    let trio = try ReplicaTrio(fileSystems: [2: faulty])
+    await trio.elect(1, leaderEpoch: 1)
+    _ = await trio[1].append(makeBatch(), acks: 1, timeoutMs: 0, nowMs: 0)
+    faulty.update { $0.syncErrno = EIO }
+    await #expect(throws: BrokerRequestError.self) { try await trio.pump(2) }
+    // Its log ends where it is durable, so its next fetch offset does not overstate it.
+    let afterFailure = await trio.state(2)
+    #expect(afterFailure.logEndOffset == 0)
+    #expect(afterFailure.durableEndOffset == 0)
+    faulty.update { $0.syncErrno = nil }
+    #expect(try await trio.pump(2) == .appended(logEndOffset: 3))
+    await trio.shutdown()
+  }
+
+  @Test func followersRefuseDataOfAnotherEpochAndMalformedData() async throws {
+    let trio = try ReplicaTrio()
+    await trio.elect(1, leaderEpoch: 3)
+    let follower = trio[2]
+    do {
+      _ = try await follower.appendAsFollower(
+        stored(makeBatch(), baseOffset: 0), leaderEpoch: 2, leaderHighWatermark: 0,
+        leaderLogStartOffset: 0)
+      Issue.record("data of an older leader epoch was appended")
+    } catch {
+      #expect(error.errorCode == .fencedLeaderEpoch)
+    }
+    let malformed = [UInt8](repeating: 7, count: 80)
+    do {
+      _ = try await follower.appendAsFollower(
+        malformed, leaderEpoch: 3, leaderHighWatermark: 0, leaderLogStartOffset: 0)
+      Issue.record("malformed data was appended")
+    } catch {
+      #expect(error.errorCode == .corruptMessage)
+    }
+    do {
+      _ = try await follower.appendAsFollower(
+        stored(makeBatch(), baseOffset: 5), leaderEpoch: 3, leaderHighWatermark: 0,
+        leaderLogStartOffset: 0)
+      Issue.record("a batch past the log end was appended")
+    } catch {
+      #expect(error.errorCode == .offsetOutOfRange)
+    }
+    #expect(await trio.state(2).logEndOffset == 0)
     await trio.shutdown()
   }
 

@@ -943,10 +943,13 @@ public actor PartitionReplica {
       startFlushIfIdle()
       return nil
     }
+    // The epoch of the newest batch: a leader's epoch entry at the log end (it led and
+    // wrote nothing) is not data the new leader can check.
+    let newestBatchEpoch =
+      log.leaderEpochCache.entries.last { $0.startOffset < log.logEndOffset }?.epoch ?? -1
     return FollowerFetchState(
       leader: leader, leaderEpoch: epoch, fetchOffset: log.logEndOffset,
-      lastFetchedEpoch: log.leaderEpochCache.latestEpoch ?? -1,
-      logStartOffset: log.logStartOffset)
+      lastFetchedEpoch: newestBatchEpoch, logStartOffset: log.logStartOffset)
   }
 
   /// The log of a follower (of `leaderEpoch` when given), else the error to answer.
@@ -1059,7 +1062,16 @@ public actor PartitionReplica {
     if !own.isUndefined {
       target = min(target, own.endOffset)
     }
-    guard target < log.logEndOffset else { return log.logEndOffset }
+    guard target < log.logEndOffset else {
+      // Nothing to cut but epochs that wrote nothing here (this replica led them and was
+      // replaced before writing); the leader's history replaces them.
+      do {
+        try log.leaderEpochCache.truncateFromEnd(endOffset: log.logEndOffset)
+      } catch {
+        throw BrokerRequestError(.storageError, "updating the leader epoch cache failed: \(error)")
+      }
+      return log.logEndOffset
+    }
     if target < log.logStartOffset {
       try restartLog(at: target, log)
       return target

@@ -623,3 +623,78 @@ func committed(_ trio: ReplicaTrio, _ id: Int32, _ offset: Int64) async throws -
     await trio.shutdown()
   }
 }
+
+extension ReplicationScenarioTests {
+  /// An idempotent producer (one batch in flight, retried to the current leader until it
+  /// is acknowledged) while leaders change and replicas restart: the final log holds every
+  /// acknowledged sequence exactly once and no sequence twice.
+  @Test(arguments: [11, 12, 13, 14] as [UInt64])
+  func idempotentRetriesAcrossLeaderChangesNeitherLoseNorDuplicate(seed: UInt64) async throws {
+    var random = SplitMix64(state: seed)
+    let trio = try ReplicaTrio(label: "idempotent\(seed)")
+    var epoch: Int32 = 1
+    await trio.elect(1, leaderEpoch: epoch)
+    let producerId: Int64 = 100
+    var nextSequence: Int32 = 0
+    var inFlight: (batch: [UInt8], records: Int, append: PendingAppend?)?
+    var acknowledged: [Int32: Int64] = [:]
+    for step in 0..<250 {
+      switch Int.random(in: 0..<30, using: &random) {
+      case 0..<8:
+        if let current = inFlight, let append = current.append, append.isSettled {
+          let outcome = await append.outcome()
+          if outcome.errorCode == .none {
+            acknowledged[nextSequence] = outcome.baseOffset
+            nextSequence += Int32(current.records)
+            inFlight = nil
+          } else {
+            inFlight?.append = nil
+          }
+        }
+        if inFlight == nil {
+          let records = Int.random(in: 1...3, using: &random)
+          inFlight = (
+            producerBatch(
+              producerId: producerId, baseSequence: nextSequence, records: records, seed: step),
+            records, nil
+          )
+        }
+        // Send (or resend, as after a request timeout) to the current leader.
+        if let current = inFlight, current.append?.isSettled != false || Bool.random(using: &random)
+        {
+          let append = await trio[trio.leadership.leader].append(
+            current.batch, acks: -1, timeoutMs: 600_000, nowMs: 0)
+          inFlight?.append = append.written.errorCode == .none ? append : nil
+        }
+      case 8..<27:
+        try await trio.pump(ReplicaTrio.brokerIDs.randomElement(using: &random) ?? 1)
+      case 27:
+        let id = ReplicaTrio.brokerIDs.randomElement(using: &random) ?? 1
+        try await trio.reopen(id)
+      default:
+        epoch += 1
+        await trio.elect(
+          ReplicaTrio.brokerIDs.randomElement(using: &random) ?? 1, leaderEpoch: epoch)
+      }
+    }
+    try await trio.pumpUntilQuiet()
+    try await trio.pumpUntilQuiet()
+    let logs = [
+      try await trio.closeAndReadLog(1), try await trio.closeAndReadLog(2),
+      try await trio.closeAndReadLog(3),
+    ]
+    #expect(logs[0] == logs[1], "logs of 1 and 2 differ")
+    #expect(logs[1] == logs[2], "logs of 2 and 3 differ")
+    var sequences: [Int32: Int64] = [:]
+    for (offset, batch) in try Self.batches(logs[0]) {
+      let header = try RecordBatchHeader(parsing: batch)
+      #expect(sequences[header.baseSequence] == nil, "sequence \(header.baseSequence) twice")
+      sequences[header.baseSequence] = offset
+    }
+    for (sequence, offset) in acknowledged {
+      #expect(sequences[sequence] == offset, "acknowledged sequence \(sequence) at \(offset)")
+    }
+    #expect(acknowledged.count > 2, "the scenario acknowledged too little")
+    await trio.shutdown()
+  }
+}

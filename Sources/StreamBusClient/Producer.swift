@@ -982,6 +982,9 @@ public actor Producer {
   }
 
   /// Asks the brokers metadata knows (shuffled), then the bootstrap list, until one answers.
+  /// The failure is retriable unless every broker asked refused for a reason that is not (a
+  /// single broker without InitProducerId, or one that cannot reach its metaserver, must not
+  /// fail records another broker could serve).
   private static func initProducerId(core: ClientCore) async -> Result<
     ProducerIdentity, StreamBusError
   > {
@@ -990,6 +993,7 @@ public actor Producer {
       + core.config.bootstrapBrokers
     var seen = Set<HostPort>()
     var lastError = StreamBusError(.connection, "InitProducerId: no broker to ask")
+    var retriableError: StreamBusError?
     for broker in candidates where seen.insert(broker).inserted {
       do {
         guard
@@ -1014,12 +1018,12 @@ public actor Producer {
           ProducerIdentity(producerId: response.producerId, producerEpoch: response.producerEpoch))
       } catch {
         lastError = StreamBusError.wrapping(error, context: "InitProducerId to \(broker)")
-        if !lastError.isRetriable {
-          return .failure(lastError)
+        if lastError.isRetriable {
+          retriableError = lastError
         }
       }
     }
-    return .failure(lastError)
+    return .failure(retriableError ?? lastError)
   }
 
   private func producerIdArrived(_ result: Result<ProducerIdentity, StreamBusError>) {

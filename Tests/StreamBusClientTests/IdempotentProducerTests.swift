@@ -262,6 +262,22 @@ import Testing
     }
   }
 
+  @Test func oneBrokerRefusingInitProducerIdDoesNotFailRecords() async throws {
+    try await withFakeCluster(brokers: 2) { harness in
+      harness.cluster.createTopic("other", partitions: 1, leaders: [1])
+      let producer = Producer(config: harness.clientConfig())
+      harness.cluster.withState { $0.initProducerIdErrors = [.invalidRequest] }
+      let delivered = try await producer.send(topic: "other", value: [1])
+      #expect(delivered.offset == 0)
+      let asked = harness.cluster.withState { state in
+        state.log.filter { $0.request.apiKey == .initProducerId }.map(\.brokerId)
+      }
+      #expect(asked.count == 2)
+      #expect(Set(asked) == [1, 2])
+      await producer.close()
+    }
+  }
+
   @Test func failoverErrorsCostRetriesWithGrowingBackoff() async throws {
     try await withFakeCluster { harness in
       harness.cluster.createTopic("busy", partitions: 1, leaders: [1])

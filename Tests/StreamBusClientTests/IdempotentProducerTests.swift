@@ -303,6 +303,44 @@ import Testing
     }
   }
 
+  @Test func leaderMoveSkipsTheRestOfTheBackoff() async throws {
+    try await withFakeCluster(brokers: 2) { harness in
+      harness.cluster.createTopic("hop", partitions: 1, leaders: [1])
+      var config = harness.clientConfig()
+      config.retryBackoffMs = 3_000
+      config.retryBackoffMaxMs = 3_000
+      let producer = Producer(config: config)
+      try await producer.send(topic: "hop", value: [0])
+      harness.cluster.moveLeader(topic: "hop", partition: 0, to: 2)
+      let started = ContinuousClock.now
+      let delivered = try await producer.send(topic: "hop", value: [1])
+      #expect(delivered.offset == 1)
+      // NOT_LEADER_OR_FOLLOWER from broker 1, one metadata refresh naming broker 2, then the
+      // retry at once: well below the 2.4-3.6 s backoff.
+      #expect(ContinuousClock.now - started < .seconds(1.5))
+      #expect(harness.cluster.produceRequests(broker: 2).count == 1)
+      await producer.close()
+    }
+  }
+
+  @Test func unchangedLeaderStillWaitsOutTheBackoff() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("stay", partitions: 1, leaders: [1])
+      var config = harness.clientConfig()
+      config.retryBackoffMs = 400
+      config.retryBackoffMaxMs = 400
+      let producer = Producer(config: config)
+      try await producer.send(topic: "stay", value: [0])
+      harness.cluster.withState {
+        $0.produceErrors[TopicPartition(topic: "stay", partition: 0)] = [.notLeaderOrFollower]
+      }
+      let started = ContinuousClock.now
+      _ = try await producer.send(topic: "stay", value: [1])
+      #expect(ContinuousClock.now - started >= .milliseconds(320))
+      await producer.close()
+    }
+  }
+
   @Test func backoffGrowsFromRetryBackoffMsToRetryBackoffMaxMs() {
     let config = ClientConfig(bootstrapBrokers: [HostPort(host: "127.0.0.1", port: 1)])
     #expect(config.retryBackoffMs == 100)

@@ -49,6 +49,48 @@ import Testing
 }
 
 @Suite(.timeLimit(.minutes(1))) struct LeaderFailoverTests {
+  @Test func consumerGoesToTheNewLeaderWithoutWaitingOutTheBackoff() async throws {
+    try await withFakeCluster(brokers: 2) { harness in
+      harness.cluster.createTopic("hop", partitions: 1, leaders: [1])
+      let producer = Producer(config: harness.clientConfig())
+      try await producer.send(topic: "hop", value: [0], partition: 0)
+      var config = harness.clientConfig()
+      config.retryBackoffMs = 3_000
+      config.retryBackoffMaxMs = 3_000
+      let consumer = Consumer(config: config)
+      await consumer.assign([TopicPartition(topic: "hop", partition: 0)])
+      #expect(try await consumer.poll(maxWaitMs: 200).map(\.offset) == [0])
+      harness.cluster.moveLeader(topic: "hop", partition: 0, to: 2)
+      try await producer.send(topic: "hop", value: [1], partition: 0)
+      let started = ContinuousClock.now
+      var records: [ConsumerRecord] = []
+      for _ in 0..<3 where records.isEmpty {
+        records = try await consumer.poll(maxWaitMs: 100)
+      }
+      #expect(records.map(\.offset) == [1])
+      #expect(ContinuousClock.now - started < .seconds(1.5))
+      await consumer.close()
+      await producer.close()
+    }
+  }
+
+  @Test func consumerBacksOffWhileTheLeaderStaysTheSame() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("same", partitions: 1, leaders: [1])
+      var config = harness.clientConfig()
+      config.retryBackoffMs = 300
+      config.retryBackoffMaxMs = 300
+      let consumer = Consumer(config: config)
+      await consumer.assign([TopicPartition(topic: "same", partition: 0)])
+      _ = try await consumer.poll(maxWaitMs: 10)
+      harness.cluster.withState { $0.fetchConnectionDrops = 1 }
+      let started = ContinuousClock.now
+      #expect(try await consumer.poll(maxWaitMs: 10).isEmpty)
+      #expect(ContinuousClock.now - started >= .milliseconds(240))
+      await consumer.close()
+    }
+  }
+
   @Test func deadLeaderCostsRetriesNotFailures() async throws {
     try await withFakeCluster(brokers: 3) { harness in
       harness.cluster.createTopic("failover", partitions: 1, leaders: [1])

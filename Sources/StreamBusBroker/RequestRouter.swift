@@ -90,7 +90,7 @@ public final class RequestRouter: FrameRequestHandler {
             header: responseHeader, version: header.apiVersion))
       }
     case .fetch(let body):
-      if body.replicaId >= 0 && !hostsClusterReplica(body) {
+      if body.replicaId >= 0 && cluster == nil && !hostsClusterReplica(body) {
         return .respond(
           ResponseHeader(
             correlationId: header.correlationId, errorCode: .invalidRequest,

@@ -102,6 +102,22 @@ import Testing
       #expect(offsetsBody.topics.first?.partitions.first?.errorCode == .notLeaderOrFollower)
       await followerClient.close()
 
+      // Producer ids come from blocks the controller allocates: distinct across brokers.
+      var producerIds: [Int64] = []
+      for id in [1, 2, 1] {
+        let broker = try await RawBrokerClient.connect(to: cluster.address(id))
+        let (_, answer) = try await broker.send(.initProducerId(InitProducerIdRequest()))
+        await broker.close()
+        guard case .initProducerId(let body) = answer else {
+          Issue.record("no InitProducerId answer from broker \(id)")
+          return
+        }
+        #expect(body.errorCode == ErrorCode.none)
+        producerIds.append(body.producerId)
+      }
+      #expect(producerIds.allSatisfy { $0 >= 0 })
+      #expect(Set(producerIds).count == 3, "producer ids \(producerIds)")
+
       // DeleteTopics is forwarded; every broker deletes its replicas.
       let (_, deleted) = try await client.send(
         .deleteTopics(DeleteTopicsRequest(names: ["orders"], timeoutMs: 10_000)))
@@ -192,6 +208,46 @@ import Testing
       let records = try await reader.readAll(topic: "rolling")
       await reader.close()
       try verify(records, log: log)
+    }
+  }
+
+  @Test func leaderWithoutQuorumStopsLeadingUntilHeartbeatsSucceed() async throws {
+    try await ProcessHarness.run { harness in
+      let cluster = try await BrokerCluster.start(harness)
+      let admin = try await RawBrokerClient.connect(to: cluster.address(1))
+      try await admin.createTopic("island", partitions: 1, replicationFactor: 3)
+      await admin.close()
+      let metadata = try await cluster.waitForLeaders(topic: "island", partitions: 1)
+      let leader = Int(metadata.topics[0].partitions[0].leaderId)
+      let log = AcknowledgementLog()
+      try await cluster.produce(
+        to: leader, topic: "island", batches: 5, log: log, retryUntil: .seconds(5))
+
+      // Every metaserver stops: no heartbeat succeeds, so after the session timeout
+      // (1.5 s) the leader refuses produce instead of acting on a possibly stale lease.
+      for id in cluster.meta.allIDs {
+        cluster.meta.signal(id, SIGSTOP)
+      }
+      let client = try await RawBrokerClient.connect(to: cluster.address(leader))
+      var refusedWith: ErrorCode?
+      let refused = try await eventually(timeoutMs: 6_000) {
+        let result = try await client.produce(
+          topic: "island", records: RecordBatches.batch(values: [Array("x".utf8)]), acks: 1,
+          timeoutMs: 2_000)
+        refusedWith = result.errorCode
+        return result.errorCode == .notLeaderOrFollower
+      }
+      #expect(refused, "last answer \(String(describing: refusedWith))")
+      for id in cluster.meta.allIDs {
+        cluster.meta.signal(id, SIGCONT)
+      }
+      // With the quorum back the session recovers and a leader takes writes again.
+      try await cluster.produce(
+        to: Int(
+          try await cluster.waitForLeaders(topic: "island", partitions: 1, asking: leader)
+            .topics[0].partitions[0].leaderId),
+        topic: "island", batches: 5, log: log, retryUntil: .seconds(10))
+      await client.close()
     }
   }
 

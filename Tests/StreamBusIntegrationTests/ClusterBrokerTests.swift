@@ -52,6 +52,32 @@ import Testing
     }
   }
 
+  /// A broker whose metaservers never answer keeps retrying registration, writes no ready
+  /// file, and still stops promptly on SIGTERM.
+  @Test func sigtermBeforeRegistrationExitsPromptly() async throws {
+    try await ProcessHarness.run { harness in
+      let dataDirectory = try harness.makeDirectory("data")
+      let readyFile = harness.rootDirectory.appendingPathComponent("ready")
+      let unused = try FreePorts.take(1)[0]
+      let process = try harness.start(
+        executableNamed: "databroker",
+        arguments: [
+          "--metaservers", "127.0.0.1:\(unused)", "--broker-id", "7", "--data-dir",
+          dataDirectory.path, "--listen", "127.0.0.1:0", "--ready-file", readyFile.path,
+        ])
+      // Bound and serving, but not registered: no ready file.
+      #expect(
+        try await eventually(timeoutMs: 5_000) {
+          process.stderrText().contains("[StreamBusTransport] listening")
+        })
+      try await Task.sleep(for: .milliseconds(300))
+      #expect(!FileManager.default.fileExists(atPath: readyFile.path))
+      process.signal(SIGTERM)
+      let exit = try await process.waitForExit(timeoutMs: 5_000)
+      #expect(exit == .exited(code: 0), "stderr:\n\(process.stderrText())")
+    }
+  }
+
   @Test func brokersRegisterServeMetadataAndForwardTopicAdmin() async throws {
     try await ProcessHarness.run { harness in
       let cluster = try await BrokerCluster.start(harness)

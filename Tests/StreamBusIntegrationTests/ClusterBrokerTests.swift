@@ -237,6 +237,39 @@ import Testing
     }
   }
 
+  /// A topic deleted while a broker is down leaves a directory there; the broker deletes
+  /// it once its image has caught up after the restart.
+  @Test func restartedBrokerDeletesPartitionsOfTopicsDeletedMeanwhile() async throws {
+    try await ProcessHarness.run { harness in
+      let cluster = try await BrokerCluster.start(harness)
+      let admin = try await RawBrokerClient.connect(to: cluster.address(1))
+      try await admin.createTopic("gone", partitions: 1, replicationFactor: 3)
+      try await admin.createTopic("kept", partitions: 1, replicationFactor: 3)
+      _ = try await cluster.waitForLeaders(topic: "gone", partitions: 1)
+      let gone = cluster.dataDirectory(3).appendingPathComponent("gone-0")
+      let kept = cluster.dataDirectory(3).appendingPathComponent("kept-0")
+      #expect(try await eventually { FileManager.default.fileExists(atPath: gone.path) })
+      #expect(try await eventually { FileManager.default.fileExists(atPath: kept.path) })
+
+      #expect(try await cluster.terminate(3) == .exited(code: 0))
+      let (_, deleted) = try await admin.send(
+        .deleteTopics(DeleteTopicsRequest(names: ["gone"], timeoutMs: 10_000)))
+      guard case .deleteTopics(let body) = deleted else {
+        Issue.record("no DeleteTopics answer")
+        return
+      }
+      #expect(body.topics.first?.errorCode == ErrorCode.none)
+      await admin.close()
+      #expect(FileManager.default.fileExists(atPath: gone.path))
+
+      try await cluster.startBroker(3)
+      #expect(
+        try await eventually { !FileManager.default.fileExists(atPath: gone.path) },
+        "the restarted broker kept \(gone.path)")
+      #expect(FileManager.default.fileExists(atPath: kept.path))
+    }
+  }
+
   @Test func leaderWithoutQuorumStopsLeadingUntilHeartbeatsSucceed() async throws {
     try await ProcessHarness.run { harness in
       let cluster = try await BrokerCluster.start(harness)

@@ -315,7 +315,7 @@ public final class RequestRouter: FrameRequestHandler {
           TopicPartition(topic: topic.name, partition: partition.partition))
         {
           replicas.append(replica)
-          await replica.addFetchWakeup(wakeup)
+          await replica.addFetchWakeup(wakeup, isFollowerFetch: request.replicaId >= 0)
         }
       }
     }
@@ -392,8 +392,7 @@ public final class RequestRouter: FrameRequestHandler {
                 FetchResponse.EpochEndOffset(epoch: $0.epoch, endOffset: $0.endOffset)
               } ?? .none,
               currentLeader: FetchResponse.LeaderIdAndEpoch(
-                leaderId: outcome.leaderEpoch >= 0 ? replica.localBrokerID ?? -1 : -1,
-                leaderEpoch: outcome.leaderEpoch),
+                leaderId: outcome.leaderID, leaderEpoch: outcome.leaderEpoch),
               records: outcome.records)
             recordsFile = outcome.recordsFile
             byteCount = outcome.recordByteCount

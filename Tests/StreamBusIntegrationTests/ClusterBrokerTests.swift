@@ -1,8 +1,10 @@
 import Foundation
+import StreamBusClient
 import StreamBusMetaClient
 import StreamBusProtocol
 import StreamBusRecords
 import StreamBusTestSupport
+import StreamBusTransport
 import Testing
 
 #if canImport(Glibc)
@@ -234,6 +236,61 @@ import Testing
       let records = try await reader.readAll(topic: "rolling")
       await reader.close()
       try verify(records, log: log)
+    }
+  }
+
+  /// The client library (idempotent producer, acks=all; consumer) across a `kill -9` of the
+  /// leader: every acknowledged record is consumed exactly once, in send order.
+  @Test func clientLibraryProducesAndConsumesAcrossLeaderKill() async throws {
+    try await ProcessHarness.run { harness in
+      let cluster = try await BrokerCluster.start(harness)
+      let admin = try await RawBrokerClient.connect(to: cluster.address(1))
+      try await admin.createTopic("library", partitions: 1, replicationFactor: 3)
+      await admin.close()
+      let metadata = try await cluster.waitForLeaders(topic: "library", partitions: 1)
+      let leader = Int(metadata.topics[0].partitions[0].leaderId)
+      let bootstrap = try (1...3).map { try HostPort(parsing: cluster.address($0)) }
+      var config = ClientConfig(bootstrapBrokers: bootstrap, clientId: "cluster-test")
+      config.retries = 50
+      config.retryBackoffMs = 50
+      config.retryBackoffMaxMs = 200
+      config.requestTimeoutMs = 5_000
+      let producer = Producer(config: config)
+      var acknowledged: [(offset: Int64, sequence: Int)] = []
+      // The second half is sent right after the leader died: the producer finds the dead
+      // leader, refreshes its metadata and retries on the new one.
+      for half in [0..<150, 150..<300] {
+        if half.lowerBound > 0 {
+          try await cluster.kill(leader)
+        }
+        var handles: [DeliveryHandle] = []
+        for sequence in half {
+          handles.append(
+            try await producer.enqueue(
+              topic: "library", value: SequencedValues.value(sequence), partition: 0))
+        }
+        for (sequence, handle) in zip(half, handles) {
+          acknowledged.append((try await handle.value().offset, sequence))
+        }
+      }
+      await producer.close()
+
+      let consumer = Consumer(config: config)
+      await consumer.assign([StreamBusClient.TopicPartition(topic: "library", partition: 0)])
+      try await consumer.seekAll(to: .earliest)
+      var consumed: [ConsumerRecord] = []
+      let deadline = ContinuousClock.now + .seconds(10)
+      while consumed.count < acknowledged.count && ContinuousClock.now < deadline {
+        consumed += try await consumer.poll(maxWaitMs: 200)
+      }
+      await consumer.close()
+      let sequences = consumed.compactMap { SequencedValues.sequence(of: $0.value) }
+      #expect(sequences == Array(0..<300), "consumed \(sequences.count) records")
+      for (offset, sequence) in acknowledged {
+        #expect(
+          consumed.first { $0.offset == offset }.flatMap { SequencedValues.sequence(of: $0.value) }
+            == sequence)
+      }
     }
   }
 

@@ -110,6 +110,8 @@ public final class RequestRouter: FrameRequestHandler {
       response = .createTopics(await createTopics(body))
     case .deleteTopics(let body):
       response = .deleteTopics(await deleteTopics(body))
+    case .replicaStatus(let body):
+      response = .replicaStatus(await replicaStatus(body))
     }
     return .respond(response.encodePayload(header: responseHeader, version: header.apiVersion))
   }

@@ -1,4 +1,5 @@
 import Foundation
+import StreamBusProtocol
 import StreamBusTestSupport
 import Testing
 
@@ -159,6 +160,50 @@ struct LocalBrokerClusterTests {
       }
       try await sbctl(["local", "down", "--dir", directory.path, "--purge"]).checkSuccess()
       #expect(!FileManager.default.fileExists(atPath: directory.path))
+    }
+  }
+
+  /// The ReplicaStatus handler on a standalone broker: role, offsets, unknown partitions.
+  @Test func standaloneBrokerAnswersReplicaStatus() async throws {
+    try await ProcessHarness.run { harness in
+      let broker = try await harness.startBroker()
+      let client = try await RawBrokerClient.connect(to: broker.address)
+      try await client.createTopic("status", partitions: 2)
+      let produced = try await client.produce(
+        topic: "status", partition: 1,
+        records: RecordBatches.batch(values: [[1], [2], [3]]), acks: 1)
+      #expect(produced.errorCode == .none)
+
+      func ask(_ topics: [ReplicaStatusRequest.Topic]) async throws -> ReplicaStatusResponse {
+        let (header, response) = try await client.send(
+          .replicaStatus(ReplicaStatusRequest(topics: topics)))
+        #expect(header.errorCode == .none)
+        guard case .replicaStatus(let body) = response else {
+          throw HarnessError("ReplicaStatus: unexpected response \(String(describing: response))")
+        }
+        return body
+      }
+
+      let all = try await ask([.init(name: "status")])
+      let partitions = try #require(all.topics.first?.partitions)
+      #expect(partitions.map(\.partition) == [0, 1])
+      #expect(partitions.allSatisfy { $0.errorCode == .none && $0.role == .standalone })
+      #expect(partitions.map(\.logEndOffset) == [0, 3])
+      #expect(partitions.map(\.highWatermark) == [0, 3])
+      #expect(partitions[1].durableEndOffset == 3)
+      #expect(partitions[1].followers.isEmpty)
+
+      // An empty request covers every hosted topic; unknown partitions are reported as such.
+      let everything = try await ask([])
+      #expect(everything.topics.map(\.name) == ["status"])
+      let unknown = try await ask([
+        .init(name: "status", partitions: [1, 7]), .init(name: "missing", partitions: [0]),
+      ])
+      #expect(unknown.topics.map(\.name) == ["status", "missing"])
+      #expect(unknown.topics[0].partitions.map(\.errorCode) == [.none, .unknownTopicOrPartition])
+      #expect(unknown.topics[1].partitions.first?.errorCode == .unknownTopicOrPartition)
+      #expect(unknown.topics[1].partitions.first?.role == ReplicaStatusRole.none)
+      await client.close()
     }
   }
 }

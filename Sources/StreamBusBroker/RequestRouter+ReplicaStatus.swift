@@ -34,18 +34,28 @@ extension RequestRouter {
   private func replicaStatus(topic: String, partition: Int32) async
     -> ReplicaStatusResponse.Partition
   {
-    let topicPartition = TopicPartition(topic: topic, partition: partition)
-    guard let replica = replicaManager.replica(topicPartition),
-      let offsets = await replica.offsets()
+    guard let replica = replicaManager.replica(TopicPartition(topic: topic, partition: partition))
     else {
       return .failure(
         partition: partition, .unknownTopicOrPartition,
         message: "this broker hosts no replica of \(topic)-\(partition)")
     }
+    let state = await replica.replicationState()
+    let role: ReplicaStatusRole
+    switch state.role {
+    case .standaloneLeader: role = .standalone
+    case .leader: role = .leader
+    case .follower: role = .follower
+    }
     return ReplicaStatusResponse.Partition(
-      partition: partition, role: .standalone, leaderEpoch: replica.leaderEpoch,
-      partitionEpoch: 0, isr: [], logStartOffset: offsets.logStartOffset,
-      highWatermark: offsets.highWatermark, logEndOffset: offsets.logEndOffset,
-      durableEndOffset: offsets.highWatermark)
+      partition: partition, role: role, leaderEpoch: state.leaderEpoch,
+      partitionEpoch: state.partitionEpoch, isr: state.isr,
+      logStartOffset: state.logStartOffset, highWatermark: state.highWatermark,
+      logEndOffset: state.logEndOffset, durableEndOffset: state.durableEndOffset,
+      followers: state.followers.map {
+        ReplicaStatusResponse.Follower(
+          brokerID: $0.brokerID, logEndOffset: $0.logEndOffset,
+          lastCaughtUpMs: $0.lastCaughtUpMs)
+      })
   }
 }

@@ -55,7 +55,7 @@ public struct ReplicaStatusRole: RawRepresentable, Hashable, Sendable, CustomStr
   public static let none = ReplicaStatusRole(rawValue: -1)
   public static let leader = ReplicaStatusRole(rawValue: 0)
   public static let follower = ReplicaStatusRole(rawValue: 1)
-  /// A standalone broker's replica: always the leader, the only member of its ISR.
+  /// A standalone broker's replica: always the leader; it reports an empty ISR.
   public static let standalone = ReplicaStatusRole(rawValue: 2)
 
   public var description: String {

@@ -368,12 +368,13 @@ struct TopicAlterConfigCommand: AsyncParsableCommand {
     }
   }
 
-  /// From `--metaservers` or `SB_METASERVERS`; nil when neither is set (brokers cannot
-  /// change configurations, so `--brokers` does not count).
+  /// From `--metaservers`, `--cluster-dir` or `SB_METASERVERS`; nil when none is set
+  /// (brokers cannot change configurations, so `--brokers` does not count).
   func metaserversConfiguration(
     environment: [String: String] = ProcessInfo.processInfo.environment
   ) throws -> MetaClientConfiguration? {
-    guard let text = common.metaservers ?? environment["SB_METASERVERS"],
+    let fromCluster = try common.localCluster().map(\.metaserverAPIList)
+    guard let text = common.metaservers ?? fromCluster ?? environment["SB_METASERVERS"],
       !text.allSatisfy(\.isWhitespace)
     else {
       return nil

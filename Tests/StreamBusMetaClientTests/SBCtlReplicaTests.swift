@@ -263,4 +263,56 @@ private let answers: [Int32: ReplicaStatusClient.Answer] = [
       ])
     #expect(cluster.brokerList == "127.0.0.1:9002")
   }
+
+  @Test func clusterDirGivesMetaserversAndBrokers() throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "sbctl-cluster-dir-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let metaserver = LocalNode(
+      role: "metaserver", id: 1, pid: 0, raftAddress: "127.0.0.1:1", apiAddress: "127.0.0.1:2",
+      clientAddress: nil, httpAddress: "127.0.0.1:3", dataDir: "/d/m1", logFile: "/d/m1.log")
+    let broker = LocalNode(
+      role: "broker", id: 1, pid: 0, raftAddress: nil, apiAddress: nil,
+      clientAddress: "127.0.0.1:9001", httpAddress: nil, dataDir: "/d/b1", logFile: "/d/b1.log",
+      readyFile: "/d/b1.ready")
+    try LocalCluster(metaservers: [metaserver], brokers: [broker], metaserverOptions: [])
+      .save(to: directory)
+    let environment = ["SB_METASERVERS": "other:1", "SB_BROKERS": "other:2"]
+
+    let describe = try #require(
+      try SBCtl.parseAsRoot(["topic", "describe", "demo", "--cluster-dir", directory.path])
+        as? TopicDescribeCommand)
+    guard
+      case .metaservers(let configuration) = try describe.common.adminTarget(
+        environment: environment)
+    else {
+      Issue.record("topic describe with --cluster-dir did not go to the metaservers")
+      return
+    }
+    #expect(configuration.bootstrap.map(\.description) == ["127.0.0.1:2"])
+    #expect(
+      try describe.common.clientConfig(environment: environment).bootstrapBrokers.map(
+        \.description) == ["127.0.0.1:9001"])
+
+    // An explicit --metaservers still wins.
+    let explicit = try #require(
+      try SBCtl.parseAsRoot([
+        "cluster", "status", "--cluster-dir", directory.path, "--metaservers", "h:5",
+      ]) as? ClusterStatusCommand)
+    #expect(
+      try explicit.meta.clientConfiguration(environment: environment).bootstrap.map(
+        \.description) == ["h:5"])
+    let status = try #require(
+      try SBCtl.parseAsRoot(["cluster", "status", "--cluster-dir", directory.path])
+        as? ClusterStatusCommand)
+    #expect(
+      try status.meta.clientConfiguration(environment: environment).bootstrap.map(
+        \.description) == ["127.0.0.1:2"])
+
+    let missing = try #require(
+      try SBCtl.parseAsRoot(["topic", "list", "--cluster-dir", directory.path + "-nope"])
+        as? TopicListCommand)
+    #expect(throws: (any Error).self) { try missing.common.adminTarget(environment: [:]) }
+  }
 }

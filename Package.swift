@@ -75,6 +75,7 @@ let package = Package(
       name: "StreamBusBroker",
       dependencies: [
         "StreamBusProtocol", "StreamBusRecords", "StreamBusStorage", "StreamBusTransport",
+        "StreamBusMetaClient", "StreamBusMetaProtocol", "StreamBusMetadata",
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),
@@ -199,6 +200,7 @@ let package = Package(
       name: "StreamBusClientTests",
       dependencies: [
         "StreamBusClient", "sbctl", "StreamBusProtocol", "StreamBusRecords", "StreamBusTransport",
+        "StreamBusBroker", "StreamBusStorage",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -20,16 +20,25 @@ import StreamBusTransport
 public final class RequestRouter: FrameRequestHandler {
   public let replicaManager: ReplicaManager
   private let configuration: BrokerConfiguration
-  private let logger: Logger
+  let logger: Logger
+  /// Producer ids for InitProducerId (standalone: a file in the data directory).
+  let producerIdSource: any ProducerIdSource
   /// This broker as Metadata describes it; the port is known only once bound.
   private let advertisedBroker: NIOLockedValueBox<MetadataResponse.Broker>
   /// Set when the broker begins to shut down: waiting fetches answer at once.
   private let isShuttingDown = NIOLockedValueBox(false)
+  /// Cluster mode: Metadata comes from the image, topic admin goes to the metaservers.
+  let cluster: ClusterMetadataView?
 
-  public init(replicaManager: ReplicaManager, configuration: BrokerConfiguration, logger: Logger) {
+  public init(
+    replicaManager: ReplicaManager, configuration: BrokerConfiguration,
+    producerIdSource: any ProducerIdSource, logger: Logger, cluster: ClusterMetadataView? = nil
+  ) {
     self.replicaManager = replicaManager
+    self.producerIdSource = producerIdSource
     self.configuration = configuration
     self.logger = logger
+    self.cluster = cluster
     self.advertisedBroker = NIOLockedValueBox(
       MetadataResponse.Broker(
         nodeId: configuration.nodeId, host: configuration.effectiveAdvertisedHost,
@@ -103,13 +112,23 @@ public final class RequestRouter: FrameRequestHandler {
     case .listOffsets(let body):
       response = .listOffsets(await listOffsets(body))
     case .metadata(let body):
-      response = .metadata(metadata(body))
+      response = .metadata(cluster?.metadata(body) ?? metadata(body))
     case .apiVersions:
       response = .apiVersions(.supportedByThisBuild)
     case .createTopics(let body):
-      response = .createTopics(await createTopics(body))
+      if let cluster {
+        response = .createTopics(await cluster.createTopics(body))
+      } else {
+        response = .createTopics(await createTopics(body))
+      }
     case .deleteTopics(let body):
-      response = .deleteTopics(await deleteTopics(body))
+      if let cluster {
+        response = .deleteTopics(await cluster.deleteTopics(body))
+      } else {
+        response = .deleteTopics(await deleteTopics(body))
+      }
+    case .initProducerId(let body):
+      response = .initProducerId(await initProducerId(body))
     case .replicaStatus(let body):
       response = .replicaStatus(await replicaStatus(body))
     }
@@ -448,6 +467,9 @@ public final class RequestRouter: FrameRequestHandler {
         partition: partition, errorCode: code, timestamp: -1, offset: -1, leaderEpoch: -1)
     }
     let topicPartition = TopicPartition(topic: topic, partition: partition)
+    if let cluster, let refusal = cluster.listOffsetsRefusal(topic: topic, partition: partition) {
+      return failure(refusal)
+    }
     guard let replica = replicaManager.replica(topicPartition),
       let offsets = await replica.offsets()
     else {

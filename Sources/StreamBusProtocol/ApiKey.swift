@@ -14,6 +14,7 @@ public struct ApiKey: RawRepresentable, Hashable, Sendable, CustomStringConverti
   public static let apiVersions = ApiKey(rawValue: 18)
   public static let createTopics = ApiKey(rawValue: 19)
   public static let deleteTopics = ApiKey(rawValue: 20)
+  public static let initProducerId = ApiKey(rawValue: 22)
   public static let replicaStatus = ApiKey(rawValue: 1200)
 
   /// Reserved for internal APIs between brokers and the metaserver (broker registration,
@@ -30,6 +31,7 @@ public struct ApiKey: RawRepresentable, Hashable, Sendable, CustomStringConverti
     .apiVersions: 0...0,
     .createTopics: 0...0,
     .deleteTopics: 0...0,
+    .initProducerId: 0...0,
     .replicaStatus: 0...0,
   ]
 
@@ -46,6 +48,7 @@ public struct ApiKey: RawRepresentable, Hashable, Sendable, CustomStringConverti
     case .apiVersions: return "ApiVersions"
     case .createTopics: return "CreateTopics"
     case .deleteTopics: return "DeleteTopics"
+    case .initProducerId: return "InitProducerId"
     case .replicaStatus: return "ReplicaStatus"
     default: return isInternal ? "Internal(\(rawValue))" : "Unknown(\(rawValue))"
     }

@@ -7,6 +7,7 @@ public enum Request: Sendable, Equatable {
   case apiVersions(ApiVersionsRequest)
   case createTopics(CreateTopicsRequest)
   case deleteTopics(DeleteTopicsRequest)
+  case initProducerId(InitProducerIdRequest)
   case replicaStatus(ReplicaStatusRequest)
 
   public var apiKey: ApiKey { body.apiKeyOfType }
@@ -20,6 +21,7 @@ public enum Request: Sendable, Equatable {
     case .apiVersions(let body): return body
     case .createTopics(let body): return body
     case .deleteTopics(let body): return body
+    case .initProducerId(let body): return body
     case .replicaStatus(let body): return body
     }
   }
@@ -71,6 +73,8 @@ public enum Request: Sendable, Equatable {
       return .createTopics(try CreateTopicsRequest(from: &reader, version: version))
     case .deleteTopics:
       return .deleteTopics(try DeleteTopicsRequest(from: &reader, version: version))
+    case .initProducerId:
+      return .initProducerId(try InitProducerIdRequest(from: &reader, version: version))
     case .replicaStatus:
       return .replicaStatus(try ReplicaStatusRequest(from: &reader, version: version))
     default:
@@ -115,6 +119,7 @@ public enum Response: Sendable, Equatable {
   case apiVersions(ApiVersionsResponse)
   case createTopics(CreateTopicsResponse)
   case deleteTopics(DeleteTopicsResponse)
+  case initProducerId(InitProducerIdResponse)
   case replicaStatus(ReplicaStatusResponse)
 
   public var apiKey: ApiKey { body.apiKeyOfType }
@@ -128,6 +133,7 @@ public enum Response: Sendable, Equatable {
     case .apiVersions(let body): return body
     case .createTopics(let body): return body
     case .deleteTopics(let body): return body
+    case .initProducerId(let body): return body
     case .replicaStatus(let body): return body
     }
   }
@@ -175,6 +181,8 @@ public enum Response: Sendable, Equatable {
       response = .createTopics(try CreateTopicsResponse(from: &reader, version: version))
     case .deleteTopics:
       response = .deleteTopics(try DeleteTopicsResponse(from: &reader, version: version))
+    case .initProducerId:
+      response = .initProducerId(try InitProducerIdResponse(from: &reader, version: version))
     case .replicaStatus:
       response = .replicaStatus(try ReplicaStatusResponse(from: &reader, version: version))
     default:

@@ -146,6 +146,57 @@ struct LocalBrokerClusterTests {
       #expect((cluster["underReplicated"] as? [Any])?.isEmpty == true)
       #expect((cluster["offline"] as? [Any])?.isEmpty == true)
 
+      // A stopped broker: its replicas leave the ISR (controlled shutdown), describe marks
+      // every partition under-replicated and shows `-` for its LEO; it rejoins on restart.
+      try await sbctl(["local", "stop", "--dir", directory.path, "--node", "broker-2"])
+        .checkSuccess()
+      let degraded = try await sbctl([
+        "topic", "describe", "demo", "--cluster-dir", directory.path, "--output", "json",
+      ]).checkSuccess()
+      let degradedPartitions = try #require(
+        try Self.json(degraded.stdoutText)["partitions"] as? [[String: Any]])
+      for partition in degradedPartitions {
+        #expect(partition["underReplicated"] as? Bool == true)
+        #expect((partition["isr"] as? [Int])?.contains(2) == false)
+        let states = partition["replicaStates"] as? [[String: Any]] ?? []
+        let stopped = try #require(states.first { $0["broker"] as? Int == 2 })
+        #expect(stopped["logEndOffset"] is NSNull)
+        #expect(stopped["error"] is String)
+      }
+      let degradedTable = try await sbctl(
+        ["topic", "describe", "demo", "--cluster-dir", directory.path]
+      ).checkSuccess()
+      #expect(degradedTable.stdoutText.contains("2=-"))
+      #expect(degradedTable.stdoutText.contains("under-replicated"))
+      let degradedStatus = try await sbctl(
+        ["cluster", "status", "--cluster-dir", directory.path, "--output", "json"]
+      ).checkSuccess()
+      let degradedCluster = try Self.json(degradedStatus.stdoutText)
+      let named = (degradedCluster["underReplicated"] as? [[String: Any]] ?? []).map {
+        "\($0["topic"] ?? "")-\($0["partition"] ?? "")"
+      }
+      #expect(named == ["demo-0", "demo-1", "demo-2"])
+      let brokerTwo = (degradedCluster["brokers"] as? [[String: Any]] ?? []).first {
+        $0["id"] as? Int == 2
+      }
+      // Right after its controlled shutdown; fenced once its session expires (1.5 s).
+      #expect(
+        brokerTwo?["inControlledShutdown"] as? Bool == true || brokerTwo?["fenced"] as? Bool == true
+      )
+
+      try await sbctl(["local", "start", "--dir", directory.path, "--node", "broker-2"])
+        .checkSuccess()
+      let rejoinDeadline = ContinuousClock.now + .seconds(15)
+      var rejoined = false
+      while !rejoined && ContinuousClock.now < rejoinDeadline {
+        let status = try await sbctl(
+          ["cluster", "status", "--cluster-dir", directory.path, "--output", "json"]
+        ).checkSuccess()
+        rejoined = (try Self.json(status.stdoutText)["underReplicated"] as? [Any])?.isEmpty == true
+        if !rejoined { try await Task.sleep(for: .milliseconds(200)) }
+      }
+      #expect(rejoined, "broker 2 did not rejoin every ISR within 15 s")
+
       let local = try await sbctl(["local", "status", "--dir", directory.path, "--output", "json"])
         .checkSuccess()
       let rows =
@@ -155,7 +206,7 @@ struct LocalBrokerClusterTests {
       #expect(rows?.suffix(3).map { $0["readiness"] as? String } == ["ready", "ready", "ready"])
 
       try await sbctl(["local", "down", "--dir", directory.path]).checkSuccess()
-      for node in file.metaservers + file.brokers {
+      for node in try Self.load(directory).metaservers + Self.load(directory).brokers {
         #expect(!MetaLocalClusterTests.isAlive(node.pid), "\(node.role)-\(node.id)")
       }
       try await sbctl(["local", "down", "--dir", directory.path, "--purge"]).checkSuccess()
@@ -171,7 +222,8 @@ struct LocalBrokerClusterTests {
       try await client.createTopic("status", partitions: 2)
       let produced = try await client.produce(
         topic: "status", partition: 1,
-        records: RecordBatches.batch(values: [[1], [2], [3]]), acks: 1)
+        records: RecordBatches.batch(values: [[1], [2], [3]]), acks: -1)
+      // acks=all: answered once fsynced, so the high watermark has passed the records.
       #expect(produced.errorCode == .none)
 
       func ask(_ topics: [ReplicaStatusRequest.Topic]) async throws -> ReplicaStatusResponse {

@@ -90,7 +90,7 @@ public final class RequestRouter: FrameRequestHandler {
             header: responseHeader, version: header.apiVersion))
       }
     case .fetch(let body):
-      if body.replicaId >= 0 && !hostsClusterReplica(body) {
+      if body.replicaId >= 0 && cluster == nil && !hostsClusterReplica(body) {
         return .respond(
           ResponseHeader(
             correlationId: header.correlationId, errorCode: .invalidRequest,
@@ -317,7 +317,7 @@ public final class RequestRouter: FrameRequestHandler {
           TopicPartition(topic: topic.name, partition: partition.partition))
         {
           replicas.append(replica)
-          await replica.addFetchWakeup(wakeup)
+          await replica.addFetchWakeup(wakeup, isFollowerFetch: request.replicaId >= 0)
         }
       }
     }
@@ -394,8 +394,7 @@ public final class RequestRouter: FrameRequestHandler {
                 FetchResponse.EpochEndOffset(epoch: $0.epoch, endOffset: $0.endOffset)
               } ?? .none,
               currentLeader: FetchResponse.LeaderIdAndEpoch(
-                leaderId: outcome.leaderEpoch >= 0 ? replica.localBrokerID ?? -1 : -1,
-                leaderEpoch: outcome.leaderEpoch),
+                leaderId: outcome.leaderID, leaderEpoch: outcome.leaderEpoch),
               records: outcome.records)
             recordsFile = outcome.recordsFile
             byteCount = outcome.recordByteCount

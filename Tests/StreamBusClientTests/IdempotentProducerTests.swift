@@ -67,7 +67,10 @@ import Testing
           try await producer.enqueue(
             topic: "grouped", value: paddedValue(index, bytes: 60), partition: 0))
       }
-      #expect(await eventually { harness.cluster.withState { $0.produceInFlight } == 1 })
+      #expect(
+        await eventually(timeoutMs: 10_000) {
+          harness.cluster.withState { $0.produceInFlight } == 1
+        })
       harness.cluster.withState { $0.holdProduce = false }
       var offsets: [Int64] = []
       for handle in handles {
@@ -262,6 +265,22 @@ import Testing
     }
   }
 
+  @Test func oneBrokerRefusingInitProducerIdDoesNotFailRecords() async throws {
+    try await withFakeCluster(brokers: 2) { harness in
+      harness.cluster.createTopic("other", partitions: 1, leaders: [1])
+      let producer = Producer(config: harness.clientConfig())
+      harness.cluster.withState { $0.initProducerIdErrors = [.invalidRequest] }
+      let delivered = try await producer.send(topic: "other", value: [1])
+      #expect(delivered.offset == 0)
+      let asked = harness.cluster.withState { state in
+        state.log.filter { $0.request.apiKey == .initProducerId }.map(\.brokerId)
+      }
+      #expect(asked.count == 2)
+      #expect(Set(asked) == [1, 2])
+      await producer.close()
+    }
+  }
+
   @Test func failoverErrorsCostRetriesWithGrowingBackoff() async throws {
     try await withFakeCluster { harness in
       harness.cluster.createTopic("busy", partitions: 1, leaders: [1])
@@ -283,6 +302,44 @@ import Testing
       #expect(elapsedMs >= 240)
       #expect(harness.cluster.produceRequests().count == 8)
       #expect(try harness.cluster.records(topic: "busy", partition: 0).count == 2)
+      await producer.close()
+    }
+  }
+
+  @Test func leaderMoveSkipsTheRestOfTheBackoff() async throws {
+    try await withFakeCluster(brokers: 2) { harness in
+      harness.cluster.createTopic("hop", partitions: 1, leaders: [1])
+      var config = harness.clientConfig()
+      config.retryBackoffMs = 10_000
+      config.retryBackoffMaxMs = 10_000
+      let producer = Producer(config: config)
+      try await producer.send(topic: "hop", value: [0])
+      harness.cluster.moveLeader(topic: "hop", partition: 0, to: 2)
+      let started = ContinuousClock.now
+      let delivered = try await producer.send(topic: "hop", value: [1])
+      #expect(delivered.offset == 1)
+      // NOT_LEADER_OR_FOLLOWER from broker 1, one metadata refresh naming broker 2, then the
+      // retry at once: well below the 8-12 s backoff (even on a loaded machine).
+      #expect(ContinuousClock.now - started < .seconds(5))
+      #expect(harness.cluster.produceRequests(broker: 2).count == 1)
+      await producer.close()
+    }
+  }
+
+  @Test func unchangedLeaderStillWaitsOutTheBackoff() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("stay", partitions: 1, leaders: [1])
+      var config = harness.clientConfig()
+      config.retryBackoffMs = 400
+      config.retryBackoffMaxMs = 400
+      let producer = Producer(config: config)
+      try await producer.send(topic: "stay", value: [0])
+      harness.cluster.withState {
+        $0.produceErrors[TopicPartition(topic: "stay", partition: 0)] = [.notLeaderOrFollower]
+      }
+      let started = ContinuousClock.now
+      _ = try await producer.send(topic: "stay", value: [1])
+      #expect(ContinuousClock.now - started >= .milliseconds(320))
       await producer.close()
     }
   }
@@ -314,15 +371,16 @@ import Testing
   @Test func slowResponseRetriedAfterATimeoutIsStoredOnce() async throws {
     try await withFakeCluster { harness in
       harness.cluster.createTopic("slow", partitions: 1, leaders: [1])
-      harness.cluster.withState { $0.nextProduceDelayMs = 400 }
+      harness.cluster.withState { $0.nextProduceDelayMs = 900 }
       var config = harness.clientConfig()
-      config.requestTimeoutMs = 150
+      // Short for the slow produce, long enough for metadata on a loaded machine.
+      config.requestTimeoutMs = 300
       let producer = Producer(config: config)
       let metadata = try await producer.send(topic: "slow", value: Array("once".utf8))
       #expect(metadata.offset == 0)
       #expect(harness.cluster.produceRequests().count == 2)
       // Both attempts reached the fake; the second was recognized as the first one's duplicate.
-      try await Task.sleep(for: .milliseconds(400))
+      #expect(await eventually { harness.cluster.withState { $0.produceHandled } == 2 })
       #expect(try harness.cluster.records(topic: "slow", partition: 0).count == 1)
       await producer.close()
     }

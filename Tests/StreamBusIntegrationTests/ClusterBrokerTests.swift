@@ -52,6 +52,32 @@ import Testing
     }
   }
 
+  /// A broker whose metaservers never answer keeps retrying registration, writes no ready
+  /// file, and still stops promptly on SIGTERM.
+  @Test func sigtermBeforeRegistrationExitsPromptly() async throws {
+    try await ProcessHarness.run { harness in
+      let dataDirectory = try harness.makeDirectory("data")
+      let readyFile = harness.rootDirectory.appendingPathComponent("ready")
+      let unused = try FreePorts.take(1)[0]
+      let process = try harness.start(
+        executableNamed: "databroker",
+        arguments: [
+          "--metaservers", "127.0.0.1:\(unused)", "--broker-id", "7", "--data-dir",
+          dataDirectory.path, "--listen", "127.0.0.1:0", "--ready-file", readyFile.path,
+        ])
+      // Bound and serving, but not registered: no ready file.
+      #expect(
+        try await eventually(timeoutMs: 5_000) {
+          process.stderrText().contains("[StreamBusTransport] listening")
+        })
+      try await Task.sleep(for: .milliseconds(300))
+      #expect(!FileManager.default.fileExists(atPath: readyFile.path))
+      process.signal(SIGTERM)
+      let exit = try await process.waitForExit(timeoutMs: 5_000)
+      #expect(exit == .exited(code: 0), "stderr:\n\(process.stderrText())")
+    }
+  }
+
   @Test func brokersRegisterServeMetadataAndForwardTopicAdmin() async throws {
     try await ProcessHarness.run { harness in
       let cluster = try await BrokerCluster.start(harness)
@@ -101,6 +127,22 @@ import Testing
       }
       #expect(offsetsBody.topics.first?.partitions.first?.errorCode == .notLeaderOrFollower)
       await followerClient.close()
+
+      // Producer ids come from blocks the controller allocates: distinct across brokers.
+      var producerIds: [Int64] = []
+      for id in [1, 2, 1] {
+        let broker = try await RawBrokerClient.connect(to: cluster.address(id))
+        let (_, answer) = try await broker.send(.initProducerId(InitProducerIdRequest()))
+        await broker.close()
+        guard case .initProducerId(let body) = answer else {
+          Issue.record("no InitProducerId answer from broker \(id)")
+          return
+        }
+        #expect(body.errorCode == ErrorCode.none)
+        producerIds.append(body.producerId)
+      }
+      #expect(producerIds.allSatisfy { $0 >= 0 })
+      #expect(Set(producerIds).count == 3, "producer ids \(producerIds)")
 
       // DeleteTopics is forwarded; every broker deletes its replicas.
       let (_, deleted) = try await client.send(
@@ -192,6 +234,79 @@ import Testing
       let records = try await reader.readAll(topic: "rolling")
       await reader.close()
       try verify(records, log: log)
+    }
+  }
+
+  /// A topic deleted while a broker is down leaves a directory there; the broker deletes
+  /// it once its image has caught up after the restart.
+  @Test func restartedBrokerDeletesPartitionsOfTopicsDeletedMeanwhile() async throws {
+    try await ProcessHarness.run { harness in
+      let cluster = try await BrokerCluster.start(harness)
+      let admin = try await RawBrokerClient.connect(to: cluster.address(1))
+      try await admin.createTopic("gone", partitions: 1, replicationFactor: 3)
+      try await admin.createTopic("kept", partitions: 1, replicationFactor: 3)
+      _ = try await cluster.waitForLeaders(topic: "gone", partitions: 1)
+      let gone = cluster.dataDirectory(3).appendingPathComponent("gone-0")
+      let kept = cluster.dataDirectory(3).appendingPathComponent("kept-0")
+      #expect(try await eventually { FileManager.default.fileExists(atPath: gone.path) })
+      #expect(try await eventually { FileManager.default.fileExists(atPath: kept.path) })
+
+      #expect(try await cluster.terminate(3) == .exited(code: 0))
+      let (_, deleted) = try await admin.send(
+        .deleteTopics(DeleteTopicsRequest(names: ["gone"], timeoutMs: 10_000)))
+      guard case .deleteTopics(let body) = deleted else {
+        Issue.record("no DeleteTopics answer")
+        return
+      }
+      #expect(body.topics.first?.errorCode == ErrorCode.none)
+      await admin.close()
+      #expect(FileManager.default.fileExists(atPath: gone.path))
+
+      try await cluster.startBroker(3)
+      #expect(
+        try await eventually { !FileManager.default.fileExists(atPath: gone.path) },
+        "the restarted broker kept \(gone.path)")
+      #expect(FileManager.default.fileExists(atPath: kept.path))
+    }
+  }
+
+  @Test func leaderWithoutQuorumStopsLeadingUntilHeartbeatsSucceed() async throws {
+    try await ProcessHarness.run { harness in
+      let cluster = try await BrokerCluster.start(harness)
+      let admin = try await RawBrokerClient.connect(to: cluster.address(1))
+      try await admin.createTopic("island", partitions: 1, replicationFactor: 3)
+      await admin.close()
+      let metadata = try await cluster.waitForLeaders(topic: "island", partitions: 1)
+      let leader = Int(metadata.topics[0].partitions[0].leaderId)
+      let log = AcknowledgementLog()
+      try await cluster.produce(
+        to: leader, topic: "island", batches: 5, log: log, retryUntil: .seconds(5))
+
+      // Every metaserver stops: no heartbeat succeeds, so after the session timeout
+      // (1.5 s) the leader refuses produce instead of acting on a possibly stale lease.
+      for id in cluster.meta.allIDs {
+        cluster.meta.signal(id, SIGSTOP)
+      }
+      let client = try await RawBrokerClient.connect(to: cluster.address(leader))
+      var refusedWith: ErrorCode?
+      let refused = try await eventually(timeoutMs: 6_000) {
+        let result = try await client.produce(
+          topic: "island", records: RecordBatches.batch(values: [Array("x".utf8)]), acks: 1,
+          timeoutMs: 2_000)
+        refusedWith = result.errorCode
+        return result.errorCode == .notLeaderOrFollower
+      }
+      #expect(refused, "last answer \(String(describing: refusedWith))")
+      for id in cluster.meta.allIDs {
+        cluster.meta.signal(id, SIGCONT)
+      }
+      // With the quorum back the session recovers and a leader takes writes again.
+      try await cluster.produce(
+        to: Int(
+          try await cluster.waitForLeaders(topic: "island", partitions: 1, asking: leader)
+            .topics[0].partitions[0].leaderId),
+        topic: "island", batches: 5, log: log, retryUntil: .seconds(10))
+      await client.close()
     }
   }
 

@@ -129,6 +129,8 @@ public final class RequestRouter: FrameRequestHandler {
       }
     case .initProducerId(let body):
       response = .initProducerId(await initProducerId(body))
+    case .replicaStatus(let body):
+      response = .replicaStatus(await replicaStatus(body))
     }
     return .respond(response.encodePayload(header: responseHeader, version: header.apiVersion))
   }

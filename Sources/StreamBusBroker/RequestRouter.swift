@@ -381,7 +381,11 @@ public final class RequestRouter: FrameRequestHandler {
                 lastFetchedEpoch: partition.lastFetchedEpoch,
                 currentLeaderEpoch: partition.currentLeaderEpoch,
                 logStartOffset: partition.logStartOffset, maxBytes: maxBytes),
-              nowMs: PartitionLog.wallClockMs(), asFileSlice: configuration.fetchSendsFileRanges)
+              // Copied, not sent as a file range: a follower read reaches above the high
+              // watermark, and if this leader is deposed and truncates that tail while a
+              // range of it waits in the socket queue, sendfile would make no progress.
+              // Consumer reads stop at the high watermark, which truncation never cuts.
+              nowMs: PartitionLog.wallClockMs(), asFileSlice: false)
             // A follower must learn of its divergence now, not after the long-poll.
             if outcome.errorCode != .none || outcome.divergingEpoch != nil {
               hasError = true

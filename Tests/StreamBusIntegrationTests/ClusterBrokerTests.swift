@@ -589,22 +589,3 @@ final class BrokerCluster: @unchecked Sendable {
     await client?.close()
   }
 }
-
-extension RawBrokerClient {
-  /// CreateTopics with an explicit replication factor; fails on any error.
-  func createTopic(_ name: String, partitions: Int32, replicationFactor: Int16) async throws {
-    let request = CreateTopicsRequest(
-      topics: [
-        .init(
-          name: name, numPartitions: partitions, replicationFactor: replicationFactor,
-          configs: [])
-      ],
-      timeoutMs: 10_000)
-    let (_, response) = try await send(.createTopics(request))
-    guard case .createTopics(let body) = response, let topic = body.topics.first,
-      topic.errorCode == .none
-    else {
-      throw HarnessError("CreateTopics \(name): \(String(describing: response))")
-    }
-  }
-}

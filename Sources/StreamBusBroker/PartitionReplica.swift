@@ -735,9 +735,18 @@ public actor PartitionReplica {
     // A deleted partition commits nothing more: its waiters get UNKNOWN_TOPIC_OR_PARTITION.
     guard offset > highWatermark, closeReason != .deleted else { return }
     highWatermark = offset
+    // Committed, but by fewer replicas than the topic asks for (the ISR shrank after the
+    // append): Kafka's retriable answer, which an idempotent retry turns into success.
+    let shortfall: BrokerRequestError? =
+      localBrokerID != nil && isr.count < minInsyncReplicas
+      ? BrokerRequestError(
+        .notEnoughReplicasAfterAppend,
+        "committed by an in-sync replica set of \(isr.count), below min.insync.replicas "
+          + "\(minInsyncReplicas)")
+      : nil
     var completed = 0
     while completed < ackWaiters.count && ackWaiters[completed].requiredOffset <= offset {
-      ackWaiters[completed].commitWait.resolve(nil)
+      ackWaiters[completed].commitWait.resolve(shortfall)
       completed += 1
     }
     ackWaiters.removeFirst(completed)

@@ -128,6 +128,22 @@ import Testing
     await trio.shutdown()
   }
 
+  @Test func acksAllCommittedByAnIsrBelowTheMinimumIsReportedAsSuch() async throws {
+    let trio = try ReplicaTrio()
+    await trio.elect(1, leaderEpoch: 1, nowMs: 0)
+    let pending = await trio[1].append(makeBatch(), acks: -1, timeoutMs: 60_000, nowMs: 0)
+    // Neither follower fetches; the leader drops both from the ISR.
+    let shrink = try #require(
+      await trio[1].isrChangeProposal(nowMs: 5_000, replicaLagTimeMaxMs: 2_000))
+    #expect(shrink.newIsr == [1])
+    #expect(!pending.isSettled)
+    await trio[1].isrChangeCompleted(
+      newIsr: [1], partitionEpoch: shrink.partitionEpoch + 1, error: .none)
+    #expect(await pending.outcome().errorCode == .notEnoughReplicasAfterAppend)
+    #expect(try await committed(trio, 1, 3))
+    await trio.shutdown()
+  }
+
   @Test func aNewLeaderTruncatesTheOldLeadersDivergentTail() async throws {
     let trio = try ReplicaTrio()
     await trio.elect(1, leaderEpoch: 1)

@@ -366,8 +366,12 @@ final class ShutdownRequest: Sendable {
 /// Milliseconds of a clock that never jumps (rests and backoffs).
 enum MonotonicClock {
   static func nowMs() -> Int64 {
+    Int64(nowNs() / 1_000_000)
+  }
+
+  static func nowNs() -> UInt64 {
     var time = timespec()
     clock_gettime(CLOCK_MONOTONIC, &time)
-    return Int64(time.tv_sec) * 1_000 + Int64(time.tv_nsec) / 1_000_000
+    return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
   }
 }

@@ -181,6 +181,9 @@ public actor PartitionReplica {
     var continuation: CheckedContinuation<StorageError?, Never>
   }
 
+  /// Leader append → follower durable, per batch and follower (sbctl, benchmarks).
+  private var replicationLag = ReplicationLagTracker()
+
   /// acks=all producers waiting for the high watermark, in offset order.
   private var ackWaiters: [AckWaiter] = []
   private var durableWaiters: [DurableWaiter] = []
@@ -320,6 +323,7 @@ public actor PartitionReplica {
         role = .leader(epoch: leadership.leaderEpoch)
         leaderEpochStartOffset = log.logEndOffset
         followerProgress = [:]
+        replicationLag.reset()
         for replica in leadership.replicas where replica != localBrokerID {
           followerProgress[replica] = FollowerProgress(
             lastCaughtUpTimeMs: leadership.isr.contains(replica) ? nowMs : -1)
@@ -458,6 +462,7 @@ public actor PartitionReplica {
       updateHighWatermark()
     }
     if case .leader = role {
+      replicationLag.recordAppend(endOffset: result.lastOffset + 1, nowNs: MonotonicClock.nowNs())
       // Followers long-poll for new data, not for a high watermark move.
       for wakeup in followerFetchWakeups.values {
         wakeup.signal()
@@ -879,6 +884,8 @@ public actor PartitionReplica {
     }
     progress.logEndOffset = fetchOffset
     progress.lastFetchTimeMs = nowMs
+    replicationLag.recordFetch(
+      follower: replicaID, fetchOffset: fetchOffset, nowNs: MonotonicClock.nowNs())
     progress.leaderEndOffsetAtLastFetch = leaderEnd
     followerProgress[replicaID] = progress
   }
@@ -1150,6 +1157,7 @@ public actor PartitionReplica {
             brokerID: replica, logEndOffset: progress.logEndOffset,
             lastCaughtUpMs: progress.lastCaughtUpTimeMs))
       }
+      state.replicationLag = replicationLag.summary()
     }
     return state
   }

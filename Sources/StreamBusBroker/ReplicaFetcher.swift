@@ -389,6 +389,26 @@ final class ReplicaFetcher: Sendable {
         return (entry.topicPartition, current.leaderEpoch)
       }
       return nil
+    case .offsetOutOfRange where answer.logStartOffset > current.fetchOffset:
+      // The leader's retention removed what this follower needs next: it cannot catch up by
+      // copying, so it restarts its log at the leader's log start (an empty append does).
+      do {
+        _ = try await replica.appendAsFollower(
+          [], leaderEpoch: current.leaderEpoch, leaderHighWatermark: answer.highWatermark,
+          leaderLogStartOffset: answer.logStartOffset)
+        logger.warning(
+          "restarted the log at the leader's log start: the leader no longer has the offset it fetched from",
+          metadata: [
+            "partition": "\(partition)", "leaderLogStartOffset": "\(answer.logStartOffset)",
+            "fetchOffset": "\(current.fetchOffset)",
+          ])
+        return nil
+      } catch {
+        logger.warning(
+          "restarting the log at the leader's log start failed; retrying",
+          metadata: ["partition": "\(partition)", "error": "\(error)"])
+        return (entry.topicPartition, current.leaderEpoch)
+      }
     case .notLeaderOrFollower, .fencedLeaderEpoch, .unknownLeaderEpoch, .unknownTopicOrPartition:
       // The leader's metadata or ours is behind; newer metadata settles it.
       logger.debug(

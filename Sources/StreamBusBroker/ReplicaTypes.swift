@@ -164,4 +164,6 @@ public struct ReplicationState: Sendable, Equatable {
   public var durableEndOffset: Int64
   /// Filled on the leader only, in replica order.
   public var followers: [FollowerState]
+  /// On the leader: leader append → follower durable, over this leadership's samples.
+  public var replicationLag: ReplicationLagSummary = .empty
 }

@@ -56,6 +56,9 @@ extension RequestRouter {
         ReplicaStatusResponse.Follower(
           brokerID: $0.brokerID, logEndOffset: $0.logEndOffset,
           lastCaughtUpMs: $0.lastCaughtUpMs)
-      })
+      },
+      replicationLag: ReplicaStatusResponse.ReplicationLag(
+        samples: state.replicationLag.samples, p50Us: state.replicationLag.p50Us,
+        p99Us: state.replicationLag.p99Us, maxUs: state.replicationLag.maxUs))
   }
 }

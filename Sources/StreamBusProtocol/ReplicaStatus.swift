@@ -102,12 +102,15 @@ public struct ReplicaStatusResponse: WireBody {
     public var durableEndOffset: Int64
     /// The leader's view of each follower; empty on a follower or a standalone broker.
     public var followers: [Follower]
+    /// On the leader: the time from its append of a batch to the fetch in which a follower
+    /// reports that batch durable, over the current leadership; `.none` elsewhere.
+    public var replicationLag: ReplicationLag
 
     public init(
       partition: Int32, errorCode: ErrorCode = .none, errorMessage: String? = nil,
       role: ReplicaStatusRole, leaderEpoch: Int32, partitionEpoch: Int32, isr: [Int32],
       logStartOffset: Int64, highWatermark: Int64, logEndOffset: Int64, durableEndOffset: Int64,
-      followers: [Follower] = []
+      followers: [Follower] = [], replicationLag: ReplicationLag = .none
     ) {
       self.partition = partition
       self.errorCode = errorCode
@@ -121,6 +124,7 @@ public struct ReplicaStatusResponse: WireBody {
       self.logEndOffset = logEndOffset
       self.durableEndOffset = durableEndOffset
       self.followers = followers
+      self.replicationLag = replicationLag
     }
 
     /// The answer for a partition this broker cannot describe.
@@ -132,6 +136,23 @@ public struct ReplicaStatusResponse: WireBody {
         leaderEpoch: -1, partitionEpoch: -1, isr: [], logStartOffset: -1, highWatermark: -1,
         logEndOffset: -1, durableEndOffset: -1)
     }
+  }
+
+  /// Replication lag percentiles in microseconds; -1 (and 0 samples) when none were taken.
+  public struct ReplicationLag: Sendable, Equatable {
+    public var samples: Int64
+    public var p50Us: Int64
+    public var p99Us: Int64
+    public var maxUs: Int64
+
+    public init(samples: Int64, p50Us: Int64, p99Us: Int64, maxUs: Int64) {
+      self.samples = samples
+      self.p50Us = p50Us
+      self.p99Us = p99Us
+      self.maxUs = maxUs
+    }
+
+    public static let none = ReplicationLag(samples: 0, p50Us: -1, p99Us: -1, maxUs: -1)
   }
 
   public struct Follower: Sendable, Equatable {
@@ -153,10 +174,10 @@ public struct ReplicaStatusResponse: WireBody {
   }
 
   static let followerBytesMin = 4 + 8 + 8
-  // partition, errorCode, errorMessage, role, two epochs, isr, four offsets, followers
+  // partition, errorCode, errorMessage, role, two epochs, isr, four offsets, followers, lag
   static let partitionBytesMin =
     4 + 2 + EncodedBytesMin.string + 1 + 4 + 4 + EncodedBytesMin.array + 4 * 8
-    + EncodedBytesMin.array
+    + EncodedBytesMin.array + 4 * 8
   static let topicBytesMin = EncodedBytesMin.string + EncodedBytesMin.array
 
   public init(from reader: inout WireReader, version: Int16) throws {
@@ -200,7 +221,16 @@ public struct ReplicaStatusResponse: WireBody {
                   "replicaStatusResponse.topics.partitions.followers.logEndOffset"),
                 lastCaughtUpMs: try reader.readInt64(
                   "replicaStatusResponse.topics.partitions.followers.lastCaughtUpMs"))
-            })
+            },
+            replicationLag: ReplicationLag(
+              samples: try reader.readInt64(
+                "replicaStatusResponse.topics.partitions.replicationLag.samples"),
+              p50Us: try reader.readInt64(
+                "replicaStatusResponse.topics.partitions.replicationLag.p50Us"),
+              p99Us: try reader.readInt64(
+                "replicaStatusResponse.topics.partitions.replicationLag.p99Us"),
+              maxUs: try reader.readInt64(
+                "replicaStatusResponse.topics.partitions.replicationLag.maxUs")))
         })
     }
   }
@@ -225,6 +255,10 @@ public struct ReplicaStatusResponse: WireBody {
           writer.writeInt64(follower.logEndOffset)
           writer.writeInt64(follower.lastCaughtUpMs)
         }
+        writer.writeInt64(partition.replicationLag.samples)
+        writer.writeInt64(partition.replicationLag.p50Us)
+        writer.writeInt64(partition.replicationLag.p99Us)
+        writer.writeInt64(partition.replicationLag.maxUs)
       }
     }
   }

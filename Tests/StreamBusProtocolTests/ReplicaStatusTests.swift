@@ -174,10 +174,11 @@ import Testing
     writer.writeInt32(1)
     writer.writeInt32Array([1])
     for _ in 0..<4 { writer.writeInt64(0) }
-    writer.writeInt32(2)  // followers: 2 × 20 bytes needed, 20 present
+    writer.writeInt32(3)  // followers: 3 × 20 bytes needed, 20 + the 32 of the lag present
     writer.writeInt32(2)
     writer.writeInt64(0)
     writer.writeInt64(0)
+    for _ in 0..<4 { writer.writeInt64(0) }  // replicationLag
     let followersError = thrownError(ProtocolError.self) {
       _ = try Response.decode(apiKey: .replicaStatus, version: 0, payload: writer.bytes)
     }

@@ -3,6 +3,7 @@
 # NATS JetStream R3 cluster on the same machine:
 #   * acks=all produce throughput (StreamBusClient producer, as fast as possible);
 #   * acks=all latency at a fixed 1,000 records/s (p50/p99);
+#   * replication lag (leader append → follower fsynced) at half the measured throughput;
 #   * broker failover: kill -9 a partition leader, time until the next acks=all ack;
 #   * the same measurements on NATS JetStream R3 (Benchmarks/peers/nats-jetstream.py),
 #     whose acknowledgements are not fsynced per message (stated in the table).
@@ -66,6 +67,14 @@ print(",".join(b["clientAddress"] for b in cluster["brokers"]))' "$cluster_dir")
 "$bin_dir/sbbench" produce --brokers "$brokers" --driver client --acks all --record-bytes 1024 \
   --partitions 1 --replication-factor 3 --topic "latency-$RANDOM" --rate 1000 \
   --duration-s "$latency_seconds" --output json | tee -a "$results"
+# Replication lag at half of the throughput just measured (records/s, 1 KiB).
+half_rate=$(python3 -c '
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+tp = [r for r in rows if r.get("benchmark") == "produce.throughput"]
+print(max(1, int((tp[-1].get("recordsPerSecond") or 2000) / 2)) if tp else 1000)' "$results")
+"$bin_dir/sbbench" replication lag --cluster "$cluster_dir" --rate "$half_rate" \
+  --duration-s "$latency_seconds" --output json | tee -a "$results"
 "$bin_dir/sbbench" replication failover --cluster "$cluster_dir" --trials "$trials" --output json \
   | tee -a "$results"
 cleanup
@@ -86,6 +95,7 @@ def find(pred):
 sb_tp = find(lambda r: r.get("benchmark") == "produce.throughput")
 sb_lat = find(lambda r: r.get("benchmark") == "produce.latency")
 sb_fail = find(lambda r: r.get("benchmark") == "broker-failover")
+sb_lag = find(lambda r: r.get("benchmark") == "replication-lag")
 nats_tp = find(lambda r: r.get("system") == "nats-jetstream" and r.get("measure") == "throughput")
 nats_lat = find(lambda r: r.get("system") == "nats-jetstream" and r.get("measure") == "paced_latency_ms")
 nats_fail = find(lambda r: r.get("system") == "nats-jetstream" and r.get("measure") == "failover_s")
@@ -103,6 +113,10 @@ if sb_lat:
     p50, p99 = sb_lat["latency"]["p50Ms"], sb_lat["latency"]["p99Ms"]
     print(f"| latency p50 at 1,000/s | {fmt(p50,'ms')} | {fmt(nats_lat and nats_lat['p50'],'ms')} | - | - |")
     print(f"| latency p99 at 1,000/s | {fmt(p99,'ms')} | {fmt(nats_lat and nats_lat['p99'],'ms')} | ≤ 8 ms | {met(p99 <= 8)} |")
+if sb_lag:
+    p99 = sb_lag["latency"]["p99Ms"]
+    rate = sb_lag["parameters"]["rate"]
+    print(f"| replication lag p99 at {rate} records/s (half of max) | {fmt(p99,'ms')} | - | ≤ 10 ms | {met(p99 <= 10)} |")
 if sb_fail:
     median, worst = sb_fail["latency"]["p50Ms"] / 1000, sb_fail["latency"]["maxMs"] / 1000
     print(f"| failover median | {fmt(median,'s')} | {fmt(nats_fail and nats_fail['median'],'s')} | ≤ 2.0 s | {met(median <= 2.0)} |")

@@ -5,6 +5,7 @@ import StreamBusClient
 import StreamBusMetaClient
 import StreamBusMetaProtocol
 import StreamBusProtocol
+import StreamBusTestSupport
 import StreamBusTransport
 
 /// Benchmarks of the replicated data path against a running cluster of metaservers and
@@ -12,8 +13,8 @@ import StreamBusTransport
 struct ReplicationCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "replication",
-    abstract: "Replicated data path: broker failover time.",
-    subcommands: [ReplicationFailoverCommand.self])
+    abstract: "Replicated data path: broker failover time, replication lag.",
+    subcommands: [ReplicationFailoverCommand.self, ReplicationLagCommand.self])
 }
 
 struct ReplicationFailoverCommand: AsyncParsableCommand {
@@ -62,14 +63,14 @@ struct ReplicationFailoverCommand: AsyncParsableCommand {
     let value = recordValue(bytes: 1024, seed: 7)
 
     for trial in 0..<trials {
-      let replicas = try await waitFullIsr(admin)
+      let replicas = try await Self.waitFullIsr(admin, topic: topic)
       let producer = Producer(
         config: ClientConfig(bootstrapBrokers: try cluster.clientAddresses()),
         producerConfig: ProducerConfig(acks: .all))
       // Metadata and a connection to the leader are in place before the kill, as for a
       // producer that was already running.
       try await producer.send(topic: topic, value: value, partition: 0)
-      let leaderID = try await currentLeader(admin)
+      let leaderID = try await Self.currentLeader(admin, topic: topic)
       guard let leader = cluster.brokers.first(where: { $0.id == Int(leaderID) }) else {
         throw ValidationError("leader \(leaderID) is not in cluster.json")
       }
@@ -113,7 +114,7 @@ struct ReplicationFailoverCommand: AsyncParsableCommand {
   }
 
   /// Waits until partition 0 has a leader and every replica in its ISR; returns the count.
-  private func waitFullIsr(_ admin: MetaClient) async throws -> Int {
+  static func waitFullIsr(_ admin: MetaClient, topic: String) async throws -> Int {
     let clock = ContinuousClock()
     let deadline = clock.now + .seconds(60)
     var last = "no answer"
@@ -134,11 +135,106 @@ struct ReplicationFailoverCommand: AsyncParsableCommand {
     throw ValidationError("\(topic)-0 did not get a full ISR within 60 s (\(last))")
   }
 
-  private func currentLeader(_ admin: MetaClient) async throws -> Int32 {
+  static func currentLeader(_ admin: MetaClient, topic: String) async throws -> Int32 {
     let description = try await admin.describeTopic(topic)
     guard let partition = description.partitions.first(where: { $0.partition == 0 }),
       partition.leader >= 0
     else { throw ValidationError("\(topic)-0 has no leader") }
     return partition.leader
+  }
+}
+
+struct ReplicationLagCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "lag",
+    abstract: "Replication lag (leader append → follower durable) at a fixed produce rate.",
+    discussion: """
+      Creates a fresh topic (one partition, RF 3), waits for a full ISR, produces at --rate \
+      records/s for --duration-s with a StreamBusClient producer, then reads the leader's \
+      measurement through ReplicaStatus: for every batch and follower, the time from the \
+      leader's append to the fetch in which that follower reports the batch fsynced.
+      """)
+
+  @Option(help: "Directory of a cluster started with `sbctl local up` (reads cluster.json).")
+  var cluster: String
+
+  @Option(help: "Records per second.")
+  var rate: Int = 1_000
+
+  @Option(help: "Seconds to produce.")
+  var durationS: Double = 10
+
+  @Option(help: "Value bytes per record.")
+  var recordBytes: Int = 1024
+
+  @Option(help: "Acknowledgement the producer waits for: 1 or all.")
+  var acks: AcksOption = .all
+
+  @Option(help: "Replication factor of the topic.")
+  var replicationFactor: Int16 = 3
+
+  @Option(help: "Output format: text or json.")
+  var output: OutputFormat = .text
+
+  func validate() throws {
+    guard rate > 0, durationS > 0, recordBytes > 0 else {
+      throw ValidationError("--rate, --duration-s and --record-bytes must be positive")
+    }
+  }
+
+  func run() async throws {
+    let logger = Logger(label: "sbbench.replication")
+    let cluster = try LocalClusterFile.load(directory: self.cluster)
+    let admin = MetaClient(bootstrap: try cluster.apiAddresses(), logger: logger)
+    let topic = uniqueTopicName(prefix: "lag")
+    _ = try await admin.createTopic(topic, partitions: 1, replicationFactor: replicationFactor)
+    _ = try await ReplicationFailoverCommand.waitFullIsr(admin, topic: topic)
+    let clientAddress = try cluster.clientAddresses()[0]
+    let run = ClientProduceRun(
+      address: clientAddress.description, topic: topic, recordBytes: recordBytes,
+      acks: acks == .all ? .all : .leader, lingerMs: 0, batchBytes: 64 * 1024,
+      inflightRequestsMax: 5, bufferBytesMax: 32 << 20, rate: rate,
+      budget: WorkBudget(
+        records: nil,
+        deadline: ContinuousClock.now + .milliseconds(Int64(durationS * 1000))))
+    let started = ContinuousClock.now
+    let outcome = try await run.run()
+    let elapsed = (ContinuousClock.now - started).secondsDouble
+
+    let leaderID = try await ReplicationFailoverCommand.currentLeader(admin, topic: topic)
+    guard let leader = cluster.brokers.first(where: { $0.id == Int(leaderID) }),
+      let leaderAddress = leader.clientAddress
+    else { throw ValidationError("leader \(leaderID) is not in cluster.json") }
+    let status = try await RawBrokerClient.connect(to: leaderAddress, clientId: "sbbench")
+    let (header, response) = try await status.send(
+      .replicaStatus(ReplicaStatusRequest(topics: [.init(name: topic, partitions: [0])])))
+    await status.close()
+    await admin.close()
+    guard header.errorCode == .none, case .replicaStatus(let body) = response,
+      let partition = body.topics.first?.partitions.first, partition.errorCode == .none
+    else {
+      throw ValidationError("ReplicaStatus from broker-\(leaderID) failed: \(header.errorCode)")
+    }
+    let lag = partition.replicationLag
+
+    var result = BenchResult(
+      benchmark: "replication-lag",
+      parameters: [
+        "rate": "\(rate)", "recordBytes": "\(recordBytes)", "acks": acks.rawValue,
+        "replicationFactor": "\(replicationFactor)", "brokers": "\(cluster.brokers.count)",
+      ],
+      elapsedSeconds: elapsed)
+    result.records = outcome.records
+    result.errors = outcome.errors
+    result.recordsPerSecond = Double(outcome.records) / elapsed
+    result.latency = LatencySummary(
+      p50Ms: Double(lag.p50Us) / 1000, p99Ms: Double(lag.p99Us) / 1000,
+      p999Ms: Double(lag.maxUs) / 1000, maxMs: Double(lag.maxUs) / 1000, meanMs: 0,
+      samples: UInt64(max(lag.samples, 0)))
+    let acked = outcome.latencies.summary
+    result.notes =
+      "latency = leader append → follower durable, \(lag.samples) samples (batches × followers); "
+      + "producer acks p50 \(acked?.p50Ms ?? -1) ms, p99 \(acked?.p99Ms ?? -1) ms"
+    result.print(format: output)
   }
 }

@@ -5,7 +5,9 @@ public struct Violation: Sendable, Hashable, CustomStringConvertible {
   public enum Kind: String, Sendable, Hashable, CaseIterable, Comparable {
     /// Acknowledged, but not in the final read of its partition.
     case lostAcknowledged
-    /// Acknowledged at one offset, found in the final read at another.
+    /// Acknowledged at one offset, found in the final read at another. (An acknowledgement
+    /// without an offset, -1 — a duplicate the leader recognized without knowing its offset —
+    /// is only checked for presence.)
     case acknowledgedOffsetMismatch
     /// One value at two or more (partition, offset) positions.
     case duplicate
@@ -203,7 +205,9 @@ public struct HistoryChecker: Sendable {
             + "is not in the final read of partition \(ack.partition) (covering "
             + "\(range ?? "nothing"))"
             + (elsewhere.isEmpty ? "" : "; found at \(elsewhere.joined(separator: ", "))"))
-      } else if !found.contains(Position(partition: ack.partition, offset: ackOffset)) {
+      } else if ackOffset >= 0,
+        !found.contains(Position(partition: ack.partition, offset: ackOffset))
+      {
         collector.add(
           .acknowledgedOffsetMismatch, partition: ack.partition, offset: ackOffset, value: value,
           "\(value) acknowledged at offset \(ackOffset) but the final read has it at "

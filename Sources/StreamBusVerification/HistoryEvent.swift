@@ -6,7 +6,8 @@ public struct HistoryEvent: Sendable, Hashable, Codable {
   public enum Kind: String, Sendable, Hashable, Codable, CaseIterable {
     /// A producer queued a value for a partition (before anything was sent).
     case send
-    /// The broker acknowledged the value at `offset`.
+    /// The broker acknowledged the value at `offset` (-1 when it did not say where, as for a
+    /// duplicate it recognized without knowing the original offset).
     case ack
     /// The producer gave up on the value (`errorCode`, `message`); it may or may not be in
     /// the log, as with any failed write.

@@ -105,6 +105,12 @@ public actor Workload {
     for task in readerTasks { await task.value }
   }
 
+  /// Stops sending new values and returns at once; values already queued keep being retried
+  /// (`stop()` waits for their outcomes).
+  public nonisolated func stopSending() {
+    control.stopSending()
+  }
+
   /// Stops sending, waits for the outcome of every value sent (bounded by the producers'
   /// delivery timeout), then stops the tailing readers.
   public func stop() async {

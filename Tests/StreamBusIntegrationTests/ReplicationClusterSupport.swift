@@ -226,7 +226,7 @@ final class Timeline: @unchecked Sendable {
   @discardableResult
   func mark(_ text: String, partition: Int32 = -1) -> Int64 {
     let time = history.recordNote(text, process: "test", partition: partition)
-    let line = String(format: "[%@ +%8.3f s] %@", name, Double(time) / 1e6, text)
+    let line = "[\(name) +\(String(format: "%8.3f", Double(time) / 1e6)) s] \(text)"
     lock.withLock { lines.append(line) }
     print(line)
     return time

@@ -179,6 +179,18 @@ struct HistoryCheckerTests {
     #expect(report.violations.first?.partition == 1)
   }
 
+  @Test func acknowledgementWithoutOffsetIsOnlyCheckedForPresence() {
+    var events = Self.cleanEvents().map { event -> HistoryEvent in
+      var event = event
+      if event.kind == .ack && event.value == "w0-4" { event.offset = -1 }
+      return event
+    }
+    #expect(HistoryChecker().check(events).isValid)
+    events.removeAll { $0.kind == .read && $0.value == "w0-4" }
+    let report = HistoryChecker().check(events)
+    #expect(Self.kinds(report) == [.lostAcknowledged], "\(report)")
+  }
+
   @Test func valueNobodySentIsCaught() {
     var events = Self.cleanEvents()
     events.append(.read("w9-9", offset: 2, partition: 1, process: "final", isFinal: true))

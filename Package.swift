@@ -200,6 +200,7 @@ let package = Package(
       name: "StreamBusClientTests",
       dependencies: [
         "StreamBusClient", "sbctl", "StreamBusProtocol", "StreamBusRecords", "StreamBusTransport",
+        "StreamBusBroker", "StreamBusStorage",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -20,14 +20,20 @@ import StreamBusTransport
 public final class RequestRouter: FrameRequestHandler {
   public let replicaManager: ReplicaManager
   private let configuration: BrokerConfiguration
-  private let logger: Logger
+  let logger: Logger
+  /// Producer ids for InitProducerId (standalone: a file in the data directory).
+  let producerIdSource: any ProducerIdSource
   /// This broker as Metadata describes it; the port is known only once bound.
   private let advertisedBroker: NIOLockedValueBox<MetadataResponse.Broker>
   /// Set when the broker begins to shut down: waiting fetches answer at once.
   private let isShuttingDown = NIOLockedValueBox(false)
 
-  public init(replicaManager: ReplicaManager, configuration: BrokerConfiguration, logger: Logger) {
+  public init(
+    replicaManager: ReplicaManager, configuration: BrokerConfiguration,
+    producerIdSource: any ProducerIdSource, logger: Logger
+  ) {
     self.replicaManager = replicaManager
+    self.producerIdSource = producerIdSource
     self.configuration = configuration
     self.logger = logger
     self.advertisedBroker = NIOLockedValueBox(
@@ -110,6 +116,8 @@ public final class RequestRouter: FrameRequestHandler {
       response = .createTopics(await createTopics(body))
     case .deleteTopics(let body):
       response = .deleteTopics(await deleteTopics(body))
+    case .initProducerId(let body):
+      response = .initProducerId(await initProducerId(body))
     }
     return .respond(response.encodePayload(header: responseHeader, version: header.apiVersion))
   }

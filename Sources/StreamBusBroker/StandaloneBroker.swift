@@ -62,10 +62,13 @@ public final class StandaloneBroker: Service, Sendable {
     let threadPool = NIOThreadPool(numberOfThreads: configuration.flushThreadCount)
     threadPool.start()
     do {
+      let producerIdSource = try FileProducerIdSource(
+        dataDirectory: configuration.dataDirectory, fileSystem: configuration.fileSystem)
       let replicaManager = try await ReplicaManager.open(
         configuration: configuration, threadPool: threadPool, logger: logger)
       let router = RequestRouter(
-        replicaManager: replicaManager, configuration: configuration, logger: logger)
+        replicaManager: replicaManager, configuration: configuration,
+        producerIdSource: producerIdSource, logger: logger)
       var serverConfiguration = FrameServerConfiguration(listen: configuration.listen)
       serverConfiguration.inflightRequestsMax = configuration.inflightRequestsMax
       serverConfiguration.frameBytesMax = configuration.frameBytesMax

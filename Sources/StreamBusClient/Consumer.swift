@@ -57,6 +57,9 @@ public actor Consumer {
   private var positions: [TopicPartition: Position] = [:]
   private var assignment: [TopicPartition] = []
   private var partitionMaxBytes: [TopicPartition: Int32] = [:]
+  /// Polls in a row that hit a leadership error or lost connection and returned nothing;
+  /// spaces the next attempts by `retryBackoffMs` doubling up to `retryBackoffMaxMs`.
+  private var retriableFailureStreak = 0
 
   public init(config: ClientConfig, consumerConfig: ConsumerConfig = ConsumerConfig()) {
     self.config = consumerConfig
@@ -135,7 +138,15 @@ public actor Consumer {
     }
     let started = ContinuousClock.now
     try await resolvePendingPositions()
-    let metadata = try await core.metadata.current()
+    let metadata: ClusterMetadata
+    do {
+      metadata = try await core.metadata.current()
+    } catch let error as StreamBusError where error.isRetriable {
+      // No broker answered (all restarting, or a failover in progress): the next poll asks
+      // again after a backoff, like any other leadership trouble.
+      try await backOffAfterRetriableFailure(maxWaitMs: maxWaitMs, started: started)
+      return []
+    }
     var byLeader: [HostPort: [(TopicPartition, Int64, Int32)]] = [:]
     var missingLeader = false
     for partition in assignment {
@@ -147,11 +158,10 @@ public actor Consumer {
       byLeader[leader.broker.address, default: []].append((partition, offset, leader.epoch))
     }
     if byLeader.isEmpty {
-      // Nothing to ask: wait a little instead of spinning, then let the caller poll again.
+      // Nothing to ask (no leader right now): wait instead of spinning, then let the caller
+      // poll again.
       core.metadata.invalidate()
-      let remaining = maxWaitMs - (ContinuousClock.now - started).wholeMilliseconds
-      try await Task.sleep(
-        for: .clampedMilliseconds(min(remaining, core.config.retryBackoffMs)))
+      try await backOffAfterRetriableFailure(maxWaitMs: maxWaitMs, started: started)
       return []
     }
     if missingLeader {
@@ -210,12 +220,28 @@ public actor Consumer {
     if retriableFailure {
       core.metadata.invalidate()
       if records.isEmpty {
-        // A leader moved or a connection dropped: pause briefly so a caller polling in a
-        // loop does not spin while metadata catches up.
-        try await Task.sleep(for: .clampedMilliseconds(core.config.retryBackoffMs))
+        // A leader moved or a connection dropped: pause so a caller polling in a loop does
+        // not spin while metadata catches up (the position stays; the next poll continues
+        // there on whichever broker metadata then names the leader).
+        try await backOffAfterRetriableFailure(maxWaitMs: nil, started: started)
+        return records
       }
     }
+    retriableFailureStreak = 0
     return records
+  }
+
+  /// Sleeps the retry backoff for the current streak of failed polls (bounded by what is
+  /// left of `maxWaitMs`, when given).
+  private func backOffAfterRetriableFailure(maxWaitMs: Int64?, started: ContinuousClock.Instant)
+    async throws
+  {
+    retriableFailureStreak += 1
+    var sleepMs = core.config.backoffMs(attempt: retriableFailureStreak)
+    if let maxWaitMs {
+      sleepMs = min(sleepMs, maxWaitMs - (ContinuousClock.now - started).wholeMilliseconds)
+    }
+    try await Task.sleep(for: .clampedMilliseconds(sleepMs))
   }
 
   private func fetchRequest(_ entries: [(TopicPartition, Int64, Int32)], maxWaitMs: Int32)

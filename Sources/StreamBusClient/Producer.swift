@@ -59,6 +59,11 @@ public struct ProducerConfig: Sendable {
   public var requestPartitionBytesMax: Int = 1024 * 1024
   /// A record fails once this long has passed since it was queued, retries included.
   public var deliveryTimeoutMs: Int64 = 120_000
+  /// Stamp every batch with a producer id (from InitProducerId) and per-partition sequence
+  /// numbers, so a leader recognizes a retried batch it already has and does not append it
+  /// twice (Kafka's `enable.idempotence`). Has no effect with `acks: .none`, where the
+  /// producer never learns whether a batch arrived.
+  public var enableIdempotence: Bool = true
 
   public init(acks: Acks = .all) {
     self.acks = acks
@@ -97,6 +102,9 @@ public actor Producer {
     var attempts = 0
     var retryAfter: ContinuousClock.Instant?
     var encoded: [UInt8]?
+    /// Set once the batch went out as (part of) an idempotent batch: every retry resends
+    /// exactly those bytes, so the leader can recognize a duplicate.
+    var sequenced: SequencedBatch?
     var lastError: StreamBusError?
     /// After a leadership or connection error: the batch waits for a metadata refresh that
     /// completes after the failure (the cache's refresh count reaching this value).
@@ -111,6 +119,37 @@ public actor Producer {
       self.createdAt = createdAt
       self.deliveryDeadline = createdAt + .clampedMilliseconds(deliveryTimeoutMs)
     }
+  }
+
+  /// The records of one or more consecutive `Batch`es of a partition, encoded as ONE Kafka
+  /// batch stamped with the producer id, epoch and base sequence. Fixed at the first send:
+  /// a retry carries the same bytes, so the leader answers a duplicate with the original
+  /// offset instead of appending it again. One wire batch per partition per request (as
+  /// Kafka's producer does), because a leader that finds a duplicate batch answers for the
+  /// whole partition entry.
+  private final class SequencedBatch {
+    let producerId: Int64
+    let producerEpoch: Int16
+    let baseSequence: Int32
+    let recordCount: Int32
+    let encoded: [UInt8]
+
+    init(
+      producerId: Int64, producerEpoch: Int16, baseSequence: Int32, recordCount: Int32,
+      encoded: [UInt8]
+    ) {
+      self.producerId = producerId
+      self.producerEpoch = producerEpoch
+      self.baseSequence = baseSequence
+      self.recordCount = recordCount
+      self.encoded = encoded
+    }
+  }
+
+  /// The producer id and epoch InitProducerId handed out.
+  private struct ProducerIdentity {
+    let producerId: Int64
+    let producerEpoch: Int16
   }
 
   private struct PartitionQueue {
@@ -167,6 +206,24 @@ public actor Producer {
   private var wakeUp: (at: ContinuousClock.Instant, id: UInt64, task: Task<Void, Never>)?
   private var nextWakeUpId: UInt64 = 0
   private var random = SystemRandomNumberGenerator()
+  /// The producer id every new idempotent batch is stamped with; nil until InitProducerId
+  /// answered, and again after a partition lost its producer state (a new id restarts every
+  /// partition's sequence at 0).
+  private var identity: ProducerIdentity?
+  /// The next sequence number per partition under `identity`.
+  private var nextSequences: [TopicPartition: Int32] = [:]
+  private var isRequestingProducerId = false
+  private var lastProducerIdRequest: ContinuousClock.Instant?
+  /// Failed InitProducerId requests in a row; spaces the next one by an exponential backoff.
+  private var producerIdFailures = 0
+
+  private var isIdempotent: Bool { config.enableIdempotence && config.acks != .none }
+
+  /// The producer id and epoch the producer stamps its batches with (nil before the first
+  /// InitProducerId answer, or without idempotence). For monitoring and tests.
+  public var producerIdAndEpoch: (producerId: Int64, producerEpoch: Int16)? {
+    identity.map { ($0.producerId, $0.producerEpoch) }
+  }
 
   public init(config: ClientConfig, producerConfig: ProducerConfig = ProducerConfig()) {
     precondition(producerConfig.batchBytes > 0, "batchBytes must be positive")
@@ -444,6 +501,7 @@ public actor Producer {
     let refreshCount = core.metadata.refreshCount
     let metadata = core.metadata.snapshot
     var needsMetadata = false
+    var needsProducerId = false
     var earliestRetry: ContinuousClock.Instant?
     var plans: [HostPort: [RequestPlan]] = [:]
     var drainAgain = false
@@ -456,6 +514,10 @@ public actor Producer {
         candidates.append(open)
       }
       guard let head = candidates.first else { continue }
+      if let sequenced = head.sequenced {
+        // A retry: exactly the batches that went out together, nothing added.
+        candidates = Array(candidates.prefix { $0.sequenced === sequenced })
+      }
       if let retryAfter = head.retryAfter, retryAfter > now {
         earliestRetry = min(earliestRetry ?? retryAfter, retryAfter)
         continue
@@ -466,6 +528,10 @@ public actor Producer {
       }
       guard let leader = metadata.leader(of: topicPartition)?.broker.address else {
         needsMetadata = true
+        continue
+      }
+      if isIdempotent && head.sequenced == nil && identity == nil {
+        needsProducerId = true
         continue
       }
       let freeSlots = config.inflightRequestsMax - inflightRequestsByBroker[leader, default: 0]
@@ -482,21 +548,26 @@ public actor Producer {
       }
       let freshRoom = min(
         config.requestBytesMax - requestFixedBytes - topicBytes, partitionLimit)
-      let headBytes = encodedBytes(of: head)
+      let headBytes = head.sequenced?.encoded.count ?? encodedBytes(of: head)
       guard headBytes <= freshRoom else {
         // Only when the size estimate undercounted a batch near the limit: it can never go.
-        removeFromQueue(head)
-        fail(
-          head,
-          with: StreamBusError(
-            .invalidArgument, errorCode: .messageTooLarge,
-            "batch of \(headBytes) bytes exceeds requestPartitionBytesMax \(config.requestPartitionBytesMax) or requestBytesMax \(config.requestBytesMax)",
-            topic: topicPartition.topic, partition: topicPartition.partition))
+        let unsendable = head.sequenced == nil ? [head] : candidates
+        for batch in unsendable {
+          removeFromQueue(batch)
+          fail(
+            batch,
+            with: StreamBusError(
+              .invalidArgument, errorCode: .messageTooLarge,
+              "batch of \(headBytes) bytes exceeds requestPartitionBytesMax \(config.requestPartitionBytesMax) or requestBytesMax \(config.requestBytesMax)",
+              topic: topicPartition.topic, partition: topicPartition.partition))
+        }
         drainAgain = true
         continue
       }
       var room = roomInLast()
-      let wantedBytes = min(candidates.reduce(0) { $0 + encodedBytes(of: $1) }, freshRoom)
+      let wantedBytes =
+        head.sequenced != nil
+        ? headBytes : min(candidates.reduce(0) { $0 + encodedBytes(of: $1) }, freshRoom)
       if headBytes > room || (wantedBytes > room && leaderPlans.count < freeSlots) {
         guard leaderPlans.count < freeSlots else { continue }
         leaderPlans.append(RequestPlan(bytes: requestFixedBytes))
@@ -504,13 +575,22 @@ public actor Producer {
       }
       var taken: [Batch] = []
       var takenBytes = 0
-      for batch in candidates {
-        let bytes = encodedBytes(of: batch)
-        guard takenBytes + bytes <= room else { break }
-        taken.append(batch)
-        takenBytes += bytes
+      if head.sequenced != nil {
+        taken = candidates
+        takenBytes = headBytes
+      } else {
+        for batch in candidates {
+          let bytes = encodedBytes(of: batch)
+          guard takenBytes + bytes <= room else { break }
+          taken.append(batch)
+          takenBytes += bytes
+        }
+        precondition(!taken.isEmpty, "a batch is never larger than an empty request can carry")
+        if isIdempotent, let identity {
+          // One header instead of several: never larger than the batches it replaces.
+          takenBytes = sequence(taken, of: topicPartition, as: identity).encoded.count
+        }
       }
-      precondition(!taken.isEmpty, "a batch is never larger than an empty request can carry")
       let index = leaderPlans.count - 1
       leaderPlans[index].bytes +=
         takenBytes
@@ -538,6 +618,9 @@ public actor Producer {
     if needsMetadata {
       refreshMetadataThenDrain()
     }
+    if needsProducerId {
+      requestProducerIdThenDrain()
+    }
     scheduleWakeUp(earliestRetry: earliestRetry)
   }
 
@@ -551,6 +634,16 @@ public actor Producer {
         expired.append(open)
       }
       guard !expired.isEmpty else { continue }
+      // An idempotent batch expires as a whole: its records went out under one sequence
+      // range, and a part of it cannot be acknowledged alone.
+      let expiredGroups = expired.compactMap(\.sequenced)
+      if !expiredGroups.isEmpty {
+        expired =
+          queue.ready.filter { batch in
+            batch.deliveryDeadline <= now
+              || expiredGroups.contains { $0 === batch.sequenced }
+          } + expired.filter { $0 === queue.open }
+      }
       for batch in expired {
         removeFromQueue(batch)
       }
@@ -639,7 +732,9 @@ public actor Producer {
     var byTopic: [String: [ProduceRequest.Partition]] = [:]
     for (topicPartition, batches) in plan.partitions {
       var records: [UInt8]
-      if batches.count == 1 {
+      if let sequenced = batches[0].sequenced {
+        records = sequenced.encoded
+      } else if batches.count == 1 {
         records = batches[0].encoded ?? []
       } else {
         records = []
@@ -709,8 +804,13 @@ public actor Producer {
           $0.partition == topicPartition.partition
         }
         if let answer {
-          result =
+          // DUPLICATE_SEQUENCE_NUMBER: the leader has the batch but no longer remembers its
+          // offset; it is delivered all the same.
+          let isDelivered =
             answer.errorCode == .none
+            || (answer.errorCode == .duplicateSequenceNumber && batches[0].sequenced != nil)
+          result =
+            isDelivered
             ? .success(
               BatchAcknowledgement(
                 baseOffset: answer.baseOffset, logAppendTimeMs: answer.logAppendTimeMs))
@@ -746,7 +846,13 @@ public actor Producer {
             error.kind, errorCode: error.errorCode, error.message, topic: topicPartition.topic,
             partition: topicPartition.partition) : error
         invalidate = invalidate || error.invalidatesMetadata
-        retryOrFail(batches, error: error)
+        if let sequenced = batches[0].sequenced, error.kind == .broker,
+          error.errorCode == .outOfOrderSequenceNumber || error.errorCode == .unknownProducerId
+        {
+          producerStateLost(batches, sequenced: sequenced, error: error)
+        } else {
+          retryOrFail(batches, error: error)
+        }
       }
     }
     if invalidate {
@@ -760,15 +866,16 @@ public actor Producer {
 
   /// Puts the batches of a failed request back at the head of their partition's queue, in
   /// order, or fails those out of time (or all of them, for an error that is not retriable).
-  private func retryOrFail(_ batches: [Batch], error: StreamBusError) {
+  private func retryOrFail(_ batches: [Batch], error: StreamBusError, isRetriable: Bool? = nil) {
+    let isRetriable = isRetriable ?? error.isRetriable
     var retried: [Batch] = []
     for batch in batches {
       batch.lastError = error
       batch.attempts += 1
       let backoff = Duration.clampedMilliseconds(core.config.backoffMs(attempt: batch.attempts))
       let deadline = batch.createdAt + .clampedMilliseconds(config.deliveryTimeoutMs)
-      guard error.isRetriable, ContinuousClock.now + backoff < deadline else {
-        fail(batch, with: error.isRetriable ? deliveryTimeoutError(batch) : error)
+      guard isRetriable, ContinuousClock.now + backoff < deadline else {
+        fail(batch, with: isRetriable ? deliveryTimeoutError(batch) : error)
         continue
       }
       batch.retryAfter = .now + backoff
@@ -779,6 +886,167 @@ public actor Producer {
     guard let first = retried.first else { return }
     queues[first.topicPartition, default: PartitionQueue()].ready.insert(
       contentsOf: retried, at: 0)
+  }
+
+  // MARK: - Idempotence
+
+  /// Encodes `batches` (consecutive, oldest first, none sequenced yet) as one batch with the
+  /// partition's next sequence numbers under `identity`, and ties them to it.
+  private func sequence(
+    _ batches: [Batch], of topicPartition: TopicPartition, as identity: ProducerIdentity
+  ) -> SequencedBatch {
+    precondition(!batches.isEmpty && batches.allSatisfy { $0.sequenced == nil })
+    let recordCount = batches.reduce(0) { $0 + $1.builder.records.count }
+    let baseSequence = nextSequences[topicPartition, default: 0]
+    var builder: RecordBatchBuilder
+    if batches.count == 1 {
+      builder = batches[0].builder
+    } else {
+      builder = RecordBatchBuilder()
+      for batch in batches {
+        for record in batch.builder.records {
+          builder.append(
+            key: record.key, value: record.value, headers: record.headers,
+            timestamp: record.timestamp)
+        }
+      }
+    }
+    builder.producerId = identity.producerId
+    builder.producerEpoch = identity.producerEpoch
+    builder.baseSequence = baseSequence
+    let sequenced = SequencedBatch(
+      producerId: identity.producerId, producerEpoch: identity.producerEpoch,
+      baseSequence: baseSequence, recordCount: Int32(recordCount), encoded: builder.build())
+    nextSequences[topicPartition] = Self.sequence(baseSequence, advancedBy: Int32(recordCount))
+    for batch in batches {
+      batch.sequenced = sequenced
+      // The unstamped encoding is not needed while the stamped one is kept.
+      batch.encoded = nil
+    }
+    return sequenced
+  }
+
+  /// The sequence `count` records after `sequence`; Kafka's sequences wrap from `Int32.max`
+  /// to 0.
+  static func sequence(_ sequence: Int32, advancedBy count: Int32) -> Int32 {
+    precondition(sequence >= 0 && count >= 0)
+    return Int32((Int64(sequence) + Int64(count)) % (Int64(Int32.max) + 1))
+  }
+
+  /// The leader rejected an idempotent batch because it does not continue the sequence it
+  /// knows for this producer (OUT_OF_ORDER_SEQUENCE_NUMBER), or knows nothing about the
+  /// producer (UNKNOWN_PRODUCER_ID). Either way the batch was NOT appended, and every earlier
+  /// batch of the partition was already acknowledged (one request per partition is in
+  /// flight), so the leader lost producer state — a batch that expired unacknowledged left
+  /// a gap, acks=1 records were lost in a failover, or the producer's state expired. The
+  /// safe way on: a new producer id (every partition's sequence restarts at 0), and the
+  /// rejected records retried under it, still ahead of every later record of the partition.
+  /// They cannot be duplicated: the leader's log does not hold them.
+  private func producerStateLost(
+    _ batches: [Batch], sequenced: SequencedBatch, error: StreamBusError
+  ) {
+    if identity?.producerId == sequenced.producerId {
+      core.config.logger.warning(
+        "leader lost this producer's state; taking a new producer id",
+        metadata: [
+          "producerId": "\(sequenced.producerId)", "error": "\(error)",
+        ])
+      identity = nil
+      nextSequences = [:]
+    }
+    for batch in batches {
+      batch.sequenced = nil
+    }
+    retryOrFail(batches, error: error, isRetriable: true)
+  }
+
+  /// One InitProducerId at a time, spaced by the retry backoff while they fail, then a drain.
+  private func requestProducerIdThenDrain() {
+    guard !isRequestingProducerId else { return }
+    isRequestingProducerId = true
+    var waitMs: Int64 = 0
+    if producerIdFailures > 0, let last = lastProducerIdRequest {
+      waitMs = max(
+        0,
+        core.config.backoffMs(attempt: producerIdFailures)
+          - (ContinuousClock.now - last).wholeMilliseconds)
+    }
+    let core = core
+    Task { [weak self] in
+      if waitMs > 0 {
+        try? await Task.sleep(for: .milliseconds(waitMs))
+      }
+      let result = await Self.initProducerId(core: core)
+      await self?.producerIdArrived(result)
+    }
+  }
+
+  /// Asks the brokers metadata knows (shuffled), then the bootstrap list, until one answers.
+  private static func initProducerId(core: ClientCore) async -> Result<
+    ProducerIdentity, StreamBusError
+  > {
+    let candidates =
+      core.metadata.snapshot.brokers.values.map(\.address).shuffled()
+      + core.config.bootstrapBrokers
+    var seen = Set<HostPort>()
+    var lastError = StreamBusError(.connection, "InitProducerId: no broker to ask")
+    for broker in candidates where seen.insert(broker).inserted {
+      do {
+        guard
+          case .initProducerId(let response) = try await core.send(
+            .initProducerId(InitProducerIdRequest()), to: broker)
+        else {
+          throw StreamBusError(
+            .protocolViolation, "InitProducerId to \(broker): wrong response type")
+        }
+        guard response.errorCode == .none else {
+          throw StreamBusError.broker(
+            response.errorCode,
+            message: "InitProducerId to \(broker): \(response.errorCode.meaning)")
+        }
+        guard response.producerId >= 0, response.producerEpoch >= 0 else {
+          throw StreamBusError(
+            .protocolViolation,
+            "InitProducerId to \(broker): producer id \(response.producerId) epoch \(response.producerEpoch)"
+          )
+        }
+        return .success(
+          ProducerIdentity(producerId: response.producerId, producerEpoch: response.producerEpoch))
+      } catch {
+        lastError = StreamBusError.wrapping(error, context: "InitProducerId to \(broker)")
+        if !lastError.isRetriable {
+          return .failure(lastError)
+        }
+      }
+    }
+    return .failure(lastError)
+  }
+
+  private func producerIdArrived(_ result: Result<ProducerIdentity, StreamBusError>) {
+    isRequestingProducerId = false
+    lastProducerIdRequest = .now
+    switch result {
+    case .success(let newIdentity):
+      producerIdFailures = 0
+      identity = newIdentity
+      nextSequences = [:]
+    case .failure(let error):
+      producerIdFailures += 1
+      // Records waiting for an id fail now when retrying cannot help (a broker without
+      // InitProducerId); otherwise they wait, up to their delivery timeout.
+      for queue in queues.values {
+        var waiting = queue.ready.filter { $0.sequenced == nil }
+        if let open = queue.open { waiting.append(open) }
+        for batch in waiting {
+          batch.lastError = error
+          if !error.isRetriable {
+            removeFromQueue(batch)
+            fail(batch, with: error)
+          }
+        }
+      }
+    }
+    drain()
   }
 
   private func deliveryTimeoutError(_ batch: Batch) -> StreamBusError {

@@ -14,6 +14,7 @@ public struct ApiKey: RawRepresentable, Hashable, Sendable, CustomStringConverti
   public static let apiVersions = ApiKey(rawValue: 18)
   public static let createTopics = ApiKey(rawValue: 19)
   public static let deleteTopics = ApiKey(rawValue: 20)
+  public static let initProducerId = ApiKey(rawValue: 22)
 
   /// Reserved for internal APIs between brokers and the metaserver (broker registration,
   /// heartbeats, metadata fetch, AlterPartition, producer id allocation, quorum admin).
@@ -29,6 +30,7 @@ public struct ApiKey: RawRepresentable, Hashable, Sendable, CustomStringConverti
     .apiVersions: 0...0,
     .createTopics: 0...0,
     .deleteTopics: 0...0,
+    .initProducerId: 0...0,
   ]
 
   public var supportedVersions: ClosedRange<Int16>? { ApiKey.supported[self] }
@@ -44,6 +46,7 @@ public struct ApiKey: RawRepresentable, Hashable, Sendable, CustomStringConverti
     case .apiVersions: return "ApiVersions"
     case .createTopics: return "CreateTopics"
     case .deleteTopics: return "DeleteTopics"
+    case .initProducerId: return "InitProducerId"
     default: return isInternal ? "Internal(\(rawValue))" : "Unknown(\(rawValue))"
     }
   }

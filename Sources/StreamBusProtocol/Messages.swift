@@ -7,6 +7,7 @@ public enum Request: Sendable, Equatable {
   case apiVersions(ApiVersionsRequest)
   case createTopics(CreateTopicsRequest)
   case deleteTopics(DeleteTopicsRequest)
+  case initProducerId(InitProducerIdRequest)
 
   public var apiKey: ApiKey { body.apiKeyOfType }
 
@@ -19,6 +20,7 @@ public enum Request: Sendable, Equatable {
     case .apiVersions(let body): return body
     case .createTopics(let body): return body
     case .deleteTopics(let body): return body
+    case .initProducerId(let body): return body
     }
   }
 
@@ -69,6 +71,8 @@ public enum Request: Sendable, Equatable {
       return .createTopics(try CreateTopicsRequest(from: &reader, version: version))
     case .deleteTopics:
       return .deleteTopics(try DeleteTopicsRequest(from: &reader, version: version))
+    case .initProducerId:
+      return .initProducerId(try InitProducerIdRequest(from: &reader, version: version))
     default:
       // Unreachable while `ApiKey.supported` and this switch agree; reported, not trapped.
       throw ProtocolError(
@@ -111,6 +115,7 @@ public enum Response: Sendable, Equatable {
   case apiVersions(ApiVersionsResponse)
   case createTopics(CreateTopicsResponse)
   case deleteTopics(DeleteTopicsResponse)
+  case initProducerId(InitProducerIdResponse)
 
   public var apiKey: ApiKey { body.apiKeyOfType }
 
@@ -123,6 +128,7 @@ public enum Response: Sendable, Equatable {
     case .apiVersions(let body): return body
     case .createTopics(let body): return body
     case .deleteTopics(let body): return body
+    case .initProducerId(let body): return body
     }
   }
 
@@ -169,6 +175,8 @@ public enum Response: Sendable, Equatable {
       response = .createTopics(try CreateTopicsResponse(from: &reader, version: version))
     case .deleteTopics:
       response = .deleteTopics(try DeleteTopicsResponse(from: &reader, version: version))
+    case .initProducerId:
+      response = .initProducerId(try InitProducerIdResponse(from: &reader, version: version))
     default:
       throw ProtocolError(
         .unknownApiKey, field: "response", offset: nil,

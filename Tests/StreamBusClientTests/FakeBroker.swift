@@ -20,6 +20,16 @@ final class FakeCluster: Sendable {
     var batches: [[UInt8]] = []
     var logStartOffset: Int64 = 0
     var nextOffset: Int64 = 0
+    /// Idempotent producers' recent batches (like the broker's ProducerStateTable): shared
+    /// by whichever broker leads, as after a clean election.
+    var producers: [Int64: [ProducerBatch]] = [:]
+  }
+
+  struct ProducerBatch {
+    var epoch: Int16
+    var firstSequence: Int32
+    var lastSequence: Int32
+    var baseOffset: Int64
   }
 
   struct LoggedRequest {
@@ -55,6 +65,16 @@ final class FakeCluster: Sendable {
     /// Appended to the next fetch response of the partition: the first this many bytes of
     /// the following batch (a response cut mid-batch).
     var fetchPartialTailBytes: [TopicPartition: Int] = [:]
+    /// Handle this many upcoming produce requests, then close the connection instead of
+    /// answering (the acknowledgement is lost, the records are stored).
+    var produceResponseDrops = 0
+    /// The next producer id InitProducerId hands out.
+    var nextProducerId: Int64 = 1000
+    /// Errors answered to the next InitProducerId requests, in order.
+    var initProducerIdErrors: [ErrorCode] = []
+    /// Answer a produce of an unknown idempotent producer with a sequence other than 0 with
+    /// UNKNOWN_PRODUCER_ID (as a broker that lost the producer's state does).
+    var idempotenceChecks = true
   }
 
   let state = NIOLockedValueBox(State())
@@ -102,6 +122,17 @@ final class FakeCluster: Sendable {
   func records(topic: String, partition: Int) throws -> [Record] {
     let batches = withState { $0.topics[topic]?[partition].batches ?? [] }
     return try batches.flatMap { try RecordBatch.decode($0).records }
+  }
+
+  /// The partition forgets every idempotent producer (as a leader whose state expired).
+  func forgetProducers(topic: String, partition: Int) {
+    withState { $0.topics[topic]?[partition].producers = [:] }
+  }
+
+  /// The batch headers stored for a partition, in offset order.
+  func batchHeaders(topic: String, partition: Int) throws -> [RecordBatchHeader] {
+    let batches = withState { $0.topics[topic]?[partition].batches ?? [] }
+    return try batches.map { try RecordBatchHeader(parsing: $0) }
   }
 
   func batchCount(topic: String, partition: Int) -> Int {
@@ -203,6 +234,13 @@ final class FakeBroker: FrameRequestHandler, Sendable {
       if produce.acks == 0 {
         return .noResponse
       }
+      if cluster.withState({ state in
+        guard state.produceResponseDrops > 0 else { return false }
+        state.produceResponseDrops -= 1
+        return true
+      }) {
+        return .close(reason: "test loses the produce response")
+      }
       response = .produce(answer)
     case .fetch(let fetch):
       if cluster.withState({ state in
@@ -221,6 +259,22 @@ final class FakeBroker: FrameRequestHandler, Sendable {
       response = .deleteTopics(deleteTopics(delete))
     case .apiVersions:
       response = .apiVersions(.supportedByThisBuild)
+    case .initProducerId(let request):
+      response = .initProducerId(
+        cluster.withState { state in
+          if !state.initProducerIdErrors.isEmpty {
+            return InitProducerIdResponse(
+              errorCode: state.initProducerIdErrors.removeFirst(), producerId: -1,
+              producerEpoch: -1)
+          }
+          guard request.transactionalId == nil else {
+            return InitProducerIdResponse(
+              errorCode: .invalidRequest, producerId: -1, producerEpoch: -1)
+          }
+          defer { state.nextProducerId += 1 }
+          return InitProducerIdResponse(
+            errorCode: .none, producerId: state.nextProducerId, producerEpoch: 0)
+        })
     }
     return .respond(
       response.encodePayload(
@@ -272,10 +326,40 @@ final class FakeBroker: FrameRequestHandler, Sendable {
               let baseOffset = partitions[index].nextOffset
               var offset = baseOffset
               var stored: [[UInt8]] = []
+              var producers = partitions[index].producers
+              var verdict = ErrorCode.none
+              var duplicateOffset: Int64?
               do {
                 try entry.records.withUnsafeBytes { buffer in
                   var scanner = RecordBatchScanner(buffer)
                   while let span = try scanner.next() {
+                    let header = span.header
+                    if header.producerId >= 0 && state.idempotenceChecks {
+                      let known = producers[header.producerId] ?? []
+                      let lastSequence = header.baseSequence + header.lastOffsetDelta
+                      if let duplicate = known.first(where: {
+                        $0.firstSequence == header.baseSequence && $0.lastSequence == lastSequence
+                      }) {
+                        duplicateOffset = duplicate.baseOffset
+                        return
+                      }
+                      if let last = known.last {
+                        guard header.baseSequence == last.lastSequence + 1 else {
+                          verdict = .outOfOrderSequenceNumber
+                          return
+                        }
+                      } else if header.baseSequence != 0 {
+                        verdict = .unknownProducerId
+                        return
+                      }
+                      producers[header.producerId] = Array(
+                        (known
+                          + [
+                            FakeCluster.ProducerBatch(
+                              epoch: header.producerEpoch, firstSequence: header.baseSequence,
+                              lastSequence: lastSequence, baseOffset: offset)
+                          ]).suffix(5))
+                    }
                     var batch = Array(buffer[span.range])
                     batch.withUnsafeMutableBytes {
                       RecordBatchHeader.setBaseOffset(offset, in: $0)
@@ -290,6 +374,15 @@ final class FakeBroker: FrameRequestHandler, Sendable {
               } catch {
                 return failure(.corruptMessage)
               }
+              if let duplicateOffset {
+                return ProduceResponse.Partition(
+                  partition: entry.partition, errorCode: .none, baseOffset: duplicateOffset,
+                  logStartOffset: 0, logAppendTimeMs: -1)
+              }
+              if verdict != .none {
+                return failure(verdict)
+              }
+              state.topics[topic.name]?[index].producers = producers
               state.topics[topic.name]?[index].batches += stored
               state.topics[topic.name]?[index].nextOffset = offset
               return ProduceResponse.Partition(

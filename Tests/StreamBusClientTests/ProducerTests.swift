@@ -85,6 +85,8 @@ import Testing
       var producerConfig = ProducerConfig()
       producerConfig.lingerMs = 60_000
       producerConfig.batchBytes = 2_048
+      // Batch boundaries as built; an idempotent producer merges ready batches into one.
+      producerConfig.enableIdempotence = false
       let producer = Producer(config: harness.clientConfig(), producerConfig: producerConfig)
       let value = [UInt8](repeating: 0x61, count: 200)
       var handles: [DeliveryHandle] = []
@@ -146,7 +148,9 @@ import Testing
       harness.cluster.withState { $0.nextProduceDelayMs = 400 }
       var config = harness.clientConfig()
       config.requestTimeoutMs = 150
-      let producer = Producer(config: config)
+      var producerConfig = ProducerConfig()
+      producerConfig.enableIdempotence = false
+      let producer = Producer(config: config, producerConfig: producerConfig)
       let metadata = try await producer.send(topic: "slowpoke", value: Array("once".utf8))
       #expect(metadata.offset >= 0)
       #expect(harness.cluster.produceRequests().count == 2)
@@ -329,6 +333,8 @@ import Testing
       harness.cluster.createTopic("clocked", partitions: 1, leaders: [1])
       harness.cluster.withState { $0.holdProduce = true }
       var producerConfig = ProducerConfig()
+      // Several batches per partition entry: the path without idempotence.
+      producerConfig.enableIdempotence = false
       producerConfig.lingerMs = 60_000
       producerConfig.batchBytes = RecordBatchHeader.byteCount + 10 * recordEstimate(valueBytes: 79)
       let producer = Producer(config: harness.clientConfig(), producerConfig: producerConfig)
@@ -369,6 +375,8 @@ import Testing
         ]
       }
       var producerConfig = ProducerConfig()
+      // Several batches per partition entry: the path without idempotence.
+      producerConfig.enableIdempotence = false
       producerConfig.lingerMs = 0
       producerConfig.batchBytes = RecordBatchHeader.byteCount + 5 * recordEstimate(valueBytes: 79)
       let producer = Producer(config: harness.clientConfig(), producerConfig: producerConfig)
@@ -400,6 +408,8 @@ import Testing
       harness.cluster.createTopic("bounded", partitions: 6, leaders: [1, 2])
       harness.cluster.withState { $0.holdProduce = true }
       var producerConfig = ProducerConfig()
+      // Several batches per partition entry: the path without idempotence.
+      producerConfig.enableIdempotence = false
       producerConfig.lingerMs = 0
       producerConfig.batchBytes = 600
       producerConfig.requestPartitionBytesMax = 2_000

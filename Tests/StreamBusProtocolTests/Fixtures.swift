@@ -105,6 +105,11 @@ enum Fixtures {
     ("createTopics empty", .createTopics(CreateTopicsRequest(topics: [], timeoutMs: 0))),
     ("deleteTopics", .deleteTopics(DeleteTopicsRequest(names: ["x", "y"], timeoutMs: 100))),
     ("deleteTopics empty", .deleteTopics(DeleteTopicsRequest(names: [], timeoutMs: 0))),
+    ("initProducerId", .initProducerId(InitProducerIdRequest())),
+    (
+      "initProducerId transactional",
+      .initProducerId(InitProducerIdRequest(transactionalId: "tx-1", transactionTimeoutMs: 60_000))
+    ),
   ]
 
   static let responses: [(String, Response)] = [
@@ -228,6 +233,16 @@ enum Fixtures {
           ]))
     ),
     ("deleteTopics empty", .deleteTopics(DeleteTopicsResponse(topics: []))),
+    (
+      "initProducerId",
+      .initProducerId(
+        InitProducerIdResponse(errorCode: .none, producerId: 0x0123_4567_89AB, producerEpoch: 0))
+    ),
+    (
+      "initProducerId error",
+      .initProducerId(
+        InitProducerIdResponse(errorCode: .invalidRequest, producerId: -1, producerEpoch: -1))
+    ),
   ]
 
   /// Fixtures without the multi-megabyte blob, for per-byte loops.

@@ -27,6 +27,9 @@ final class CommitWait: Sendable {
     waiter?.resume(returning: failure)
   }
 
+  /// Whether `resolve` has been called (the outcome is known).
+  var isResolved: Bool { state.withLockedValue { $0.result != nil } }
+
   /// Returns nil once committed, or the failure. Cancellation (the client's connection
   /// closed) ends the wait early with REQUEST_TIMED_OUT; the batch stays appended.
   func wait() async -> BrokerRequestError? {

@@ -87,7 +87,7 @@ public final class RequestRouter: FrameRequestHandler {
             header: responseHeader, version: header.apiVersion))
       }
     case .fetch(let body):
-      if body.replicaId >= 0 {
+      if body.replicaId >= 0 && !hostsClusterReplica(body) {
         return .respond(
           ResponseHeader(
             correlationId: header.correlationId, errorCode: .invalidRequest,
@@ -252,6 +252,17 @@ public final class RequestRouter: FrameRequestHandler {
 
   // MARK: Fetch
 
+  /// Whether a follower's fetch names a partition this broker hosts as a cluster replica
+  /// (a standalone broker has no followers).
+  private func hostsClusterReplica(_ request: FetchRequest) -> Bool {
+    request.topics.contains { topic in
+      topic.partitions.contains { partition in
+        replicaManager.replica(TopicPartition(topic: topic.name, partition: partition.partition))?
+          .localBrokerID != nil
+      }
+    }
+  }
+
   /// A fetch that found too little data on its first read and waits for more.
   struct FetchLongPoll: Sendable {
     let request: FetchRequest
@@ -280,7 +291,8 @@ public final class RequestRouter: FrameRequestHandler {
 
   /// Answers once at least `minBytes` are available, a partition has an error, the
   /// deadline passes, the broker shuts down or the task is cancelled (connection closed);
-  /// in between it sleeps until a partition's high watermark moves.
+  /// in between it sleeps until a partition's high watermark moves (or, for a follower's
+  /// fetch, its log end offset).
   func finishFetch(_ longPoll: FetchLongPoll) async -> FetchAnswer {
     let request = longPoll.request
     let minBytes = Int(request.minBytes)
@@ -344,31 +356,72 @@ public final class RequestRouter: FrameRequestHandler {
       topicFiles.reserveCapacity(topic.partitions.count)
       for partition in topic.partitions {
         let topicPartition = TopicPartition(topic: topic.name, partition: partition.partition)
-        let outcome: ReadOutcome
+        let maxBytes = min(max(Int(partition.partitionMaxBytes), 0), remainingBytes)
+        let answer: FetchResponse.Partition
+        let recordsFile: LogFileSlice?
+        let byteCount: Int
         if let replica = replicaManager.replica(topicPartition) {
-          let maxBytes = min(max(Int(partition.partitionMaxBytes), 0), remainingBytes)
-          outcome =
-            configuration.fetchSendsFileRanges
-            ? await replica.readSlice(from: partition.fetchOffset, maxBytes: maxBytes)
-            : await replica.read(from: partition.fetchOffset, maxBytes: maxBytes)
+          if request.replicaId >= 0 {
+            let outcome = await replica.readForFollower(
+              FollowerFetch(
+                replicaID: request.replicaId, fetchOffset: partition.fetchOffset,
+                lastFetchedEpoch: partition.lastFetchedEpoch,
+                currentLeaderEpoch: partition.currentLeaderEpoch,
+                logStartOffset: partition.logStartOffset, maxBytes: maxBytes),
+              nowMs: PartitionLog.wallClockMs(), asFileSlice: configuration.fetchSendsFileRanges)
+            // A follower must learn of its divergence now, not after the long-poll.
+            if outcome.errorCode != .none || outcome.divergingEpoch != nil {
+              hasError = true
+            }
+            answer = FetchResponse.Partition(
+              partition: partition.partition, errorCode: outcome.errorCode,
+              highWatermark: outcome.highWatermark, logStartOffset: outcome.logStartOffset,
+              logEndOffset: outcome.logEndOffset,
+              divergingEpoch: outcome.divergingEpoch.map {
+                FetchResponse.EpochEndOffset(epoch: $0.epoch, endOffset: $0.endOffset)
+              } ?? .none,
+              currentLeader: FetchResponse.LeaderIdAndEpoch(
+                leaderId: outcome.leaderEpoch >= 0 ? replica.localBrokerID ?? -1 : -1,
+                leaderEpoch: outcome.leaderEpoch),
+              records: outcome.records)
+            recordsFile = outcome.recordsFile
+            byteCount = outcome.recordByteCount
+          } else {
+            let outcome =
+              configuration.fetchSendsFileRanges
+              ? await replica.readSlice(
+                from: partition.fetchOffset, maxBytes: maxBytes,
+                currentLeaderEpoch: partition.currentLeaderEpoch)
+              : await replica.read(
+                from: partition.fetchOffset, maxBytes: maxBytes,
+                currentLeaderEpoch: partition.currentLeaderEpoch)
+            if outcome.errorCode != .none {
+              hasError = true
+            }
+            var leader = outcome.currentLeader
+            if replica.localBrokerID == nil && leader.leaderEpoch >= 0 {
+              leader.leaderId = configuration.nodeId
+            }
+            answer = FetchResponse.Partition(
+              partition: partition.partition, errorCode: outcome.errorCode,
+              highWatermark: outcome.highWatermark, logStartOffset: outcome.logStartOffset,
+              logEndOffset: outcome.logEndOffset, currentLeader: leader,
+              records: outcome.records)
+            recordsFile = outcome.recordsFile
+            byteCount = outcome.recordByteCount
+          }
         } else {
-          outcome = .failure(.unknownTopicOrPartition, nil)
-        }
-        if outcome.errorCode != .none {
           hasError = true
+          answer = FetchResponse.Partition(
+            partition: partition.partition, errorCode: .unknownTopicOrPartition,
+            highWatermark: -1, logStartOffset: -1, logEndOffset: -1, records: [])
+          recordsFile = nil
+          byteCount = 0
         }
-        remainingBytes -= outcome.recordByteCount
-        recordBytes += outcome.recordByteCount
-        topicFiles.append(outcome.recordsFile)
-        partitions.append(
-          FetchResponse.Partition(
-            partition: partition.partition, errorCode: outcome.errorCode,
-            highWatermark: outcome.highWatermark, logStartOffset: outcome.logStartOffset,
-            logEndOffset: outcome.logEndOffset,
-            currentLeader: outcome.errorCode == .none
-              ? FetchResponse.LeaderIdAndEpoch(leaderId: configuration.nodeId, leaderEpoch: 0)
-              : .unknown,
-            records: outcome.records))
+        remainingBytes -= byteCount
+        recordBytes += byteCount
+        topicFiles.append(recordsFile)
+        partitions.append(answer)
       }
       topics.append(FetchResponse.Topic(name: topic.name, partitions: partitions))
       recordsFiles.append(topicFiles)

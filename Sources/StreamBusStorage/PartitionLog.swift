@@ -17,7 +17,10 @@ public final class PartitionLog {
   public let config: LogConfig
   public let fileSystem: any LogFileSystem
   /// What opening the log found and repaired.
-  public let recoveryReport: RecoveryReport
+  public private(set) var recoveryReport: RecoveryReport
+  /// Which leader epoch wrote from which offset on; kept in step with the log by appends,
+  /// truncation, retention and recovery.
+  public let leaderEpochCache: LeaderEpochCache
 
   public private(set) var logStartOffset: Int64
   public internal(set) var durableEndOffset: Int64
@@ -53,6 +56,55 @@ public final class PartitionLog {
     recoveryReport = recovery.report
     durableEndOffset = segments[segments.count - 1].nextOffset
     lastFlushMs = clockMs()
+    var unreadableCheckpoint: String?
+    do {
+      leaderEpochCache = try LeaderEpochCache(directory: directory, fileSystem: fileSystem)
+    } catch let error as StorageError where error.code == .corruptLog {
+      unreadableCheckpoint = error.message
+      leaderEpochCache = LeaderEpochCache(emptyIn: directory, fileSystem: fileSystem)
+    }
+    try recoverLeaderEpochCache(unreadableCheckpoint: unreadableCheckpoint)
+  }
+
+  /// Brings the epoch cache in line with the recovered log: rebuilt from the batch headers
+  /// when its checkpoint is unreadable, or missing while the log holds batches (a log from
+  /// before the cache existed); otherwise cut to the log's offsets, since a crash can leave
+  /// entries for batches recovery removed.
+  private func recoverLeaderEpochCache(unreadableCheckpoint: String?) throws {
+    let checkpointMissing = !fileSystem.fileExists(leaderEpochCache.path)
+    if let unreadableCheckpoint {
+      recoveryReport.notes.append(
+        "rebuilt the leader epoch cache from the log: \(unreadableCheckpoint)")
+    }
+    if unreadableCheckpoint != nil || (checkpointMissing && logEndOffset > logStartOffset) {
+      var rebuilt: [EpochEntry] = []
+      for segment in segments {
+        try walkHeaders(segment, from: 0, windowBytes: 256 << 10) { _, header in
+          let epoch = header.partitionLeaderEpoch
+          if epoch >= 0, epoch > rebuilt.last?.epoch ?? -1 {
+            rebuilt.append(EpochEntry(epoch: epoch, startOffset: header.baseOffset))
+          }
+          return true
+        }
+      }
+      // A missing checkpoint is no damage (a standalone broker never assigns epochs), so
+      // building it is not a recovery note.
+      try leaderEpochCache.replace(with: rebuilt)
+    }
+    let before = leaderEpochCache.entries
+    try leaderEpochCache.truncateFromEnd(endOffset: logEndOffset)
+    try leaderEpochCache.truncateFromStart(startOffset: logStartOffset)
+    if leaderEpochCache.entries != before {
+      recoveryReport.notes.append(
+        "cut the leader epoch cache to offsets \(logStartOffset)..<\(logEndOffset): \(before) became \(leaderEpochCache.entries)"
+      )
+    }
+  }
+
+  /// Kafka's end offset of `epoch` in this log (see `LeaderEpochCache.endOffset`), what a
+  /// leader answers a follower asking where its last fetched epoch ends.
+  public func endOffset(forLeaderEpoch epoch: Int32) -> EpochEndOffset {
+    leaderEpochCache.endOffset(for: epoch, logEndOffset: logEndOffset)
   }
 
   deinit {
@@ -85,7 +137,9 @@ public final class PartitionLog {
   /// Appends one or more concatenated v2 batches from a producer, assigning offsets from
   /// `logEndOffset` on (rewriting each batch's base offset) and stamping
   /// `partitionLeaderEpoch`; both fields are outside the CRC, so it stays valid. Every batch is
-  /// validated (complete, magic 2, CRC, record count) before anything is written.
+  /// validated (complete, magic 2, CRC, record count) before anything is written. The
+  /// epoch cache is not touched: the owner assigns its epoch once, when it becomes leader,
+  /// so no checkpoint write (and fsync) lands on the produce path.
   @discardableResult
   public func append(_ batches: [UInt8], partitionLeaderEpoch: Int32) throws -> AppendResult {
     try checkOpen()
@@ -108,11 +162,15 @@ public final class PartitionLog {
 
   /// Appends batches replicated from the leader, keeping their offsets and epochs: the
   /// first must start at `logEndOffset` and each must continue where the previous ended.
+  /// A batch whose `partitionLeaderEpoch` is above the epoch cache's latest starts that epoch
+  /// there (the leader's log is authoritative, so smaller epochs are stored as they are).
   @discardableResult
   public func appendAsFollower(_ batches: [UInt8]) throws -> AppendResult {
     try checkOpen()
     let headers = try validatedHeaders(batches)
     var expected = logEndOffset
+    var newEpochs: [EpochEntry] = []
+    var latestEpoch = leaderEpochCache.latestEpoch ?? -1
     for header in headers {
       guard header.baseOffset == expected else {
         throw StorageError(
@@ -120,8 +178,13 @@ public final class PartitionLog {
           "follower batch starts at offset \(header.baseOffset), log \(directory) expects \(expected)"
         )
       }
+      if header.partitionLeaderEpoch > latestEpoch {
+        latestEpoch = header.partitionLeaderEpoch
+        newEpochs.append(EpochEntry(epoch: latestEpoch, startOffset: header.baseOffset))
+      }
       expected = header.nextOffset
     }
+    if !newEpochs.isEmpty { try leaderEpochCache.assign(newEpochs) }
     return try write(batches, headers: headers, baseOffset: logEndOffset)
   }
 
@@ -607,6 +670,18 @@ public final class PartitionLog {
     }
   }
 
+  /// Calls `body` with the header of every batch in the log, oldest first (rebuilding
+  /// state kept beside the log, such as the idempotent producers' table).
+  public func forEachBatchHeader(_ body: (RecordBatchHeader) throws -> Void) throws {
+    try checkOpen()
+    for segment in segments {
+      try walkHeaders(segment, from: 0, windowBytes: 64 << 10) { _, header in
+        try body(header)
+        return true
+      }
+    }
+  }
+
   /// The segment's index, loading it from its file on first use (sealed segments) and
   /// rebuilding it from the data when the file is missing or invalid.
   private func loadedIndex(_ segment: LogSegment) throws -> [IndexEntry] {
@@ -712,6 +787,9 @@ public final class PartitionLog {
       }
       try writeIndexFile(segment, index)
       segment.hasUnsyncedIndex = false
+      // After the data: a crash in between leaves entries past the log end, which
+      // recovery drops.
+      try leaderEpochCache.truncateFromEnd(endOffset: newEnd)
     }
     durableEndOffset = min(durableEndOffset, newEnd)
     return newEnd
@@ -743,6 +821,7 @@ public final class PartitionLog {
         try LogSegment.create(baseOffset: offset, directory: directory, fileSystem: fileSystem)
       ]
       try fileSystem.syncDirectory(directory)
+      try leaderEpochCache.clear()
     }
     logStartOffset = offset
     durableEndOffset = offset
@@ -780,6 +859,9 @@ public final class PartitionLog {
     try writeLogStartOffsetCheckpoint(newStart)
     logStartOffset = newStart
     readHint = nil
+    // Stale entries below the start only make answers about long-gone epochs vaguer, and
+    // recovery cuts them too, so a failure here need not close the log.
+    try leaderEpochCache.truncateFromStart(startOffset: newStart)
     var result = RetentionResult(logStartOffset: newStart)
     try closingOnFailure("retention in \(directory)", path: directory) {
       for _ in 0..<expired {

@@ -157,4 +157,178 @@ import Testing
     writeFileBytes(epochs.path, withChecksum("leader-epoch-checkpoint 1\n0\n"))
     #expect(try cache(directory).entries.isEmpty)
   }
+
+  // MARK: Wired into PartitionLog
+
+  func openLog(_ directory: TemporaryDirectory) throws -> PartitionLog {
+    try PartitionLog(
+      directory: directory.path, config: smallConfig(segmentBytes: 1024),
+      fileSystem: unsyncedFileSystem())
+  }
+
+  /// Becomes leader of `epoch` (the replica assigns the epoch once, at the log end offset)
+  /// and appends `count` one-record batches; returns the first offset.
+  @discardableResult
+  func appendLeader(_ log: PartitionLog, epoch: Int32, count: Int = 3) throws -> Int64 {
+    let start = log.logEndOffset
+    try log.leaderEpochCache.assign(epoch: epoch, startOffset: start)
+    for number in 0..<count {
+      try log.append(
+        makeBatch(records: 1, valueBytes: 60, seed: number), partitionLeaderEpoch: epoch)
+    }
+    return start
+  }
+
+  @Test func leaderEpochsAssignedOnLeadershipDriveEndOffsets() throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let log = try openLog(directory)
+    try appendLeader(log, epoch: 0, count: 4)
+    try appendLeader(log, epoch: 2, count: 5)
+    try appendLeader(log, epoch: 5, count: 2)
+    #expect(log.leaderEpochCache.entries == entries([(0, 0), (2, 4), (5, 9)]))
+    #expect(log.endOffset(forLeaderEpoch: 2) == EpochEndOffset(epoch: 2, endOffset: 9))
+    #expect(log.endOffset(forLeaderEpoch: 5) == EpochEndOffset(epoch: 5, endOffset: 11))
+    #expect(log.endOffset(forLeaderEpoch: 3) == EpochEndOffset(epoch: 2, endOffset: 9))
+    // A fenced leader (older epoch) cannot take the leadership back.
+    #expect(
+      performing: {
+        try log.leaderEpochCache.assign(epoch: 4, startOffset: log.logEndOffset)
+      }, throws: { ($0 as? StorageError)?.code == .invalidEpoch })
+    // Appends themselves never write the checkpoint (no fsync on the produce path).
+    let checkpoint = directory.path + "/" + LeaderEpochCache.checkpointName
+    let before = fileBytes(checkpoint)
+    try log.append(makeBatch(records: 1), partitionLeaderEpoch: 7)
+    #expect(fileBytes(checkpoint) == before)
+    #expect(log.leaderEpochCache.latestEpoch == 5)
+    try log.truncate(to: 11)
+    try log.close()
+    let reopened = try openLog(directory)
+    #expect(reopened.recoveryReport.isClean, "\(reopened.recoveryReport)")
+    #expect(reopened.leaderEpochCache.entries == entries([(0, 0), (2, 4), (5, 9)]))
+  }
+
+  @Test func followerAppendsRecordEpochsFromBatchHeaders() throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let log = try openLog(directory)
+    // One fetch response holding batches of three epochs (and a repeated one).
+    var offset: Int64 = 0
+    var response: [UInt8] = []
+    for epoch: Int32 in [1, 1, 3, 3, 3, 6] {
+      response += stored(makeBatch(records: 2, seed: Int(offset)), baseOffset: offset, epoch: epoch)
+      offset += 2
+    }
+    try log.appendAsFollower(response)
+    #expect(log.leaderEpochCache.entries == entries([(1, 0), (3, 4), (6, 10)]))
+    // A later batch with a smaller epoch is stored as the leader sent it, adding nothing.
+    try log.appendAsFollower(stored(makeBatch(records: 1), baseOffset: 12, epoch: 2))
+    try log.appendAsFollower(stored(makeBatch(records: 1), baseOffset: 13, epoch: 8))
+    #expect(log.leaderEpochCache.entries == entries([(1, 0), (3, 4), (6, 10), (8, 13)]))
+    // A rejected (non-contiguous) append changes nothing.
+    #expect(throws: StorageError.self) {
+      try log.appendAsFollower(stored(makeBatch(records: 1), baseOffset: 99, epoch: 9))
+    }
+    #expect(log.leaderEpochCache.latestEpoch == 8)
+    try log.close()
+    #expect(
+      try openLog(directory).leaderEpochCache.entries
+        == entries([(1, 0), (3, 4), (6, 10), (8, 13)]))
+  }
+
+  @Test func logTruncationTruncatesTheCache() throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let log = try openLog(directory)
+    try appendLeader(log, epoch: 1, count: 10)
+    try appendLeader(log, epoch: 2, count: 10)
+    try appendLeader(log, epoch: 3, count: 10)
+    #expect(log.segmentBaseOffsets.count > 2, "the test needs several segments")
+    try log.truncate(to: 25)
+    #expect(log.leaderEpochCache.entries == entries([(1, 0), (2, 10), (3, 20)]))
+    try log.truncate(to: 20)
+    #expect(log.leaderEpochCache.entries == entries([(1, 0), (2, 10)]))
+    #expect(log.endOffset(forLeaderEpoch: 2) == EpochEndOffset(epoch: 2, endOffset: 20))
+    // The new leader's epoch continues from the truncation point.
+    try appendLeader(log, epoch: 4, count: 2)
+    #expect(log.leaderEpochCache.entries == entries([(1, 0), (2, 10), (4, 20)]))
+    try log.close()
+    let reopened = try openLog(directory)
+    #expect(reopened.leaderEpochCache.entries == entries([(1, 0), (2, 10), (4, 20)]))
+    try reopened.truncateFully(startingAt: 100)
+    #expect(reopened.leaderEpochCache.entries.isEmpty)
+    try appendLeader(reopened, epoch: 9, count: 1)
+    #expect(reopened.leaderEpochCache.entries == entries([(9, 100)]))
+  }
+
+  @Test func retentionTruncatesTheCacheFromTheStart() throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    var config = smallConfig(segmentBytes: 1024)
+    config.retentionBytes = 1500
+    let log = try PartitionLog(
+      directory: directory.path, config: config, fileSystem: unsyncedFileSystem())
+    try appendLeader(log, epoch: 1, count: 10)
+    try appendLeader(log, epoch: 2, count: 30)
+    let result = try log.applyRetention(nowMs: 0)
+    #expect(!result.deletedSegments.isEmpty)
+    #expect(result.logStartOffset > 10, "the test needs retention past epoch 1")
+    #expect(log.leaderEpochCache.entries == entries([(2, result.logStartOffset)]))
+    // An epoch older than everything kept ends where the kept history starts.
+    #expect(
+      log.endOffset(forLeaderEpoch: 1)
+        == EpochEndOffset(epoch: 1, endOffset: result.logStartOffset))
+    try log.close()
+    #expect(
+      try openLog(directory).leaderEpochCache.entries == entries([(2, result.logStartOffset)]))
+  }
+
+  /// A crash after the cache learned of batches that did not survive (a torn tail).
+  @Test func recoveryDropsEntriesBeyondTheRecoveredEnd() throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let log = try openLog(directory)
+    try appendLeader(log, epoch: 1, count: 3)
+    let lastSegment = log.segmentBaseOffsets.last ?? 0
+    try appendLeader(log, epoch: 2, count: 1)
+    #expect(log.segmentBaseOffsets.last == lastSegment, "the test needs one segment")
+    try log.close()
+    // Tear the epoch-2 batch: recovery cuts it, so the epoch-2 entry must go too.
+    let path = directory.path + "/" + LogSegment.fileName(lastSegment, ".log")
+    let bytes = fileBytes(path)
+    writeFileBytes(path, Array(bytes.prefix(bytes.count - 5)))
+    let reopened = try openLog(directory)
+    #expect(reopened.logEndOffset == 3)
+    #expect(reopened.leaderEpochCache.entries == entries([(1, 0)]))
+    #expect(reopened.recoveryReport.notes.contains { $0.contains("leader epoch cache") })
+    #expect(try LeaderEpochCache(directory: directory.path).entries == entries([(1, 0)]))
+  }
+
+  @Test func recoveryRebuildsACorruptOrMissingCheckpointFromTheLog() throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let log = try openLog(directory)
+    try appendLeader(log, epoch: 0, count: 8)
+    try appendLeader(log, epoch: 3, count: 8)
+    try appendLeader(log, epoch: 4, count: 8)
+    let expected = log.leaderEpochCache.entries
+    #expect(expected == entries([(0, 0), (3, 8), (4, 16)]))
+    try log.close()
+    let checkpoint = directory.path + "/" + LeaderEpochCache.checkpointName
+
+    writeFileBytes(checkpoint, Array("not a checkpoint".utf8))
+    let fromCorrupt = try openLog(directory)
+    #expect(fromCorrupt.leaderEpochCache.entries == expected)
+    #expect(
+      fromCorrupt.recoveryReport.notes.contains { $0.contains("rebuilt the leader epoch cache") })
+    try fromCorrupt.close()
+    #expect(try LeaderEpochCache(directory: directory.path).entries == expected)
+
+    try FileManager.default.removeItem(atPath: checkpoint)
+    let fromMissing = try openLog(directory)
+    #expect(fromMissing.leaderEpochCache.entries == expected)
+    #expect(fromMissing.recoveryReport.isClean, "a missing checkpoint is no damage")
+    try fromMissing.close()
+    #expect(try openLog(directory).recoveryReport.isClean)
+  }
 }

@@ -15,7 +15,7 @@ import Testing
 /// timeline and the measured unavailability. Serialized: they are timing-sensitive (1.5 s broker
 /// sessions) and each runs six processes on a small machine.
 @Suite(.serialized, .timeLimit(.minutes(10)))
-struct ReplicationTests {
+struct ReplicationFaultTests {
   typealias Settings = ReplicationTestSettings
 
   // MARK: - Leader kills under load

@@ -16,6 +16,9 @@ final class FetchWakeup: Sendable {
   /// Identity for registration with replicas.
   var id: ObjectIdentifier { ObjectIdentifier(self) }
 
+  /// Whether a signal arrived that no wait has taken yet.
+  var isSignalled: Bool { state.withLockedValue { $0.isSignalled } }
+
   func signal() {
     let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
       if let waiter = state.waiter {

@@ -185,6 +185,9 @@ public actor PartitionReplica {
   private var ackWaiters: [AckWaiter] = []
   private var durableWaiters: [DurableWaiter] = []
   private var fetchWakeups: [ObjectIdentifier: FetchWakeup] = [:]
+  /// The subset of `fetchWakeups` that are followers' fetches: also woken when the log end
+  /// offset grows (consumers only care about the high watermark).
+  private var followerFetchWakeups: [ObjectIdentifier: FetchWakeup] = [:]
   /// Callers waiting for the in-flight flush to finish (close, truncation).
   private var flushIdleWaiters: [CheckedContinuation<Void, Never>] = []
   /// Retention requested while a flush held the log's descriptors; runs after it.
@@ -216,7 +219,10 @@ public actor PartitionReplica {
     self.localBrokerID = localBrokerID
     self.minInsyncReplicas = minInsyncReplicas
     self.log = log
-    self.highWatermark = log.durableEndOffset
+    // Standalone, everything durable is committed. In a cluster the local log may hold
+    // records the ISR never had: the high watermark starts at the log start and moves up
+    // as the leader's followers report (or the leader's response says, on a follower).
+    self.highWatermark = localBrokerID == nil ? log.durableEndOffset : log.logStartOffset
     self.flushPolicy = logConfig.flushPolicy
     self.threadPool = threadPool
     if localBrokerID == nil {
@@ -453,7 +459,9 @@ public actor PartitionReplica {
     }
     if case .leader = role {
       // Followers long-poll for new data, not for a high watermark move.
-      wakeAllFetches()
+      for wakeup in followerFetchWakeups.values {
+        wakeup.signal()
+      }
     }
     let written = AppendOutcome(
       errorCode: .none, errorMessage: nil, baseOffset: result.baseOffset,
@@ -773,32 +781,35 @@ public actor PartitionReplica {
       return .failure(.unknownTopicOrPartition, "partition \(topicPartition) does not exist")
     }
     guard case .leader(let epoch) = role, let localBrokerID else {
-      return .failure(
+      var outcome = FollowerReadOutcome.failure(
         .notLeaderOrFollower,
         "broker \(localBrokerID ?? -1) does not lead \(topicPartition) in a cluster",
-        leaderEpoch: leaderEpoch)
+        leaderEpoch: currentLeader.leaderEpoch)
+      outcome.leaderID = currentLeader.leaderId
+      return outcome
     }
     if request.currentLeaderEpoch >= 0 && request.currentLeaderEpoch < epoch {
       return .failure(
         .fencedLeaderEpoch,
         "fetch for leader epoch \(request.currentLeaderEpoch) of \(topicPartition); the "
-          + "current epoch is \(epoch)", leaderEpoch: epoch)
+          + "current epoch is \(epoch)", leaderEpoch: epoch, leaderID: localBrokerID)
     }
     if request.currentLeaderEpoch > epoch {
       return .failure(
         .unknownLeaderEpoch,
         "fetch for leader epoch \(request.currentLeaderEpoch) of \(topicPartition); this "
-          + "leader is at epoch \(epoch)", leaderEpoch: epoch)
+          + "leader is at epoch \(epoch)", leaderEpoch: epoch, leaderID: localBrokerID)
     }
     guard request.replicaID != localBrokerID, followerProgress[request.replicaID] != nil else {
       return .failure(
         .notLeaderOrFollower,
-        "broker \(request.replicaID) is not a follower of \(topicPartition)", leaderEpoch: epoch)
+        "broker \(request.replicaID) is not a follower of \(topicPartition)", leaderEpoch: epoch,
+        leaderID: localBrokerID)
     }
     var outcome = FollowerReadOutcome(
       errorCode: .none, errorMessage: nil, highWatermark: highWatermark,
       logStartOffset: log.logStartOffset, logEndOffset: log.logEndOffset, divergingEpoch: nil,
-      records: [], recordsFile: nil, leaderEpoch: epoch)
+      records: [], recordsFile: nil, leaderEpoch: epoch, leaderID: localBrokerID)
     if request.lastFetchedEpoch >= 0 {
       let end = log.leaderEpochCache.endOffset(
         for: request.lastFetchedEpoch, logEndOffset: log.logEndOffset)
@@ -919,11 +930,17 @@ public actor PartitionReplica {
 
   // MARK: Follower
 
-  /// Where this follower fetches next: its log end offset (durable: `appendAsFollower`
-  /// returns only once fsynced) and the epoch of its newest batch. Nil unless this replica
-  /// follows a leader.
+  /// Where this follower fetches next: its log end offset and the epoch of its newest
+  /// batch. The leader counts the fetch offset as durable, so it is one: `appendAsFollower`
+  /// returns only once fsynced, and right after stepping down, while what this replica
+  /// wrote as leader is still being flushed, the answer is nil (ask again on the next
+  /// round). Nil too unless this replica follows a leader.
   public func followerFetchState() -> FollowerFetchState? {
     guard let log, !isClosing, case .follower(let leader, let epoch) = role, leader >= 0 else {
+      return nil
+    }
+    guard flushPolicy != .groupCommit || log.durableEndOffset >= log.logEndOffset else {
+      startFlushIfIdle()
       return nil
     }
     return FollowerFetchState(
@@ -932,7 +949,8 @@ public actor PartitionReplica {
       logStartOffset: log.logStartOffset)
   }
 
-  private func checkFollower(of leaderEpoch: Int32) throws(BrokerRequestError) -> PartitionLog {
+  /// The log of a follower (of `leaderEpoch` when given), else the error to answer.
+  private func checkFollower(of leaderEpoch: Int32?) throws(BrokerRequestError) -> PartitionLog {
     guard let log, !isClosing else {
       throw BrokerRequestError(
         .unknownTopicOrPartition, "partition \(topicPartition) does not exist")
@@ -941,7 +959,7 @@ public actor PartitionReplica {
       throw BrokerRequestError(
         .notLeaderOrFollower, "broker \(localBrokerID ?? -1) does not follow \(topicPartition)")
     }
-    guard epoch == leaderEpoch else {
+    if let leaderEpoch, epoch != leaderEpoch {
       throw BrokerRequestError(
         epoch > leaderEpoch ? .fencedLeaderEpoch : .unknownLeaderEpoch,
         "data of leader epoch \(leaderEpoch) for \(topicPartition), which follows epoch \(epoch)")
@@ -968,6 +986,13 @@ public actor PartitionReplica {
       }
     }
     if !records.isEmpty {
+      let headers: [RecordBatchHeader]
+      switch Self.batchHeaders(records) {
+      case .success(let parsed):
+        headers = parsed
+      case .failure(let reason):
+        throw BrokerRequestError(.corruptMessage, "replicated data: \(reason)")
+      }
       let result: AppendResult
       do {
         result = try log.appendAsFollower(records)
@@ -984,13 +1009,10 @@ public actor PartitionReplica {
       } catch {
         throw BrokerRequestError(.unknownServerError, "\(error)")
       }
-      // The log validated the framing, so the headers parse.
-      if case .success(let headers) = Self.batchHeaders(records) {
-        var batchOffset = result.baseOffset
-        for header in headers {
-          producerState.record(header, firstOffset: batchOffset)
-          batchOffset = header.nextOffset
-        }
+      var batchOffset = result.baseOffset
+      for header in headers {
+        producerState.record(header, firstOffset: batchOffset)
+        batchOffset = header.nextOffset
       }
     }
     let end = log.logEndOffset
@@ -1029,9 +1051,9 @@ public actor PartitionReplica {
       throw BrokerRequestError(
         .invalidRequest, "diverging epoch \(epoch) with end offset \(endOffset)")
     }
-    _ = try checkFollower(of: leaderEpoch)
+    _ = try checkFollower(of: nil)
     await waitForFlushIdle()
-    let log = try checkFollower(of: leaderEpoch)
+    let log = try checkFollower(of: nil)
     let own = log.leaderEpochCache.endOffset(for: epoch, logEndOffset: log.logEndOffset)
     var target = min(endOffset, log.logEndOffset)
     if !own.isUndefined {
@@ -1221,8 +1243,11 @@ public actor PartitionReplica {
   /// Registers a fetch to be woken when the high watermark advances, the log end offset
   /// of a leader grows (followers long-poll for it), the role changes or the partition
   /// closes. Remove it with `removeFetchWakeup` when the fetch is answered.
-  func addFetchWakeup(_ wakeup: FetchWakeup) {
+  func addFetchWakeup(_ wakeup: FetchWakeup, isFollowerFetch: Bool = false) {
     fetchWakeups[wakeup.id] = wakeup
+    if isFollowerFetch {
+      followerFetchWakeups[wakeup.id] = wakeup
+    }
     if log == nil || isClosing {
       wakeup.signal()
     }
@@ -1230,6 +1255,7 @@ public actor PartitionReplica {
 
   func removeFetchWakeup(_ wakeup: FetchWakeup) {
     fetchWakeups.removeValue(forKey: wakeup.id)
+    followerFetchWakeups.removeValue(forKey: wakeup.id)
   }
 
   /// Wakes every waiting fetch (shutdown: they answer with what they have).

@@ -76,19 +76,21 @@ public struct FollowerReadOutcome: Sendable {
   public var records: [UInt8]
   /// The batches as a range of a segment file instead of `records`.
   public var recordsFile: LogFileSlice?
-  /// The leader's current epoch (-1 when this replica is not the leader).
+  /// The leader's current epoch as this replica knows it (-1: unknown).
   public var leaderEpoch: Int32
+  /// The leader as this replica knows it (itself when it leads; -1: unknown).
+  public var leaderID: Int32
 
   /// Record bytes returned, in either form.
   public var recordByteCount: Int { recordsFile?.byteCount ?? records.count }
 
-  static func failure(_ code: ErrorCode, _ message: String?, leaderEpoch: Int32 = -1)
-    -> FollowerReadOutcome
-  {
+  static func failure(
+    _ code: ErrorCode, _ message: String?, leaderEpoch: Int32 = -1, leaderID: Int32 = -1
+  ) -> FollowerReadOutcome {
     FollowerReadOutcome(
       errorCode: code, errorMessage: message, highWatermark: -1, logStartOffset: -1,
       logEndOffset: -1, divergingEpoch: nil, records: [], recordsFile: nil,
-      leaderEpoch: leaderEpoch)
+      leaderEpoch: leaderEpoch, leaderID: leaderID)
   }
 }
 

@@ -87,7 +87,7 @@ public final class RequestRouter: FrameRequestHandler {
             header: responseHeader, version: header.apiVersion))
       }
     case .fetch(let body):
-      if body.replicaId >= 0 && !hostsClusterReplica(body) {
+      if body.replicaId >= 0 && namesStandaloneReplica(body) {
         return .respond(
           ResponseHeader(
             correlationId: header.correlationId, errorCode: .invalidRequest,
@@ -252,13 +252,16 @@ public final class RequestRouter: FrameRequestHandler {
 
   // MARK: Fetch
 
-  /// Whether a follower's fetch names a partition this broker hosts as a cluster replica
-  /// (a standalone broker has no followers).
-  private func hostsClusterReplica(_ request: FetchRequest) -> Bool {
+  /// Whether a follower's fetch names a partition this broker hosts standalone (such a
+  /// replica has no followers: the whole request is refused).
+  private func namesStandaloneReplica(_ request: FetchRequest) -> Bool {
     request.topics.contains { topic in
       topic.partitions.contains { partition in
-        replicaManager.replica(TopicPartition(topic: topic.name, partition: partition.partition))?
-          .localBrokerID != nil
+        guard
+          let replica = replicaManager.replica(
+            TopicPartition(topic: topic.name, partition: partition.partition))
+        else { return false }
+        return replica.localBrokerID == nil
       }
     }
   }
@@ -304,7 +307,7 @@ public final class RequestRouter: FrameRequestHandler {
           TopicPartition(topic: topic.name, partition: partition.partition))
         {
           replicas.append(replica)
-          await replica.addFetchWakeup(wakeup)
+          await replica.addFetchWakeup(wakeup, isFollowerFetch: request.replicaId >= 0)
         }
       }
     }
@@ -381,8 +384,7 @@ public final class RequestRouter: FrameRequestHandler {
                 FetchResponse.EpochEndOffset(epoch: $0.epoch, endOffset: $0.endOffset)
               } ?? .none,
               currentLeader: FetchResponse.LeaderIdAndEpoch(
-                leaderId: outcome.leaderEpoch >= 0 ? replica.localBrokerID ?? -1 : -1,
-                leaderEpoch: outcome.leaderEpoch),
+                leaderId: outcome.leaderID, leaderEpoch: outcome.leaderEpoch),
               records: outcome.records)
             recordsFile = outcome.recordsFile
             byteCount = outcome.recordByteCount

@@ -19,12 +19,19 @@ final class ReplicaTrio {
   private(set) var replicas: [Int32: PartitionReplica] = [:]
   private(set) var leadership: PartitionLeadership
 
-  init(label: String = #function, flushPolicy: FlushPolicy = .groupCommit) throws {
+  /// File systems by broker (the real one for the others).
+  let fileSystems: [Int32: any LogFileSystem]
+
+  init(
+    label: String = #function, fileSystems: [Int32: any LogFileSystem] = [:],
+    configure: (inout LogConfig) -> Void = { _ in }
+  ) throws {
+    self.fileSystems = fileSystems
     directory = try TemporaryDirectory(label)
     threadPool = NIOThreadPool(numberOfThreads: 2)
     threadPool.start()
     var config = LogConfig()
-    config.flushPolicy = flushPolicy
+    configure(&config)
     logConfig = config
     leadership = PartitionLeadership(
       topicID: 42, leader: -1, leaderEpoch: 0, partitionEpoch: 0, replicas: Self.brokerIDs,
@@ -39,7 +46,8 @@ final class ReplicaTrio {
   func open(_ id: Int32) throws -> PartitionReplica {
     try PartitionReplica(
       topicPartition: topicPartition, directory: path(id), logConfig: logConfig,
-      minInsyncReplicas: 1, fileSystem: PosixFileSystem(), threadPool: threadPool,
+      minInsyncReplicas: 1, fileSystem: fileSystems[id] ?? PosixFileSystem(),
+      threadPool: threadPool,
       logger: testLogger, localBrokerID: id)
   }
 
@@ -76,6 +84,7 @@ final class ReplicaTrio {
     case appended(logEndOffset: Int64)
     case caughtUp
     case truncated(logEndOffset: Int64)
+    case restarted(logEndOffset: Int64)
     case failed(ErrorCode)
   }
 
@@ -94,6 +103,13 @@ final class ReplicaTrio {
         epoch: diverging.epoch, endOffset: diverging.endOffset)
       return .truncated(logEndOffset: end)
     }
+    if outcome.errorCode == .offsetOutOfRange && state.fetchOffset < outcome.logStartOffset {
+      // The leader no longer has what follows this log: start over at its log start.
+      let end = try await self[id].appendAsFollower(
+        [], leaderEpoch: outcome.leaderEpoch, leaderHighWatermark: outcome.highWatermark,
+        leaderLogStartOffset: outcome.logStartOffset)
+      return .restarted(logEndOffset: end)
+    }
     guard outcome.errorCode == .none else { return .failed(outcome.errorCode) }
     if outcome.records.isEmpty {
       await self[id].updateFollowerHighWatermark(outcome.highWatermark)
@@ -111,7 +127,7 @@ final class ReplicaTrio {
       var moved = false
       for id in Self.brokerIDs {
         switch try await pump(id, nowMs: nowMs) {
-        case .appended, .truncated: moved = true
+        case .appended, .truncated, .restarted: moved = true
         default: break
         }
       }

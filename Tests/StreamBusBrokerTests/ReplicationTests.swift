@@ -1,3 +1,4 @@
+import Glibc
 import NIOPosix
 import StreamBusProtocol
 import StreamBusRecords
@@ -308,6 +309,149 @@ import Testing
     // And the new leader's epoch is in its cache: a follower of epoch 1 is consistent.
     try await trio.pumpUntilQuiet()
     #expect(await trio.state(2).logEndOffset == 5)
+    await trio.shutdown()
+  }
+
+  @Test func followerLongPollsWakeWhenTheLeaderAppends() async throws {
+    let trio = try ReplicaTrio()
+    await trio.elect(1, leaderEpoch: 1)
+    try await trio.pumpUntilQuiet()
+    let follower = FetchWakeup()
+    let consumer = FetchWakeup()
+    await trio[1].addFetchWakeup(follower, isFollowerFetch: true)
+    await trio[1].addFetchWakeup(consumer)
+    // Nothing new yet: the waits would block. The append (not yet committed) wakes the
+    // follower's fetch only; the consumer's waits for the high watermark.
+    let pending = await trio[1].append(makeBatch(), acks: -1, timeoutMs: 60_000, nowMs: 0)
+    await follower.wait()
+    #expect(!consumer.isSignalled)
+    await trio[1].removeFetchWakeup(follower)
+    #expect(try await trio.pump(2) == .appended(logEndOffset: 3))
+    try await trio.pumpUntilQuiet()
+    #expect(await pending.outcome().errorCode == .none)
+    await consumer.wait()
+    await trio[1].removeFetchWakeup(consumer)
+    await trio.shutdown()
+  }
+
+  @Test func consumerFetchesWakeWhenTheLeaderStepsDown() async throws {
+    let trio = try ReplicaTrio()
+    await trio.elect(1, leaderEpoch: 1)
+    let consumer = FetchWakeup()
+    await trio[1].addFetchWakeup(consumer)
+    await trio.elect(2, leaderEpoch: 2)
+    await consumer.wait()
+    await trio[1].removeFetchWakeup(consumer)
+    let read = await trio[1].read(from: 0, maxBytes: 1_000)
+    #expect(read.errorCode == .notLeaderOrFollower)
+    #expect(read.currentLeader == FetchResponse.LeaderIdAndEpoch(leaderId: 2, leaderEpoch: 2))
+    await trio.shutdown()
+  }
+
+  @Test func aFollowerBehindTheLeadersLogStartRestartsItsLogThere() async throws {
+    let trio = try ReplicaTrio { config in
+      config.segmentBytes = 400
+      config.retentionBytes = 800
+    }
+    await trio.elect(1, leaderEpoch: 1, isr: [1, 2], minInsyncReplicas: 1)
+    for seed in 0..<12 {
+      _ = await trio[1].append(makeBatch(seed: seed), acks: 1, timeoutMs: 0, nowMs: 0)
+    }
+    while try await trio.pump(2) != .caughtUp {}
+    await trio[1].applyRetention(nowMs: PartitionLog.wallClockMs())
+    let leaderStart = await trio.state(1).logStartOffset
+    #expect(leaderStart > 0, "the test needs retention on the leader")
+    // Follower 3 never fetched: its log (empty, at 0) is behind the leader's start.
+    #expect(try await trio.pump(3) == .restarted(logEndOffset: leaderStart))
+    #expect(try await trio.pump(3) != .notFollowing)
+    try await trio.pumpUntilQuiet()
+    let follower = await trio.state(3)
+    #expect(follower.logStartOffset == leaderStart)
+    #expect(follower.logEndOffset == 36)
+    await trio.shutdown()
+  }
+
+  @Test func aFollowerTruncatesToTheSmallerOfBothEndsOfTheDivergingEpoch() async throws {
+    let trio = try ReplicaTrio()
+    // Epoch 1 on broker 1, copied by everyone.
+    await trio.elect(1, leaderEpoch: 1)
+    _ = await trio[1].append(makeBatch(records: 2), acks: 1, timeoutMs: 0, nowMs: 0)
+    try await trio.pumpUntilQuiet()
+    // Epoch 2 on broker 2: it writes 4 records that only broker 2 has.
+    await trio.elect(2, leaderEpoch: 2, isr: [2], minInsyncReplicas: 1, skipping: [1, 3])
+    _ = await trio[2].append(makeBatch(records: 4), acks: 1, timeoutMs: 0, nowMs: 0)
+    // Epoch 3 back on broker 1, which never saw epoch 2, with one new record.
+    await trio.elect(1, leaderEpoch: 3, isr: [1, 3], minInsyncReplicas: 1)
+    _ = await trio[1].append(makeBatch(records: 1), acks: 1, timeoutMs: 0, nowMs: 0)
+    // Broker 2 asks with epoch 2 at offset 6; the leader does not know epoch 2 and answers
+    // epoch 1 ending at 2, so broker 2 keeps offsets 0 and 1 only.
+    #expect(try await trio.pump(2) == .truncated(logEndOffset: 2))
+    #expect(try await trio.pump(2) == .appended(logEndOffset: 3))
+    await trio.shutdown()
+  }
+
+  @Test func aRestartedLeaderDoesNotExposeItsUnreplicatedTail() async throws {
+    let trio = try ReplicaTrio()
+    await trio.elect(1, leaderEpoch: 1)
+    _ = await trio[1].append(makeBatch(records: 3), acks: 1, timeoutMs: 0, nowMs: 0)
+    try await trio.pumpUntilQuiet()
+    #expect(try await committed(trio, 1, 3))
+    _ = await trio[1].append(makeBatch(records: 2), acks: 1, timeoutMs: 0, nowMs: 0)
+    try await trio.reopen(1)
+    // Its log holds offsets 0..<5, but only the ISR's fetches can commit them.
+    #expect(await trio.state(1).logEndOffset == 5)
+    #expect(await trio.state(1).highWatermark == 0)
+    #expect(await trio[1].read(from: 3, maxBytes: 1 << 20).records.isEmpty)
+    try await trio.pumpUntilQuiet()
+    #expect(try await committed(trio, 1, 5))
+    await trio.shutdown()
+  }
+
+  @Test func aFollowerWhoseFlushFailsDropsTheUndurableDataAndFetchesItAgain() async throws {
+    let faulty = FaultyFileSystem()
+    let trio = try ReplicaTrio(fileSystems: [2: faulty])
+    await trio.elect(1, leaderEpoch: 1)
+    _ = await trio[1].append(makeBatch(), acks: 1, timeoutMs: 0, nowMs: 0)
+    faulty.update { $0.syncErrno = EIO }
+    await #expect(throws: BrokerRequestError.self) { try await trio.pump(2) }
+    // Its log ends where it is durable, so its next fetch offset does not overstate it.
+    let afterFailure = await trio.state(2)
+    #expect(afterFailure.logEndOffset == 0)
+    #expect(afterFailure.durableEndOffset == 0)
+    faulty.update { $0.syncErrno = nil }
+    #expect(try await trio.pump(2) == .appended(logEndOffset: 3))
+    await trio.shutdown()
+  }
+
+  @Test func followersRefuseDataOfAnotherEpochAndMalformedData() async throws {
+    let trio = try ReplicaTrio()
+    await trio.elect(1, leaderEpoch: 3)
+    let follower = trio[2]
+    do {
+      _ = try await follower.appendAsFollower(
+        stored(makeBatch(), baseOffset: 0), leaderEpoch: 2, leaderHighWatermark: 0,
+        leaderLogStartOffset: 0)
+      Issue.record("data of an older leader epoch was appended")
+    } catch {
+      #expect(error.errorCode == .fencedLeaderEpoch)
+    }
+    let malformed = [UInt8](repeating: 7, count: 80)
+    do {
+      _ = try await follower.appendAsFollower(
+        malformed, leaderEpoch: 3, leaderHighWatermark: 0, leaderLogStartOffset: 0)
+      Issue.record("malformed data was appended")
+    } catch {
+      #expect(error.errorCode == .corruptMessage)
+    }
+    do {
+      _ = try await follower.appendAsFollower(
+        stored(makeBatch(), baseOffset: 5), leaderEpoch: 3, leaderHighWatermark: 0,
+        leaderLogStartOffset: 0)
+      Issue.record("a batch past the log end was appended")
+    } catch {
+      #expect(error.errorCode == .offsetOutOfRange)
+    }
+    #expect(await trio.state(2).logEndOffset == 0)
     await trio.shutdown()
   }
 

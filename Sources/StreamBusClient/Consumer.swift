@@ -220,15 +220,29 @@ public actor Consumer {
     if retriableFailure {
       core.metadata.invalidate()
       if records.isEmpty {
-        // A leader moved or a connection dropped: pause so a caller polling in a loop does
-        // not spin while metadata catches up (the position stays; the next poll continues
-        // there on whichever broker metadata then names the leader).
+        // A leader moved or a connection dropped. When fresh metadata already names a new
+        // leader, the next poll goes there at once; otherwise pause so a caller polling in a
+        // loop does not spin while metadata catches up. Either way the position stays.
+        if await leadershipChanged(since: metadata) {
+          return records
+        }
         try await backOffAfterRetriableFailure(maxWaitMs: nil, started: started)
         return records
       }
     }
     retriableFailureStreak = 0
     return records
+  }
+
+  /// Refreshes metadata; true when an assigned partition now has another leader or a newer
+  /// leader epoch than in `previous`.
+  private func leadershipChanged(since previous: ClusterMetadata) async -> Bool {
+    guard let fresh = try? await core.metadata.refresh() else { return false }
+    return assignment.contains { partition in
+      guard let now = fresh.leader(of: partition) else { return false }
+      guard let before = previous.leader(of: partition) else { return true }
+      return now.broker.address != before.broker.address || now.epoch > before.epoch
+    }
   }
 
   /// Sleeps the retry backoff for the current streak of failed polls (bounded by what is

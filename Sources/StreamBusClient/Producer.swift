@@ -109,6 +109,10 @@ public actor Producer {
     /// After a leadership or connection error: the batch waits for a metadata refresh that
     /// completes after the failure (the cache's refresh count reaching this value).
     var metadataRefreshRequired: Int?
+    /// After a leadership or connection error: the leader (and its epoch as metadata knew
+    /// it) that failed. Once metadata names another leader or a newer epoch, the batch goes
+    /// at once instead of waiting out its backoff: a failover costs one metadata round trip.
+    var failedLeader: (address: HostPort, epoch: Int32)?
 
     init(
       id: UInt64, topicPartition: TopicPartition, createdAt: ContinuousClock.Instant,
@@ -519,8 +523,19 @@ public actor Producer {
         candidates = Array(candidates.prefix { $0.sequenced === sequenced })
       }
       if let retryAfter = head.retryAfter, retryAfter > now {
-        earliestRetry = min(earliestRetry ?? retryAfter, retryAfter)
-        continue
+        let refreshed = head.metadataRefreshRequired.map { refreshCount >= $0 } ?? true
+        if let failed = head.failedLeader, refreshed,
+          let current = metadata.leader(of: topicPartition),
+          current.broker.address != failed.address || current.epoch > failed.epoch
+        {
+          head.retryAfter = nil
+        } else {
+          earliestRetry = min(earliestRetry ?? retryAfter, retryAfter)
+          // While waiting out a backoff after a leadership error, keep looking for the new
+          // leader (refreshes are spaced by retryBackoffMs).
+          needsMetadata = needsMetadata || head.failedLeader != nil
+          continue
+        }
       }
       if let required = head.metadataRefreshRequired, refreshCount < required {
         needsMetadata = true
@@ -851,7 +866,7 @@ public actor Producer {
         {
           producerStateLost(batches, sequenced: sequenced, error: error)
         } else {
-          retryOrFail(batches, error: error)
+          retryOrFail(batches, error: error, failedLeader: leader)
         }
       }
     }
@@ -866,8 +881,18 @@ public actor Producer {
 
   /// Puts the batches of a failed request back at the head of their partition's queue, in
   /// order, or fails those out of time (or all of them, for an error that is not retriable).
-  private func retryOrFail(_ batches: [Batch], error: StreamBusError, isRetriable: Bool? = nil) {
+  private func retryOrFail(
+    _ batches: [Batch], error: StreamBusError, isRetriable: Bool? = nil,
+    failedLeader: HostPort? = nil
+  ) {
     let isRetriable = isRetriable ?? error.isRetriable
+    var failed: (address: HostPort, epoch: Int32)?
+    if let failedLeader, error.invalidatesMetadata, let first = batches.first {
+      // The epoch the failed request was sent under, when metadata still names that leader
+      // (-1 otherwise: then metadata already moved on, and the retry need not wait).
+      let known = core.metadata.snapshot.leader(of: first.topicPartition)
+      failed = (failedLeader, known?.broker.address == failedLeader ? known?.epoch ?? -1 : -1)
+    }
     var retried: [Batch] = []
     for batch in batches {
       batch.lastError = error
@@ -881,6 +906,7 @@ public actor Producer {
       batch.retryAfter = .now + backoff
       batch.metadataRefreshRequired =
         error.invalidatesMetadata ? core.metadata.refreshCount + 1 : nil
+      batch.failedLeader = failed
       retried.append(batch)
     }
     guard let first = retried.first else { return }
@@ -982,6 +1008,9 @@ public actor Producer {
   }
 
   /// Asks the brokers metadata knows (shuffled), then the bootstrap list, until one answers.
+  /// The failure is retriable unless every broker asked refused for a reason that is not (a
+  /// single broker without InitProducerId, or one that cannot reach its metaserver, must not
+  /// fail records another broker could serve).
   private static func initProducerId(core: ClientCore) async -> Result<
     ProducerIdentity, StreamBusError
   > {
@@ -990,6 +1019,7 @@ public actor Producer {
       + core.config.bootstrapBrokers
     var seen = Set<HostPort>()
     var lastError = StreamBusError(.connection, "InitProducerId: no broker to ask")
+    var retriableError: StreamBusError?
     for broker in candidates where seen.insert(broker).inserted {
       do {
         guard
@@ -1014,12 +1044,12 @@ public actor Producer {
           ProducerIdentity(producerId: response.producerId, producerEpoch: response.producerEpoch))
       } catch {
         lastError = StreamBusError.wrapping(error, context: "InitProducerId to \(broker)")
-        if !lastError.isRetriable {
-          return .failure(lastError)
+        if lastError.isRetriable {
+          retriableError = lastError
         }
       }
     }
-    return .failure(lastError)
+    return .failure(retriableError ?? lastError)
   }
 
   private func producerIdArrived(_ result: Result<ProducerIdentity, StreamBusError>) {

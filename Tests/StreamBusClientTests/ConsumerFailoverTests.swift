@@ -47,3 +47,92 @@ import Testing
     }
   }
 }
+
+@Suite(.timeLimit(.minutes(1))) struct LeaderFailoverTests {
+  @Test func consumerGoesToTheNewLeaderWithoutWaitingOutTheBackoff() async throws {
+    try await withFakeCluster(brokers: 2) { harness in
+      harness.cluster.createTopic("hop", partitions: 1, leaders: [1])
+      let producer = Producer(config: harness.clientConfig())
+      try await producer.send(topic: "hop", value: [0], partition: 0)
+      var config = harness.clientConfig()
+      config.retryBackoffMs = 3_000
+      config.retryBackoffMaxMs = 3_000
+      let consumer = Consumer(config: config)
+      await consumer.assign([TopicPartition(topic: "hop", partition: 0)])
+      #expect(try await consumer.poll(maxWaitMs: 200).map(\.offset) == [0])
+      harness.cluster.moveLeader(topic: "hop", partition: 0, to: 2)
+      try await producer.send(topic: "hop", value: [1], partition: 0)
+      let started = ContinuousClock.now
+      var records: [ConsumerRecord] = []
+      for _ in 0..<3 where records.isEmpty {
+        records = try await consumer.poll(maxWaitMs: 100)
+      }
+      #expect(records.map(\.offset) == [1])
+      #expect(ContinuousClock.now - started < .seconds(1.5))
+      await consumer.close()
+      await producer.close()
+    }
+  }
+
+  @Test func consumerBacksOffWhileTheLeaderStaysTheSame() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("same", partitions: 1, leaders: [1])
+      var config = harness.clientConfig()
+      config.retryBackoffMs = 300
+      config.retryBackoffMaxMs = 300
+      let consumer = Consumer(config: config)
+      await consumer.assign([TopicPartition(topic: "same", partition: 0)])
+      _ = try await consumer.poll(maxWaitMs: 10)
+      harness.cluster.withState { $0.fetchConnectionDrops = 1 }
+      let started = ContinuousClock.now
+      #expect(try await consumer.poll(maxWaitMs: 10).isEmpty)
+      #expect(ContinuousClock.now - started >= .milliseconds(240))
+      await consumer.close()
+    }
+  }
+
+  @Test func deadLeaderCostsRetriesNotFailures() async throws {
+    try await withFakeCluster(brokers: 3) { harness in
+      harness.cluster.createTopic("failover", partitions: 1, leaders: [1])
+      let producer = Producer(config: harness.clientConfig())
+      let consumer = Consumer(config: harness.clientConfig())
+      let partition = TopicPartition(topic: "failover", partition: 0)
+      await consumer.assign([partition])
+      try await producer.send(topic: "failover", value: [0])
+      #expect(try await consumer.poll(maxWaitMs: 200).map(\.offset) == [0])
+
+      // The leader (also the only bootstrap broker) dies with records queued; a moment
+      // later broker 3 takes over. Metadata now comes from the brokers learned before.
+      await harness.brokers[0].stop()
+      var handles: [DeliveryHandle] = []
+      for index in 1...20 {
+        handles.append(try await producer.enqueue(topic: "failover", value: [UInt8(index)]))
+      }
+      try await Task.sleep(for: .milliseconds(100))
+      harness.cluster.moveLeader(topic: "failover", partition: 0, to: 3)
+      for (index, handle) in handles.enumerated() {
+        #expect(try await handle.value().offset == Int64(index + 1))
+      }
+      let stored = try harness.cluster.records(topic: "failover", partition: 0)
+      #expect(stored.map(\.value) == (0...20).map { [UInt8($0)] })
+      let sequences = try harness.cluster.batchHeaders(topic: "failover", partition: 0).map {
+        ($0.baseSequence, $0.recordCount)
+      }
+      var expected: Int32 = 0
+      for (base, count) in sequences {
+        #expect(base == expected)
+        expected += count
+      }
+      #expect(expected == 21)
+
+      var consumed: [ConsumerRecord] = []
+      for _ in 0..<40 where consumed.count < 20 {
+        consumed += try await consumer.poll(maxWaitMs: 100)
+      }
+      #expect(consumed.map(\.offset) == Array(1...20))
+      #expect(!harness.cluster.requests(.fetch, broker: 3).isEmpty)
+      await consumer.close()
+      await producer.close()
+    }
+  }
+}

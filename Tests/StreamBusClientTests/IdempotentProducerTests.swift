@@ -262,6 +262,22 @@ import Testing
     }
   }
 
+  @Test func oneBrokerRefusingInitProducerIdDoesNotFailRecords() async throws {
+    try await withFakeCluster(brokers: 2) { harness in
+      harness.cluster.createTopic("other", partitions: 1, leaders: [1])
+      let producer = Producer(config: harness.clientConfig())
+      harness.cluster.withState { $0.initProducerIdErrors = [.invalidRequest] }
+      let delivered = try await producer.send(topic: "other", value: [1])
+      #expect(delivered.offset == 0)
+      let asked = harness.cluster.withState { state in
+        state.log.filter { $0.request.apiKey == .initProducerId }.map(\.brokerId)
+      }
+      #expect(asked.count == 2)
+      #expect(Set(asked) == [1, 2])
+      await producer.close()
+    }
+  }
+
   @Test func failoverErrorsCostRetriesWithGrowingBackoff() async throws {
     try await withFakeCluster { harness in
       harness.cluster.createTopic("busy", partitions: 1, leaders: [1])
@@ -283,6 +299,44 @@ import Testing
       #expect(elapsedMs >= 240)
       #expect(harness.cluster.produceRequests().count == 8)
       #expect(try harness.cluster.records(topic: "busy", partition: 0).count == 2)
+      await producer.close()
+    }
+  }
+
+  @Test func leaderMoveSkipsTheRestOfTheBackoff() async throws {
+    try await withFakeCluster(brokers: 2) { harness in
+      harness.cluster.createTopic("hop", partitions: 1, leaders: [1])
+      var config = harness.clientConfig()
+      config.retryBackoffMs = 3_000
+      config.retryBackoffMaxMs = 3_000
+      let producer = Producer(config: config)
+      try await producer.send(topic: "hop", value: [0])
+      harness.cluster.moveLeader(topic: "hop", partition: 0, to: 2)
+      let started = ContinuousClock.now
+      let delivered = try await producer.send(topic: "hop", value: [1])
+      #expect(delivered.offset == 1)
+      // NOT_LEADER_OR_FOLLOWER from broker 1, one metadata refresh naming broker 2, then the
+      // retry at once: well below the 2.4-3.6 s backoff.
+      #expect(ContinuousClock.now - started < .seconds(1.5))
+      #expect(harness.cluster.produceRequests(broker: 2).count == 1)
+      await producer.close()
+    }
+  }
+
+  @Test func unchangedLeaderStillWaitsOutTheBackoff() async throws {
+    try await withFakeCluster { harness in
+      harness.cluster.createTopic("stay", partitions: 1, leaders: [1])
+      var config = harness.clientConfig()
+      config.retryBackoffMs = 400
+      config.retryBackoffMaxMs = 400
+      let producer = Producer(config: config)
+      try await producer.send(topic: "stay", value: [0])
+      harness.cluster.withState {
+        $0.produceErrors[TopicPartition(topic: "stay", partition: 0)] = [.notLeaderOrFollower]
+      }
+      let started = ContinuousClock.now
+      _ = try await producer.send(topic: "stay", value: [1])
+      #expect(ContinuousClock.now - started >= .milliseconds(320))
       await producer.close()
     }
   }

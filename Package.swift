@@ -76,6 +76,7 @@ let package = Package(
       name: "StreamBusBroker",
       dependencies: [
         "StreamBusProtocol", "StreamBusRecords", "StreamBusStorage", "StreamBusTransport",
+        "StreamBusMetaClient", "StreamBusMetaProtocol", "StreamBusMetadata",
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
         .product(name: "NIOCore", package: "swift-nio"),
         .product(name: "NIOPosix", package: "swift-nio"),

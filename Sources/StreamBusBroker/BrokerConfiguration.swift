@@ -41,6 +41,8 @@ public struct BrokerConfiguration: Sendable {
   public var readyFile: String?
   /// The file layer for partition logs and topic files (tests inject faults here).
   public var fileSystem: any LogFileSystem = PosixFileSystem()
+  /// Cluster mode (`--metaservers`); nil = standalone.
+  public var cluster: ClusterSettings?
 
   public init(dataDirectory: String, listen: HostPort) {
     self.dataDirectory = dataDirectory
@@ -65,17 +67,48 @@ public struct BrokerConfiguration: Sendable {
     "flush-interval-ms", "flush-threads", "retention-check-interval-ms", "message-max-bytes",
     "partitions-per-topic-max", "default-partitions", "retention-ms", "retention-bytes",
     "segment-bytes", "segment-ms", "inflight-requests-max", "frame-bytes-max",
-    "shutdown-grace-period-ms", "fetch-wait-max-ms",
+    "shutdown-grace-period-ms", "fetch-wait-max-ms", "metaservers", "broker-id", "rack",
+    "replica-lag-time-max-ms", "replica-fetch-max-wait-ms", "replica-fetch-max-bytes",
+    "broker-heartbeat-interval-ms", "broker-session-timeout-ms", "controlled-shutdown-timeout-ms",
+  ]
+
+  /// Keys that only mean something in cluster mode.
+  static let clusterOnlyKeys = [
+    "broker-id", "rack", "replica-lag-time-max-ms", "replica-fetch-max-wait-ms",
+    "replica-fetch-max-bytes", "broker-heartbeat-interval-ms", "broker-session-timeout-ms",
+    "controlled-shutdown-timeout-ms",
   ]
 
   /// Builds the configuration from `databroker` flags and config-file values (keys in
   /// `configKeys`); errors name the key and where its value came from.
   public init(values: ConfigValues) throws {
-    guard try values.bool("standalone", default: false) else {
+    let standalone = try values.bool("standalone", default: false)
+    if standalone && values.string("metaservers") != nil {
       throw TransportError(
         .invalidConfiguration,
-        "pass --standalone (or \"standalone = true\"): this build runs single-broker only; "
-          + "cluster mode (--metaservers) comes with the metaserver")
+        "--standalone and --metaservers are mutually exclusive: pass one of them")
+    }
+    let cluster = try ClusterSettings(values: values)
+    switch (standalone, cluster) {
+    case (true, .some):
+      throw TransportError(
+        .invalidConfiguration,
+        "--standalone and --metaservers are mutually exclusive: pass one of them")
+    case (false, nil):
+      throw TransportError(
+        .invalidConfiguration,
+        "pass --metaservers HOST:PORT,... (cluster mode) or --standalone (single broker)")
+    case (true, nil):
+      for key in Self.clusterOnlyKeys where values.string(key) != nil {
+        throw TransportError(
+          .invalidConfiguration,
+          "--\(key) is a cluster-mode setting; it needs --metaservers, not --standalone")
+      }
+    case (false, .some):
+      if values.string("node-id") != nil {
+        throw TransportError(
+          .invalidConfiguration, "--node-id is for --standalone; in cluster mode use --broker-id")
+      }
     }
     guard let dataDirectory = values.string("data-dir") else {
       throw TransportError(.invalidConfiguration, "--data-dir is required")
@@ -121,6 +154,77 @@ public struct BrokerConfiguration: Sendable {
       try values.int("shutdown-grace-period-ms", default: 10_000, range: 0...3_600_000))
     configuration.fetchWaitMsMax = Int64(
       try values.int("fetch-wait-max-ms", default: 30_000, range: 0...3_600_000))
+    if let cluster {
+      configuration.cluster = cluster
+      configuration.nodeId = cluster.brokerID
+      configuration.clusterId = "streambus"
+    }
     self = configuration
+  }
+}
+
+/// The cluster-mode part of a broker's settings (`--metaservers` and the replication knobs).
+public struct ClusterSettings: Sendable, Equatable {
+  /// The metadata quorum's API addresses (any subset that reaches the leader works).
+  public var metaservers: [HostPort]
+  public var brokerID: Int32
+  public var rack: String?
+  /// A follower that has not caught up with the leader's log end for this long leaves the ISR.
+  public var replicaLagTimeMaxMs: Int64 = 2_000
+  /// Long-poll bound of a follower's fetch.
+  public var replicaFetchMaxWaitMs: Int64 = 500
+  /// Record bytes one follower fetch may carry (all its partitions together).
+  public var replicaFetchMaxBytes: Int = 8 << 20
+  public var brokerHeartbeatIntervalMs: Int64 = 250
+  /// Without a successful heartbeat for this long the broker stops acting as leader (the
+  /// controller fences it after its own session timeout, which this mirrors).
+  public var brokerSessionTimeoutMs: Int64 = 1_500
+  /// How long SIGTERM waits for the controller to move leadership away before exiting anyway.
+  public var controlledShutdownTimeoutMs: Int64 = 30_000
+
+  public init(metaservers: [HostPort], brokerID: Int32) {
+    self.metaservers = metaservers
+    self.brokerID = brokerID
+  }
+
+  /// nil when `metaservers` is not set (standalone); errors name the key.
+  init?(values: ConfigValues) throws {
+    guard values.string("metaservers") != nil else { return nil }
+    let metaservers = try values.hostPorts("metaservers", default: [])
+    guard !metaservers.isEmpty else {
+      throw TransportError(
+        .invalidConfiguration, "--metaservers needs at least one HOST:PORT (comma-separated)")
+    }
+    guard values.string("broker-id") != nil else {
+      throw TransportError(
+        .invalidConfiguration, "--broker-id is required in cluster mode (--metaservers)")
+    }
+    self.init(
+      metaservers: metaservers,
+      brokerID: Int32(try values.int("broker-id", default: 0, range: 0...Int(Int32.max))))
+    if let rack = values.string("rack") {
+      guard !rack.isEmpty else {
+        throw TransportError(.invalidConfiguration, "bad value for --rack: empty")
+      }
+      self.rack = rack
+    }
+    replicaLagTimeMaxMs = Int64(
+      try values.int("replica-lag-time-max-ms", default: 2_000, range: 10...3_600_000))
+    replicaFetchMaxWaitMs = Int64(
+      try values.int("replica-fetch-max-wait-ms", default: 500, range: 0...60_000))
+    replicaFetchMaxBytes = try values.int(
+      "replica-fetch-max-bytes", default: 8 << 20, range: 1024...(1 << 30))
+    brokerHeartbeatIntervalMs = Int64(
+      try values.int("broker-heartbeat-interval-ms", default: 250, range: 10...60_000))
+    brokerSessionTimeoutMs = Int64(
+      try values.int("broker-session-timeout-ms", default: 1_500, range: 50...3_600_000))
+    guard brokerSessionTimeoutMs > brokerHeartbeatIntervalMs else {
+      throw TransportError(
+        .invalidConfiguration,
+        "--broker-session-timeout-ms (\(brokerSessionTimeoutMs)) must be larger than "
+          + "--broker-heartbeat-interval-ms (\(brokerHeartbeatIntervalMs))")
+    }
+    controlledShutdownTimeoutMs = Int64(
+      try values.int("controlled-shutdown-timeout-ms", default: 30_000, range: 0...3_600_000))
   }
 }

@@ -88,6 +88,19 @@ public actor ReplicaManager {
       ])
   }
 
+  /// Cluster mode: topics come from the metadata image, so nothing is loaded here; the
+  /// reconciler hosts replicas with `hostReplica` and removes them with `removeReplica`.
+  public static func openForCluster(
+    configuration: BrokerConfiguration, threadPool: NIOThreadPool = .singleton, logger: Logger
+  ) async throws -> ReplicaManager {
+    let manager = ReplicaManager(
+      configuration: configuration, threadPool: threadPool, logger: logger)
+    let fileSystem = configuration.fileSystem
+    let dataDirectory = configuration.dataDirectory
+    try await threadPool.runIfActive { try fileSystem.createDirectory(dataDirectory) }
+    return manager
+  }
+
   // MARK: Lookups (any thread)
 
   public nonisolated func replica(_ topicPartition: TopicPartition) -> PartitionReplica? {
@@ -231,6 +244,98 @@ public actor ReplicaManager {
         group.addTask { await replica.close(.shutdown) }
       }
     }
+  }
+
+  // MARK: Cluster mode
+
+  /// Name of the file in a partition directory that holds the topic id (cluster mode), so a
+  /// directory left by a deleted topic of the same name is never mistaken for this one.
+  public static let partitionMetadataFileName = "partition.metadata"
+
+  /// The hosted replica of `topicPartition`, opened (recovered) or created when it is not
+  /// open yet. A directory whose `partition.metadata` names another topic id (or none) is
+  /// deleted first: it belongs to an earlier topic of the same name.
+  public func hostReplica(
+    _ topicPartition: TopicPartition, topicID: Int64, config: TopicConfig,
+    localBrokerID: Int32
+  ) async throws -> (replica: PartitionReplica, opened: Bool) {
+    if let replica = replica(topicPartition) {
+      return (replica, false)
+    }
+    let directory = store.partitionDirectory(topicPartition)
+    let fileSystem = configuration.fileSystem
+    let metadataPath = directory + "/" + Self.partitionMetadataFileName
+    let expected = Array("version=1\ntopic.id=\(topicID)\n".utf8)
+    let existing = try await threadPool.runIfActive { () -> [UInt8]? in
+      guard fileSystem.fileExists(directory) else { return nil }
+      return try? AtomicFile.read(metadataPath, fileSystem: fileSystem)
+    }
+    if existing != expected {
+      let directoryExists = try await directoryExists(directory)
+      if directoryExists {
+        logger.info(
+          "deleting partition directory of another topic id",
+          metadata: ["partition": "\(topicPartition)", "topicID": "\(topicID)"])
+      }
+      try await removeDirectory(directory)
+      try await threadPool.runIfActive {
+        try fileSystem.createDirectory(directory)
+        try AtomicFile.write(metadataPath, expected, fileSystem: fileSystem)
+      }
+    }
+    let logConfig = config.logConfig(
+      flushPolicy: configuration.flushPolicy, batchBytesMax: configuration.messageBytesMax)
+    let minInsyncReplicas = config.minInsyncReplicas
+    let threadPool = threadPool
+    let logger = logger
+    let replica = try await threadPool.runIfActive {
+      try PartitionReplica(
+        topicPartition: topicPartition, directory: directory, logConfig: logConfig,
+        minInsyncReplicas: minInsyncReplicas, fileSystem: fileSystem,
+        threadPool: threadPool, logger: logger, localBrokerID: localBrokerID)
+    }
+    registry.withLockedValue { $0.replicas[topicPartition] = replica }
+    return (replica, true)
+  }
+
+  /// Stops hosting a replica (reassigned away or its topic deleted): it disappears from
+  /// lookups, closes (waiting requests get UNKNOWN_TOPIC_OR_PARTITION) and its directory is
+  /// deleted.
+  public func removeReplica(_ topicPartition: TopicPartition) async {
+    let removed = registry.withLockedValue { $0.replicas.removeValue(forKey: topicPartition) }
+    if let removed {
+      await removed.close(.deleted)
+    }
+    do {
+      try await removeDirectory(store.partitionDirectory(topicPartition))
+    } catch {
+      logger.warning("removing the directory of \(topicPartition) failed: \(error)")
+    }
+  }
+
+  /// Deletes every partition directory not in `assigned` and not hosted (data of topics
+  /// deleted or moved away while this broker was down).
+  public func removeUnassignedDirectories(keeping assigned: Set<TopicPartition>) async {
+    let store = store
+    let directories: [(name: String, topicPartition: TopicPartition)]
+    do {
+      directories = try await threadPool.runIfActive { try store.partitionDirectories() }
+    } catch {
+      logger.warning("listing partition directories failed: \(error)")
+      return
+    }
+    for (name, topicPartition) in directories
+    where !assigned.contains(topicPartition) && replica(topicPartition) == nil {
+      logger.info(
+        "deleting partition directory not assigned to this broker",
+        metadata: ["directory": "\(name)"])
+      try? await removeDirectory(store.dataDirectory + "/" + name)
+    }
+  }
+
+  private func directoryExists(_ path: String) async throws -> Bool {
+    let fileSystem = configuration.fileSystem
+    return try await threadPool.runIfActive { fileSystem.fileExists(path) }
   }
 
   // MARK: Files

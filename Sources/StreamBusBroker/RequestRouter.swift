@@ -27,15 +27,18 @@ public final class RequestRouter: FrameRequestHandler {
   private let advertisedBroker: NIOLockedValueBox<MetadataResponse.Broker>
   /// Set when the broker begins to shut down: waiting fetches answer at once.
   private let isShuttingDown = NIOLockedValueBox(false)
+  /// Cluster mode: Metadata comes from the image, topic admin goes to the metaservers.
+  let cluster: ClusterMetadataView?
 
   public init(
     replicaManager: ReplicaManager, configuration: BrokerConfiguration,
-    producerIdSource: any ProducerIdSource, logger: Logger
+    producerIdSource: any ProducerIdSource, logger: Logger, cluster: ClusterMetadataView? = nil
   ) {
     self.replicaManager = replicaManager
     self.producerIdSource = producerIdSource
     self.configuration = configuration
     self.logger = logger
+    self.cluster = cluster
     self.advertisedBroker = NIOLockedValueBox(
       MetadataResponse.Broker(
         nodeId: configuration.nodeId, host: configuration.effectiveAdvertisedHost,
@@ -87,7 +90,7 @@ public final class RequestRouter: FrameRequestHandler {
             header: responseHeader, version: header.apiVersion))
       }
     case .fetch(let body):
-      if body.replicaId >= 0 && namesStandaloneReplica(body) {
+      if body.replicaId >= 0 && cluster == nil && namesStandaloneReplica(body) {
         return .respond(
           ResponseHeader(
             correlationId: header.correlationId, errorCode: .invalidRequest,
@@ -109,13 +112,21 @@ public final class RequestRouter: FrameRequestHandler {
     case .listOffsets(let body):
       response = .listOffsets(await listOffsets(body))
     case .metadata(let body):
-      response = .metadata(metadata(body))
+      response = .metadata(cluster?.metadata(body) ?? metadata(body))
     case .apiVersions:
       response = .apiVersions(.supportedByThisBuild)
     case .createTopics(let body):
-      response = .createTopics(await createTopics(body))
+      if let cluster {
+        response = .createTopics(await cluster.createTopics(body))
+      } else {
+        response = .createTopics(await createTopics(body))
+      }
     case .deleteTopics(let body):
-      response = .deleteTopics(await deleteTopics(body))
+      if let cluster {
+        response = .deleteTopics(await cluster.deleteTopics(body))
+      } else {
+        response = .deleteTopics(await deleteTopics(body))
+      }
     case .initProducerId(let body):
       response = .initProducerId(await initProducerId(body))
     }
@@ -456,6 +467,9 @@ public final class RequestRouter: FrameRequestHandler {
         partition: partition, errorCode: code, timestamp: -1, offset: -1, leaderEpoch: -1)
     }
     let topicPartition = TopicPartition(topic: topic, partition: partition)
+    if let cluster, let refusal = cluster.listOffsetsRefusal(topic: topic, partition: partition) {
+      return failure(refusal)
+    }
     guard let replica = replicaManager.replica(topicPartition),
       let offsets = await replica.offsets()
     else {

@@ -69,14 +69,10 @@ public final class StandaloneBroker: Service, Sendable {
       let router = RequestRouter(
         replicaManager: replicaManager, configuration: configuration,
         producerIdSource: producerIdSource, logger: logger)
-      var serverConfiguration = FrameServerConfiguration(listen: configuration.listen)
-      serverConfiguration.inflightRequestsMax = configuration.inflightRequestsMax
-      serverConfiguration.frameBytesMax = configuration.frameBytesMax
-      serverConfiguration.shutdownGracePeriodMs = configuration.shutdownGracePeriodMs
       let server: FrameServer
       do {
-        server = try await FrameServer.bind(
-          configuration: serverConfiguration, handler: router, logger: logger)
+        server = try await ClusterBroker.bindServer(
+          configuration: configuration, router: router, logger: logger)
       } catch {
         await replicaManager.closeAll()
         throw error
@@ -105,7 +101,11 @@ public final class StandaloneBroker: Service, Sendable {
   /// Serves until a graceful shutdown, then drains connections, flushes and closes every
   /// partition log and releases the data directory.
   public func run() async throws {
-    let maintenance = Task { await runMaintenance() }
+    let replicaManager = replicaManager
+    let configuration = configuration
+    let maintenance = Task {
+      await Self.runMaintenance(replicaManager: replicaManager, configuration: configuration)
+    }
     let router = router
     try await withGracefulShutdownHandler {
       try await server.run()
@@ -133,8 +133,12 @@ public final class StandaloneBroker: Service, Sendable {
 
   /// Ticks every replica (acks=all timeouts, interval flushes, flush retries) and applies
   /// retention every `retentionCheckIntervalMs`, the first time right after start (so a
-  /// restart with lower retention frees disk space at once).
-  private func runMaintenance() async {
+  /// restart with lower retention frees disk space at once). `afterTick` runs after each
+  /// tick with the replicas and the tick's time (cluster mode adds its checks there).
+  static func runMaintenance(
+    replicaManager: ReplicaManager, configuration: BrokerConfiguration,
+    afterTick: @Sendable ([PartitionReplica], Int64) async -> Void = { _, _ in }
+  ) async {
     var lastRetentionMs = Int64.min / 2
     while !Task.isCancelled {
       try? await Task.sleep(for: .milliseconds(configuration.maintenanceIntervalMs))
@@ -144,12 +148,14 @@ public final class StandaloneBroker: Service, Sendable {
       if retentionDue {
         lastRetentionMs = nowMs
       }
-      for replica in replicaManager.allReplicas() {
+      let replicas = replicaManager.allReplicas()
+      for replica in replicas {
         await replica.tick(nowMs: nowMs)
         if retentionDue {
           await replica.applyRetention(nowMs: nowMs)
         }
       }
+      await afterTick(replicas, nowMs)
     }
   }
 

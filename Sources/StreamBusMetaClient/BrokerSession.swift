@@ -37,6 +37,13 @@ public actor BrokerSession {
   public private(set) var brokerEpoch: Int64 = -1
   public private(set) var isFenced = true
   public private(set) var lastHeartbeatError: String?
+  /// When the controller last accepted a heartbeat or registration (monotonic clock); a
+  /// broker that has not heard back for its session timeout must assume it is fenced.
+  public private(set) var lastSuccessfulHeartbeat: ContinuousClock.Instant?
+  /// Heartbeats ask the controller to move leadership away (controlled shutdown).
+  public private(set) var wantsShutdown = false
+  /// The controller answered that the controlled shutdown is done: nothing is led here.
+  public private(set) var shouldShutdown = false
   private var heartbeats: Task<Void, Never>?
 
   public init(
@@ -73,10 +80,14 @@ public actor BrokerSession {
       let response = try await client.send(
         BrokerHeartbeatRequest(
           brokerID: registration.brokerID, brokerEpoch: brokerEpoch,
-          appliedMetadataOffset: applied, wantShutdown: false),
+          appliedMetadataOffset: applied, wantShutdown: wantsShutdown),
         timeoutMs: heartbeatIntervalMs * 4)
       isFenced = response.isFenced
+      if wantsShutdown && response.shouldShutdown {
+        shouldShutdown = true
+      }
       lastHeartbeatError = nil
+      lastSuccessfulHeartbeat = .now
     } catch let error as MetaClientError {
       lastHeartbeatError = error.description
       if let code = error.errorCode,
@@ -93,6 +104,12 @@ public actor BrokerSession {
     return !isFenced
   }
 
+  /// From now on heartbeats ask for a controlled shutdown; `shouldShutdown` turns true once
+  /// the controller has moved every leadership away.
+  public func requestControlledShutdown() {
+    wantsShutdown = true
+  }
+
   /// Stops heartbeating; the controller fences the broker when its session times out.
   public func stop() {
     heartbeats?.cancel()
@@ -107,5 +124,6 @@ public actor BrokerSession {
         capacity: registration.capacity))
     brokerEpoch = response.brokerEpoch
     isFenced = true
+    lastSuccessfulHeartbeat = .now
   }
 }

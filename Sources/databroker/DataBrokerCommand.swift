@@ -15,18 +15,54 @@ struct DataBrokerCommand: AsyncParsableCommand {
     commandName: "databroker",
     abstract: "StreamBus data broker: hosts partition logs and serves produce and fetch.",
     discussion: """
-      Only the standalone mode exists so far: one process that hosts every partition, leads \
-      all of them and keeps topics in its data directory. Every option can also be set in \
-      the --config file as "key = value" with the option's name as key (without "--"); \
-      options on the command line win over the file.
+      Two modes, exactly one of which must be chosen. --standalone: one process that hosts \
+      every partition, leads all of them and keeps topics in its data directory. \
+      --metaservers HOST:PORT,... with --broker-id N: a member of a cluster; it registers with \
+      the metaserver quorum, hosts the replicas the metadata assigns to it, leads or follows \
+      them and replicates from the leaders. Every option can also be set in the --config \
+      file as "key = value" with the option's name as key (without "--"); options on the \
+      command line win over the file.
 
-      Once serving, it prints "listening on HOST:PORT" to stderr and, with --ready-file, \
-      writes HOST:PORT to that file (atomically). SIGTERM or SIGINT stops it gracefully: \
-      no new connections, in-flight requests finish, every log is flushed and closed.
+      Once serving (in cluster mode: also registered and unfenced), it prints "listening on \
+      HOST:PORT" to stderr and, with --ready-file, writes HOST:PORT to that file \
+      (atomically). SIGTERM or SIGINT stops it gracefully: in cluster mode leadership is \
+      moved away first (controlled shutdown), then no new connections, in-flight requests \
+      finish, every log is flushed and closed.
       """)
 
-  @Flag(help: "Run as a single self-contained broker (required: cluster mode is not built yet).")
+  @Flag(help: "Run as a single self-contained broker (excludes --metaservers).")
   var standalone = false
+
+  @Option(help: "Cluster mode: the metaservers' API addresses, HOST:PORT,HOST:PORT,...")
+  var metaservers: String?
+
+  @Option(help: "Cluster mode: this broker's id (required with --metaservers).")
+  var brokerId: String?
+
+  @Option(help: "Cluster mode: rack name used for replica placement.")
+  var rack: String?
+
+  @Option(help: "Cluster mode: a follower behind for this long leaves the ISR. (default: 2000)")
+  var replicaLagTimeMaxMs: String?
+
+  @Option(help: "Cluster mode: long-poll bound of follower fetches, in ms. (default: 500)")
+  var replicaFetchMaxWaitMs: String?
+
+  @Option(help: "Cluster mode: record bytes per follower fetch. (default: 8388608)")
+  var replicaFetchMaxBytes: String?
+
+  @Option(help: "Cluster mode: heartbeat interval to the metaservers, in ms. (default: 250)")
+  var brokerHeartbeatIntervalMs: String?
+
+  @Option(
+    help:
+      "Cluster mode: without a successful heartbeat for this long, stop leading. (default: 1500)")
+  var brokerSessionTimeoutMs: String?
+
+  @Option(
+    help:
+      "Cluster mode: how long SIGTERM waits for leadership to move away, in ms. (default: 30000)")
+  var controlledShutdownTimeoutMs: String?
 
   @Option(help: "Config file of \"key = value\" lines; command-line options override it.")
   var config: String?
@@ -118,7 +154,13 @@ struct DataBrokerCommand: AsyncParsableCommand {
           "retention-bytes": retentionBytes, "segment-bytes": segmentBytes,
           "segment-ms": segmentMs, "inflight-requests-max": inflightRequestsMax,
           "frame-bytes-max": frameBytesMax, "shutdown-grace-period-ms": shutdownGracePeriodMs,
-          "fetch-wait-max-ms": fetchWaitMaxMs,
+          "fetch-wait-max-ms": fetchWaitMaxMs, "metaservers": metaservers,
+          "broker-id": brokerId, "rack": rack, "replica-lag-time-max-ms": replicaLagTimeMaxMs,
+          "replica-fetch-max-wait-ms": replicaFetchMaxWaitMs,
+          "replica-fetch-max-bytes": replicaFetchMaxBytes,
+          "broker-heartbeat-interval-ms": brokerHeartbeatIntervalMs,
+          "broker-session-timeout-ms": brokerSessionTimeoutMs,
+          "controlled-shutdown-timeout-ms": controlledShutdownTimeoutMs,
         ])
       level = try ProcessLogging.parseLevel(values.string("log-level", default: "info"))
       brokerConfiguration = try BrokerConfiguration(values: values)
@@ -128,15 +170,24 @@ struct DataBrokerCommand: AsyncParsableCommand {
     ProcessLogging.bootstrap(processName: "databroker", level: level)
     let logger = Logger(label: "streambus.databroker")
 
-    let broker: StandaloneBroker
+    let broker: any Service
     do {
-      broker = try await StandaloneBroker.start(configuration: brokerConfiguration, logger: logger)
+      if brokerConfiguration.cluster != nil {
+        // Registration and catching up happen in run(); the line comes once unfenced.
+        broker = try await ClusterBroker.start(
+          configuration: brokerConfiguration, logger: logger,
+          onReady: { address in writeToStandardError("listening on \(address)\n") })
+      } else {
+        let standaloneBroker = try await StandaloneBroker.start(
+          configuration: brokerConfiguration, logger: logger)
+        writeToStandardError("listening on \(standaloneBroker.localAddress)\n")
+        broker = standaloneBroker
+      }
     } catch {
       logger.critical("cannot start: \(error)")
       writeToStandardError("databroker: cannot start: \(error)\n")
       throw ExitCode.failure
     }
-    writeToStandardError("listening on \(broker.localAddress)\n")
     let group = ServiceGroup(
       services: [broker], gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],
       logger: logger)

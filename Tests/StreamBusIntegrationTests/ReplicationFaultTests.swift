@@ -103,9 +103,14 @@ struct ReplicationFaultTests {
 
   // MARK: - Slow follower
 
+  /// Broker sessions (5 s) outlast the bound (lag 2 s + 1 s), so it is the leader's lag check
+  /// that removes the follower, not the controller fencing a silent broker.
   @Test func pausedFollowerLeavesTheIsrInTimeAndRejoinsAfterResume() async throws {
     let lagTimeMaxMs: Int64 = 2_000
-    try await withReplicationCluster { cluster in
+    try await withReplicationCluster(
+      brokerArguments: ["--broker-session-timeout-ms", "5000"],
+      metaserverArguments: ["--broker-session-timeout-ms", "5000"]
+    ) { cluster in
       let topic = "slow-follower"
       try await cluster.createTopic(topic, partitions: 1)
       var configuration = WorkloadConfiguration(topic: topic, producers: 1)
@@ -284,9 +289,14 @@ struct ReplicationFaultTests {
       let newOffsets = try await writer.awaitOutcomes()
       timeline.mark(
         "acks=all wrote after-* at \(newOffsets.min() ?? -1)...\(newOffsets.max() ?? -1)")
-      #expect(
-        newOffsets.min() == Int64(committedValues.count),
-        "the new leader's records take the offsets of the old leader's uncommitted tail")
+      // A follower may still get the start of the tail: a fetch answered just before the
+      // pause sits in its socket until SIGCONT. Those records survive; the rest diverged.
+      let newStart = try #require(newOffsets.min())
+      let survivingTail = Int(newStart) - committedValues.count
+      timeline.mark("tail records the new leader has: \(survivingTail) of \(tailCount)")
+      try #require(
+        (0..<tailCount - 1).contains(survivingTail),
+        "new records must reuse offsets of the uncommitted tail; they start at \(newStart)")
 
       try await cluster.startBroker(oldLeader)
       timeline.mark("broker \(oldLeader) restarted")
@@ -312,11 +322,12 @@ struct ReplicationFaultTests {
       let log = history.events.filter { $0.kind == .read }.sorted {
         ($0.offset ?? 0) < ($1.offset ?? 0)
       }
-      let expected = committedValues + (0..<committedCount).map { "after-\($0)" }
+      let expected =
+        committedValues + (0..<survivingTail).map { "tail-\($0)" }
+        + (0..<committedCount).map { "after-\($0)" }
       #expect(
         log.compactMap(\.value) == expected, "the old leader's log must equal the new leader's")
       #expect(log.map(\.offset) == (0..<Int64(expected.count)).map { $0 })
-      #expect(!log.contains { $0.value?.hasPrefix("tail-") == true })
     }
   }
 

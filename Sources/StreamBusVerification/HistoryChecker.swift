@@ -116,153 +116,111 @@ public struct HistoryChecker: Sendable {
     var text: String { "p\(partition)@\(offset)" }
   }
 
-  struct Send {
-    var process: String
-    var partition: Int32
-    var order: Int
-    var timeUs: Int64
-  }
-
   public func check(_ history: History) -> CheckReport {
     check(history.events)
   }
 
+  /// Histories have a million events; values and processes are interned to integers so the
+  /// check is a few integer-keyed lookups per event (it runs in debug builds in tests).
   public func check(_ events: [HistoryEvent]) -> CheckReport {
     var report = CheckReport()
     var collector = ViolationCollector(examplesPerKindMax: examplesPerKindMax)
-
-    var sends: [String: Send] = [:]
-    var acks: [String: HistoryEvent] = [:]
-    var failed: Set<String> = []
-    // The final log, and every position each value and each offset was seen at (all reads).
-    var finalLog: [Position: String?] = [:]
-    var finalPositionsByValue: [String: Set<Position>] = [:]
-    var positionsByValue: [String: Set<Position>] = [:]
-    var valuesByPosition: [Position: Set<String?>] = [:]
-    var concurrentReads: Set<ReadKey> = []
+    var state = CheckState()
 
     for (order, event) in events.enumerated() {
       switch event.kind {
       case .send:
-        guard let value = event.value, sends[value] == nil else { continue }
-        sends[value] = Send(
-          process: event.process, partition: event.partition, order: order,
-          timeUs: event.timeUs)
+        guard let value = event.value else { continue }
+        let id = Int(state.intern(value))
+        guard state.values[id].sendOrder < 0 else { continue }
+        state.values[id].sendOrder = order
+        state.values[id].sendProcess = state.internProcess(event.process)
       case .ack:
-        guard let value = event.value, event.offset != nil else { continue }
-        acks[value] = event
+        guard let value = event.value, let offset = event.offset else { continue }
+        let id = Int(state.intern(value))
+        state.values[id].ackOffset = offset
+        state.values[id].ackPartition = event.partition
+        state.values[id].ackTimeUs = event.timeUs
+        state.values[id].ackProcess = state.internProcess(event.process)
       case .error:
-        if let value = event.value { failed.insert(value) }
+        guard let value = event.value else { continue }
+        state.values[Int(state.intern(value))].failed = true
       case .read:
         guard let offset = event.offset else { continue }
-        let position = Position(partition: event.partition, offset: offset)
-        valuesByPosition[position, default: []].insert(event.value)
-        if let value = event.value {
-          positionsByValue[value, default: []].insert(position)
-        }
-        if event.isFinal == true {
-          if finalLog[position] == nil {
-            finalLog[position] = .some(event.value)
-          }
-          if let value = event.value {
-            finalPositionsByValue[value, default: []].insert(position)
-          }
-        } else {
-          concurrentReads.insert(ReadKey(position: position, value: event.value))
-          report.concurrentReadCount += 1
-        }
+        let id = event.value.map { state.intern($0) } ?? CheckState.nullValue
+        state.read(
+          id, at: Position(partition: event.partition, offset: offset),
+          isFinal: event.isFinal == true)
       case .note:
         continue
       }
     }
 
-    report.sentCount = sends.count
-    report.acknowledgedCount = acks.count
-    report.failedCount = failed.subtracting(acks.keys).count
-    report.finalRecordCount = finalLog.count
-    for position in finalLog.keys {
+    report.finalRecordCount = state.finalLog.count
+    report.concurrentReadCount = state.concurrentReads.count
+    for position in state.finalLog.keys {
       let range = report.finalRanges[position.partition]
       report.finalRanges[position.partition] =
         min(
           range?.lowerBound ?? position.offset, position.offset)..<max(
           range?.upperBound ?? position.offset + 1, position.offset + 1)
     }
-    for value in sends.keys where acks[value] == nil {
-      if !failed.contains(value) { report.indeterminateCount += 1 }
-      if finalPositionsByValue[value] != nil { report.unacknowledgedButPresentCount += 1 }
-    }
 
-    // Acknowledged values: present once, where acknowledged.
-    for (value, ack) in acks.sorted(by: { $0.value.timeUs < $1.value.timeUs }) {
-      let ackOffset = ack.offset ?? -1
-      let found = (finalPositionsByValue[value] ?? []).filter { $0.partition == ack.partition }
-      if found.isEmpty {
-        let elsewhere = (finalPositionsByValue[value] ?? []).sorted().map(\.text)
-        let range = report.finalRanges[ack.partition].map { "\($0.lowerBound)..<\($0.upperBound)" }
+    for id in state.values.indices {
+      let entry = state.values[id]
+      let name = state.names[id]
+      if entry.sendOrder >= 0 { report.sentCount += 1 }
+      if entry.ackPartition >= 0 {
+        report.acknowledgedCount += 1
+        checkAcknowledged(id, state: state, report: report, collector: &collector)
+      } else {
+        if entry.failed { report.failedCount += 1 }
+        if entry.sendOrder >= 0 && !entry.failed { report.indeterminateCount += 1 }
+        if entry.sendOrder >= 0 && entry.firstFinal != nil {
+          report.unacknowledgedButPresentCount += 1
+        }
+      }
+      if let positions = state.extraPositions[Int32(id)] {
+        let sorted = Set(positions).sorted()
         collector.add(
-          .lostAcknowledged, partition: ack.partition, offset: ackOffset, value: value,
-          "\(value) acknowledged to \(ack.process) at offset \(ackOffset) (t=\(ack.timeUs) us) "
-            + "is not in the final read of partition \(ack.partition) (covering "
-            + "\(range ?? "nothing"))"
-            + (elsewhere.isEmpty ? "" : "; found at \(elsewhere.joined(separator: ", "))"))
-      } else if ackOffset >= 0,
-        !found.contains(Position(partition: ack.partition, offset: ackOffset))
-      {
+          .duplicate, partition: sorted[0].partition, offset: sorted[0].offset, value: name,
+          "\(name) seen at \(sorted.map(\.text).joined(separator: ", "))")
+      }
+      if entry.sendOrder < 0, let position = entry.firstSeen {
         collector.add(
-          .acknowledgedOffsetMismatch, partition: ack.partition, offset: ackOffset, value: value,
-          "\(value) acknowledged at offset \(ackOffset) but the final read has it at "
-            + found.sorted().map(\.text).joined(separator: ", "))
+          .unknownValue, partition: position.partition, offset: position.offset, value: name,
+          "\(name) was read at offset \(position.offset) but never sent")
       }
     }
-
-    for (value, positions) in positionsByValue where positions.count > 1 {
-      let sorted = positions.sorted()
+    for position in state.nullReads.sorted() {
       collector.add(
-        .duplicate, partition: sorted[0].partition, offset: sorted[0].offset, value: value,
-        "\(value) seen at \(sorted.map(\.text).joined(separator: ", "))")
+        .unknownValue, partition: position.partition, offset: position.offset, value: nil,
+        "a null value was read at offset \(position.offset)")
     }
 
-    for (position, values) in valuesByPosition where values.count > 1 {
-      let names = values.map { $0 ?? "null" }.sorted()
+    for (position, ids) in state.conflicts.sorted(by: { $0.key < $1.key }) {
+      let names = ids.map { state.name($0) }.sorted()
       collector.add(
         .conflictingOffset, partition: position.partition, offset: position.offset, value: nil,
         "offset \(position.offset) seen holding \(names.joined(separator: " and "))")
     }
 
-    for read in concurrentReads {
-      let final = finalLog[read.position]
-      if let final, final == read.value { continue }
-      let now: String
-      if let final {
-        now = "the final read has \(final ?? "null") there"
-      } else {
-        now = "the final read has nothing there"
-      }
+    var reportedReads: Set<ReadKey> = []
+    for read in state.concurrentReads {
+      let final = state.finalLog[read.position]
+      if final == read.value { continue }
+      guard reportedReads.insert(read).inserted else { continue }
+      let now =
+        final.map { "the final read has \(state.name($0)) there" }
+        ?? "the final read has nothing there"
+      let readName = state.name(read.value)
       collector.add(
         .disappearedRead, partition: read.position.partition, offset: read.position.offset,
-        value: read.value,
-        "\(read.value ?? "null") was read at offset \(read.position.offset); \(now)")
+        value: read.value == CheckState.nullValue ? nil : readName,
+        "\(readName) was read at offset \(read.position.offset); \(now)")
     }
 
-    for (position, values) in valuesByPosition {
-      for value in values {
-        guard let value else {
-          collector.add(
-            .unknownValue, partition: position.partition, offset: position.offset, value: nil,
-            "a null value was read at offset \(position.offset)")
-          continue
-        }
-        if sends[value] == nil {
-          collector.add(
-            .unknownValue, partition: position.partition, offset: position.offset, value: value,
-            "\(value) was read at offset \(position.offset) but never sent")
-        }
-      }
-    }
-
-    checkOrder(
-      sends: sends, acks: acks, finalPositionsByValue: finalPositionsByValue,
-      collector: &collector)
+    checkOrder(state: state, collector: &collector)
 
     report.violationCounts = collector.counts
     report.violations = collector.examples.sorted {
@@ -274,37 +232,67 @@ public struct HistoryChecker: Sendable {
 
   struct ReadKey: Hashable {
     var position: Position
-    var value: String?
+    var value: Int32
+  }
+
+  /// An acknowledged value is in the final log of its partition, at its acknowledged offset.
+  private func checkAcknowledged(
+    _ id: Int, state: CheckState, report: CheckReport, collector: inout ViolationCollector
+  ) {
+    let entry = state.values[id]
+    let name = state.names[id]
+    let found = state.finalPositions(of: id).filter { $0.partition == entry.ackPartition }
+    let process = state.processNames[Int(max(entry.ackProcess, 0))]
+    if found.isEmpty {
+      let elsewhere = state.finalPositions(of: id).sorted().map(\.text)
+      let range = report.finalRanges[entry.ackPartition].map {
+        "\($0.lowerBound)..<\($0.upperBound)"
+      }
+      collector.add(
+        .lostAcknowledged, partition: entry.ackPartition, offset: entry.ackOffset, value: name,
+        "\(name) acknowledged to \(process) at offset \(entry.ackOffset) (t=\(entry.ackTimeUs) us) "
+          + "is not in the final read of partition \(entry.ackPartition) (covering "
+          + "\(range ?? "nothing"))"
+          + (elsewhere.isEmpty ? "" : "; found at \(elsewhere.joined(separator: ", "))"))
+    } else if entry.ackOffset >= 0,
+      !found.contains(Position(partition: entry.ackPartition, offset: entry.ackOffset))
+    {
+      collector.add(
+        .acknowledgedOffsetMismatch, partition: entry.ackPartition, offset: entry.ackOffset,
+        value: name,
+        "\(name) acknowledged at offset \(entry.ackOffset) but the final read has it at "
+          + found.sorted().map(\.text).joined(separator: ", "))
+    }
   }
 
   /// Per producer and partition, acknowledged values must sit in the final log in send order.
-  private func checkOrder(
-    sends: [String: Send], acks: [String: HistoryEvent],
-    finalPositionsByValue: [String: Set<Position>], collector: inout ViolationCollector
-  ) {
+  private func checkOrder(state: CheckState, collector: inout ViolationCollector) {
     struct Stream: Hashable {
-      var process: String
+      var process: Int32
       var partition: Int32
     }
-    var streams: [Stream: [(order: Int, value: String, offset: Int64)]] = [:]
-    for (value, ack) in acks {
-      guard let send = sends[value] else { continue }
-      let offsets = (finalPositionsByValue[value] ?? []).filter { $0.partition == ack.partition }
+    var streams: [Stream: [(order: Int, id: Int, offset: Int64)]] = [:]
+    for id in state.values.indices {
+      let entry = state.values[id]
+      guard entry.ackPartition >= 0, entry.sendOrder >= 0 else { continue }
+      let offsets = state.finalPositions(of: id).filter { $0.partition == entry.ackPartition }
       guard let offset = offsets.map(\.offset).min() else { continue }
-      streams[Stream(process: send.process, partition: ack.partition), default: []].append(
-        (send.order, value, offset))
+      streams[Stream(process: entry.sendProcess, partition: entry.ackPartition), default: []]
+        .append((entry.sendOrder, id, offset))
     }
     for (stream, entries) in streams {
-      var highest: (value: String, offset: Int64)?
+      var highest: (id: Int, offset: Int64)?
       for entry in entries.sorted(by: { $0.order < $1.order }) {
         if let previous = highest, entry.offset < previous.offset {
+          let name = state.names[entry.id]
+          let previousName = state.names[previous.id]
           collector.add(
-            .reordered, partition: stream.partition, offset: entry.offset, value: entry.value,
-            "\(stream.process) sent \(entry.value) after \(previous.value), but it is at offset "
-              + "\(entry.offset), before \(previous.value) at \(previous.offset)")
+            .reordered, partition: stream.partition, offset: entry.offset, value: name,
+            "\(state.processNames[Int(stream.process)]) sent \(name) after \(previousName), but "
+              + "it is at offset \(entry.offset), before \(previousName) at \(previous.offset)")
         }
         if entry.offset > highest?.offset ?? Int64.min {
-          highest = (entry.value, entry.offset)
+          highest = (entry.id, entry.offset)
         }
       }
     }
@@ -342,5 +330,107 @@ struct ViolationCollector {
       examples.append(
         Violation(kind: kind, partition: partition, offset: offset, value: value, detail: detail))
     }
+  }
+}
+
+/// The checker's working state: every value interned to an index into `values`.
+struct CheckState {
+  static let nullValue: Int32 = -1
+
+  struct ValueEntry {
+    var sendOrder = -1
+    var sendProcess: Int32 = -1
+    var ackOffset: Int64 = -1
+    /// -1: not acknowledged.
+    var ackPartition: Int32 = -1
+    var ackTimeUs: Int64 = 0
+    var ackProcess: Int32 = -1
+    var failed = false
+    /// Where any read (final or not) first saw the value, and where the final read did.
+    var firstSeen: HistoryChecker.Position?
+    var firstFinal: HistoryChecker.Position?
+  }
+
+  var ids: [String: Int32] = [:]
+  var names: [String] = []
+  var values: [ValueEntry] = []
+  var processIDs: [String: Int32] = [:]
+  var processNames: [String] = []
+  /// Offset -> value of the final read (first read of each offset).
+  var finalLog: [HistoryChecker.Position: Int32] = [:]
+  /// Offset -> the first value any read saw there; later different values go to `conflicts`.
+  var seenAt: [HistoryChecker.Position: Int32] = [:]
+  var conflicts: [HistoryChecker.Position: Set<Int32>] = [:]
+  /// Values seen at more than one position: all their positions (rare, so kept aside).
+  var extraPositions: [Int32: [HistoryChecker.Position]] = [:]
+  var extraFinalPositions: [Int32: [HistoryChecker.Position]] = [:]
+  var concurrentReads: [HistoryChecker.ReadKey] = []
+  var nullReads: Set<HistoryChecker.Position> = []
+
+  mutating func intern(_ value: String) -> Int32 {
+    if let id = ids[value] { return id }
+    let id = Int32(names.count)
+    ids[value] = id
+    names.append(value)
+    values.append(ValueEntry())
+    return id
+  }
+
+  mutating func internProcess(_ process: String) -> Int32 {
+    if let id = processIDs[process] { return id }
+    let id = Int32(processNames.count)
+    processIDs[process] = id
+    processNames.append(process)
+    return id
+  }
+
+  func name(_ id: Int32) -> String {
+    id == Self.nullValue ? "null" : names[Int(id)]
+  }
+
+  mutating func read(_ id: Int32, at position: HistoryChecker.Position, isFinal: Bool) {
+    if let seen = seenAt[position] {
+      if seen != id {
+        conflicts[position, default: [seen]].insert(id)
+      }
+    } else {
+      seenAt[position] = id
+    }
+    if id == Self.nullValue {
+      nullReads.insert(position)
+    } else {
+      let index = Int(id)
+      if let first = values[index].firstSeen {
+        if first != position {
+          var positions = extraPositions[id] ?? [first]
+          if !positions.contains(position) { positions.append(position) }
+          extraPositions[id] = positions
+        }
+      } else {
+        values[index].firstSeen = position
+      }
+      if isFinal {
+        if let first = values[index].firstFinal {
+          if first != position {
+            var positions = extraFinalPositions[id] ?? [first]
+            if !positions.contains(position) { positions.append(position) }
+            extraFinalPositions[id] = positions
+          }
+        } else {
+          values[index].firstFinal = position
+        }
+      }
+    }
+    if isFinal {
+      if finalLog[position] == nil { finalLog[position] = id }
+    } else {
+      concurrentReads.append(HistoryChecker.ReadKey(position: position, value: id))
+    }
+  }
+
+  /// Every position the final read had the value at.
+  func finalPositions(of id: Int) -> [HistoryChecker.Position] {
+    if let extra = extraFinalPositions[Int32(id)] { return extra }
+    return values[id].firstFinal.map { [$0] } ?? []
   }
 }

@@ -167,12 +167,25 @@ final class ReplicationCluster: @unchecked Sendable {
     _ topic: String, _ partition: Int32, timeoutMs: Int, _ what: String,
     until condition: (MetaPartition) -> Bool
   ) async throws -> MetaPartition {
+    try await waitForPartitionChange(topic, partition, timeoutMs: timeoutMs, what, until: condition)
+      .partition
+  }
+
+  /// As `waitForPartition`, also returning when the last poll that did NOT see the condition
+  /// was sent: the condition did not hold yet at that instant (e.g. no new leader existed).
+  func waitForPartitionChange(
+    _ topic: String, _ partition: Int32, timeoutMs: Int, _ what: String,
+    until condition: (MetaPartition) -> Bool
+  ) async throws -> (partition: MetaPartition, notYetAt: ContinuousClock.Instant) {
     let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
     var last: MetaPartition?
+    var notYetAt = ContinuousClock.now
     while true {
+      let sentAt = ContinuousClock.now
       if let current = try? await self.partition(topic, partition) {
         last = current
-        if condition(current) { return current }
+        if condition(current) { return (current, notYetAt) }
+        notYetAt = sentAt
       }
       guard ContinuousClock.now < deadline else {
         throw HarnessError(

@@ -55,7 +55,10 @@ struct ReplicationFaultTests {
       timeline.mark("producers stopped: \(workload.progress)")
       let summary = try await workload.finalRead()
       timeline.mark(summary.description)
+      let checkStart = ContinuousClock.now
       let report = workload.check(name: "leader-kill")
+      timeline.mark(
+        "checked \(workload.history.count) events in \(ContinuousClock.now - checkStart)")
       print(report)
       printUnavailability("leader-kill", unavailabilityUs)
 
@@ -80,14 +83,17 @@ struct ReplicationFaultTests {
       "\(label): kill -9 broker \(victim), leader of p\(partition) (epoch \(before.leaderEpoch))",
       partition: partition)
     try await cluster.killBroker(victim)
-    let after = try await cluster.waitForPartition(
+    let (after, noLeaderYetAt) = try await cluster.waitForPartitionChange(
       topic, partition, timeoutMs: 20_000, "new leader"
     ) { $0.leader >= 0 && $0.leader != victim }
     timeline.mark(
       "new leader \(after.leader) (epoch \(after.leaderEpoch), isr \(after.isr)) seen",
       partition: partition)
     let firstAck = try await waitForFirstAck(
-      workload.history, partition: partition, afterUs: killedAt, timeoutMs: 30_000)
+      workload.history, partition: partition,
+      fromUs: firstNewLeaderAckBoundUs(
+        killedAt: killedAt, noLeaderYetAt: noLeaderYetAt, history: workload.history),
+      timeoutMs: 30_000)
     let unavailability = firstAck.timeUs - killedAt
     timeline.mark(
       "first acknowledged write after the kill: \(firstAck.value ?? "?") at offset "
@@ -132,7 +138,7 @@ struct ReplicationFaultTests {
       ) { !$0.isr.contains(follower) }
       let leftAt = timeline.mark("broker \(follower) left the ISR: \(shrunk.isr)")
       let firstAckAfter = try await waitForFirstAck(
-        workload.history, partition: 0, afterUs: leftAt, timeoutMs: 10_000)
+        workload.history, partition: 0, fromUs: leftAt, timeoutMs: 10_000)
       timeline.mark("acks=all writes go on with ISR \(shrunk.isr): \(firstAckAfter.value ?? "?")")
       let stall = workload.history.longestAckGap(
         partition: 0, fromUs: pausedAt, toUs: firstAckAfter.timeUs + 1)
@@ -424,12 +430,15 @@ struct ReplicationFaultTests {
       try await cluster.meta.kill(metaLeader)
       let newMetaLeader = try await cluster.meta.waitForLeader(excluding: [metaLeader])
       timeline.mark("metaserver \(newMetaLeader) leads")
-      let after = try await cluster.waitForPartition(topic, 0, timeoutMs: 30_000, "new leader") {
-        $0.leader >= 0 && $0.leader != victim
-      }
+      let (after, noLeaderYetAt) = try await cluster.waitForPartitionChange(
+        topic, 0, timeoutMs: 30_000, "new leader"
+      ) { $0.leader >= 0 && $0.leader != victim }
       timeline.mark("new leader \(after.leader) (epoch \(after.leaderEpoch), isr \(after.isr))")
       let firstAck = try await waitForFirstAck(
-        workload.history, partition: 0, afterUs: killedAt, timeoutMs: 30_000)
+        workload.history, partition: 0,
+        fromUs: firstNewLeaderAckBoundUs(
+          killedAt: killedAt, noLeaderYetAt: noLeaderYetAt, history: workload.history),
+        timeoutMs: 30_000)
       let unavailability = firstAck.timeUs - killedAt
       timeline.mark(
         "first acknowledged write on p0 \(Settings.seconds(unavailability)) after the kill",
@@ -455,11 +464,18 @@ struct ReplicationFaultTests {
 
   // MARK: - Helpers
 
+  /// Where to look for the first acknowledgement from a new leader: after the last metaserver
+  /// answer that still named no new leader (acks recorded before then came from the old
+  /// leader, only recorded late by a busy test process), and at least 50 ms after the kill.
+  private func firstNewLeaderAckBoundUs(
+    killedAt: Int64, noLeaderYetAt: ContinuousClock.Instant, history: History
+  ) -> Int64 {
+    max(killedAt + 50_000, history.timeUs(of: noLeaderYetAt))
+  }
+
   private func waitForFirstAck(
-    _ history: History, partition: Int32, afterUs: Int64, timeoutMs: Int
+    _ history: History, partition: Int32, fromUs: Int64, timeoutMs: Int
   ) async throws -> HistoryEvent {
-    // Acknowledgements recorded within 50 ms of the fault were answered before it.
-    let fromUs = afterUs + 50_000
     let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
     while ContinuousClock.now < deadline {
       if let ack = history.firstAck(partition: partition, atOrAfterUs: fromUs) { return ack }

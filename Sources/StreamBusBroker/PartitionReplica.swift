@@ -735,9 +735,18 @@ public actor PartitionReplica {
     // A deleted partition commits nothing more: its waiters get UNKNOWN_TOPIC_OR_PARTITION.
     guard offset > highWatermark, closeReason != .deleted else { return }
     highWatermark = offset
+    // Committed, but by fewer replicas than the topic asks for (the ISR shrank after the
+    // append): Kafka's retriable answer, which an idempotent retry turns into success.
+    let shortfall: BrokerRequestError? =
+      localBrokerID != nil && isr.count < minInsyncReplicas
+      ? BrokerRequestError(
+        .notEnoughReplicasAfterAppend,
+        "committed by an in-sync replica set of \(isr.count), below min.insync.replicas "
+          + "\(minInsyncReplicas)")
+      : nil
     var completed = 0
     while completed < ackWaiters.count && ackWaiters[completed].requiredOffset <= offset {
-      ackWaiters[completed].commitWait.resolve(nil)
+      ackWaiters[completed].commitWait.resolve(shortfall)
       completed += 1
     }
     ackWaiters.removeFirst(completed)
@@ -943,10 +952,13 @@ public actor PartitionReplica {
       startFlushIfIdle()
       return nil
     }
+    // The epoch of the newest batch: a leader's epoch entry at the log end (it led and
+    // wrote nothing) is not data the new leader can check.
+    let newestBatchEpoch =
+      log.leaderEpochCache.entries.last { $0.startOffset < log.logEndOffset }?.epoch ?? -1
     return FollowerFetchState(
       leader: leader, leaderEpoch: epoch, fetchOffset: log.logEndOffset,
-      lastFetchedEpoch: log.leaderEpochCache.latestEpoch ?? -1,
-      logStartOffset: log.logStartOffset)
+      lastFetchedEpoch: newestBatchEpoch, logStartOffset: log.logStartOffset)
   }
 
   /// The log of a follower (of `leaderEpoch` when given), else the error to answer.
@@ -1059,7 +1071,16 @@ public actor PartitionReplica {
     if !own.isUndefined {
       target = min(target, own.endOffset)
     }
-    guard target < log.logEndOffset else { return log.logEndOffset }
+    guard target < log.logEndOffset else {
+      // Nothing to cut but epochs that wrote nothing here (this replica led them and was
+      // replaced before writing); the leader's history replaces them.
+      do {
+        try log.leaderEpochCache.truncateFromEnd(endOffset: log.logEndOffset)
+      } catch {
+        throw BrokerRequestError(.storageError, "updating the leader epoch cache failed: \(error)")
+      }
+      return log.logEndOffset
+    }
     if target < log.logStartOffset {
       try restartLog(at: target, log)
       return target

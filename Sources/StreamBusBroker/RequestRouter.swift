@@ -90,7 +90,7 @@ public final class RequestRouter: FrameRequestHandler {
             header: responseHeader, version: header.apiVersion))
       }
     case .fetch(let body):
-      if body.replicaId >= 0 && cluster == nil && namesStandaloneReplica(body) {
+      if body.replicaId >= 0 && cluster == nil && !hostsClusterReplica(body) {
         return .respond(
           ResponseHeader(
             correlationId: header.correlationId, errorCode: .invalidRequest,
@@ -129,6 +129,8 @@ public final class RequestRouter: FrameRequestHandler {
       }
     case .initProducerId(let body):
       response = .initProducerId(await initProducerId(body))
+    case .replicaStatus(let body):
+      response = .replicaStatus(await replicaStatus(body))
     }
     return .respond(response.encodePayload(header: responseHeader, version: header.apiVersion))
   }
@@ -263,16 +265,13 @@ public final class RequestRouter: FrameRequestHandler {
 
   // MARK: Fetch
 
-  /// Whether a follower's fetch names a partition this broker hosts standalone (such a
-  /// replica has no followers: the whole request is refused).
-  private func namesStandaloneReplica(_ request: FetchRequest) -> Bool {
+  /// Whether a follower's fetch names a partition this broker hosts as a cluster replica
+  /// (a standalone broker has no followers).
+  private func hostsClusterReplica(_ request: FetchRequest) -> Bool {
     request.topics.contains { topic in
       topic.partitions.contains { partition in
-        guard
-          let replica = replicaManager.replica(
-            TopicPartition(topic: topic.name, partition: partition.partition))
-        else { return false }
-        return replica.localBrokerID == nil
+        replicaManager.replica(TopicPartition(topic: topic.name, partition: partition.partition))?
+          .localBrokerID != nil
       }
     }
   }

@@ -128,6 +128,22 @@ import Testing
     await trio.shutdown()
   }
 
+  @Test func acksAllCommittedByAnIsrBelowTheMinimumIsReportedAsSuch() async throws {
+    let trio = try ReplicaTrio()
+    await trio.elect(1, leaderEpoch: 1, nowMs: 0)
+    let pending = await trio[1].append(makeBatch(), acks: -1, timeoutMs: 60_000, nowMs: 0)
+    // Neither follower fetches; the leader drops both from the ISR.
+    let shrink = try #require(
+      await trio[1].isrChangeProposal(nowMs: 5_000, replicaLagTimeMaxMs: 2_000))
+    #expect(shrink.newIsr == [1])
+    #expect(!pending.isSettled)
+    await trio[1].isrChangeCompleted(
+      newIsr: [1], partitionEpoch: shrink.partitionEpoch + 1, error: .none)
+    #expect(await pending.outcome().errorCode == .notEnoughReplicasAfterAppend)
+    #expect(try await committed(trio, 1, 3))
+    await trio.shutdown()
+  }
+
   @Test func aNewLeaderTruncatesTheOldLeadersDivergentTail() async throws {
     let trio = try ReplicaTrio()
     await trio.elect(1, leaderEpoch: 1)
@@ -167,6 +183,22 @@ import Testing
       parsing: Array(logs[0].dropFirst(firstHeader.totalByteCount)))
     #expect(second.partitionLeaderEpoch == 2)
     #expect(second.baseOffset == 3)
+    await trio.shutdown()
+  }
+
+  @Test func aLeaderReplacedBeforeWritingDoesNotDivergeForever() async throws {
+    let trio = try ReplicaTrio()
+    await trio.elect(1, leaderEpoch: 1)
+    _ = await trio[1].append(makeBatch(), acks: 1, timeoutMs: 0, nowMs: 0)
+    try await trio.pumpUntilQuiet()
+    // Broker 3 leads epoch 2 and writes nothing; broker 1, which never heard of epoch 2,
+    // leads epoch 3.
+    await trio.elect(3, leaderEpoch: 2, skipping: [1])
+    await trio.elect(1, leaderEpoch: 3)
+    _ = await trio[1].append(makeBatch(), acks: 1, timeoutMs: 0, nowMs: 0)
+    // Broker 3's newest batch is of epoch 1, which the leader knows: no divergence.
+    #expect(await trio[3].followerFetchState()?.lastFetchedEpoch == 1)
+    #expect(try await trio.pump(3) == .appended(logEndOffset: 6))
     await trio.shutdown()
   }
 
@@ -490,4 +522,195 @@ import Testing
 /// the leader's own flush, which runs on the thread pool.
 func committed(_ trio: ReplicaTrio, _ id: Int32, _ offset: Int64) async throws -> Bool {
   await eventually { await trio.state(id).highWatermark == offset }
+}
+
+/// Random leader changes, isolated stale leaders writing divergent tails, and followers
+/// fetching in random order: every batch acknowledged with acks=all must end up in every
+/// replica's log at its acknowledged offset, and the logs must end identical.
+@Suite struct ReplicationScenarioTests {
+  struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+      state &+= 0x9E37_79B9_7F4A_7C15
+      var mixed = state
+      mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
+      mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
+      return mixed ^ (mixed >> 31)
+    }
+  }
+
+  /// The bytes of a batch its CRC covers (attributes through records): what a producer
+  /// sent, without the offset and epoch the broker stamps.
+  static func content(_ batch: [UInt8]) -> [UInt8] {
+    Array(batch[RecordBatchHeader.crcCoveredStart...])
+  }
+
+  /// The batches of a log by base offset.
+  static func batches(_ log: [UInt8]) throws -> [Int64: [UInt8]] {
+    var result: [Int64: [UInt8]] = [:]
+    var position = 0
+    while position < log.count {
+      let header = try RecordBatchHeader(parsing: Array(log[position...]))
+      result[header.baseOffset] = Array(log[position..<position + header.totalByteCount])
+      position += header.totalByteCount
+    }
+    return result
+  }
+
+  @Test(arguments: [1, 2, 3, 4, 5] as [UInt64])
+  func acknowledgedBatchesSurviveLeaderChanges(seed: UInt64) async throws {
+    var random = SplitMix64(state: seed)
+    let trio = try ReplicaTrio(label: "scenario\(seed)")
+    var epoch: Int32 = 1
+    await trio.elect(1, leaderEpoch: epoch)
+    /// A replica that missed the latest leaderships (and may believe it still leads).
+    var isolated: Int32?
+    var pending: [(batch: [UInt8], append: PendingAppend)] = []
+    for step in 0..<300 {
+      switch Int.random(in: 0..<30, using: &random) {
+      case 0..<7:
+        // A producer writes to whoever it believes leads: the current leader or, now and
+        // then, an isolated stale one.
+        var target = trio.leadership.leader
+        if let isolated, Bool.random(using: &random) { target = isolated }
+        let batch = makeBatch(records: Int.random(in: 1...3, using: &random), seed: step)
+        let acks: Int16 = Bool.random(using: &random) ? -1 : 1
+        let append = await trio[target].append(batch, acks: acks, timeoutMs: 600_000, nowMs: 0)
+        if acks == -1 && append.written.errorCode == .none {
+          pending.append((batch, append))
+        }
+      case 7..<28:
+        let id = ReplicaTrio.brokerIDs.randomElement(using: &random) ?? 1
+        if id != isolated {
+          try await trio.pump(id)
+        }
+      default:
+        // A new leader among the reachable replicas; maybe one replica misses it.
+        if let healed = isolated, Bool.random(using: &random) {
+          await trio[healed].applyLeadership(trio.leadership, nowMs: 0)
+          isolated = nil
+        }
+        epoch += 1
+        let candidates = ReplicaTrio.brokerIDs.filter { $0 != isolated }
+        let leader = candidates.randomElement(using: &random) ?? 1
+        var skipped: Set<Int32> = []
+        if let isolated {
+          skipped.insert(isolated)
+        } else if Int.random(in: 0..<3, using: &random) == 0 {
+          let victim = candidates.filter { $0 != leader }.randomElement(using: &random) ?? leader
+          if victim != leader {
+            skipped.insert(victim)
+            isolated = victim
+          }
+        }
+        await trio.elect(leader, leaderEpoch: epoch, skipping: skipped)
+      }
+    }
+    if let isolated {
+      await trio[isolated].applyLeadership(trio.leadership, nowMs: 0)
+    }
+    try await trio.pumpUntilQuiet()
+    #expect(
+      try await committed(
+        trio, trio.leadership.leader, await trio.state(trio.leadership.leader).logEndOffset))
+    try await trio.pumpUntilQuiet()
+    var acknowledged: [(offset: Int64, content: [UInt8])] = []
+    for (batch, append) in pending {
+      let outcome = await append.outcome()
+      if outcome.errorCode == .none {
+        acknowledged.append((outcome.baseOffset, Self.content(batch)))
+      } else {
+        #expect(outcome.errorCode == .notLeaderOrFollower)
+      }
+    }
+    let logs = [
+      try await trio.closeAndReadLog(1), try await trio.closeAndReadLog(2),
+      try await trio.closeAndReadLog(3),
+    ]
+    #expect(
+      logs[0] == logs[1], "logs of 1 and 2 differ: \(logs[0].count) and \(logs[1].count) bytes")
+    #expect(
+      logs[1] == logs[2], "logs of 2 and 3 differ: \(logs[1].count) and \(logs[2].count) bytes")
+    let stored = try Self.batches(logs[0])
+    for (offset, content) in acknowledged {
+      #expect(stored[offset].map(Self.content) == content, "acknowledged batch at \(offset)")
+    }
+    #expect(!acknowledged.isEmpty, "the scenario acknowledged nothing")
+    await trio.shutdown()
+  }
+}
+
+extension ReplicationScenarioTests {
+  /// An idempotent producer (one batch in flight, retried to the current leader until it
+  /// is acknowledged) while leaders change and replicas restart: the final log holds every
+  /// acknowledged sequence exactly once and no sequence twice.
+  @Test(arguments: [11, 12, 13, 14] as [UInt64])
+  func idempotentRetriesAcrossLeaderChangesNeitherLoseNorDuplicate(seed: UInt64) async throws {
+    var random = SplitMix64(state: seed)
+    let trio = try ReplicaTrio(label: "idempotent\(seed)")
+    var epoch: Int32 = 1
+    await trio.elect(1, leaderEpoch: epoch)
+    let producerId: Int64 = 100
+    var nextSequence: Int32 = 0
+    var inFlight: (batch: [UInt8], records: Int, append: PendingAppend?)?
+    var acknowledged: [Int32: Int64] = [:]
+    for step in 0..<250 {
+      switch Int.random(in: 0..<30, using: &random) {
+      case 0..<8:
+        if let current = inFlight, let append = current.append, append.isSettled {
+          let outcome = await append.outcome()
+          if outcome.errorCode == .none {
+            acknowledged[nextSequence] = outcome.baseOffset
+            nextSequence += Int32(current.records)
+            inFlight = nil
+          } else {
+            inFlight?.append = nil
+          }
+        }
+        if inFlight == nil {
+          let records = Int.random(in: 1...3, using: &random)
+          inFlight = (
+            producerBatch(
+              producerId: producerId, baseSequence: nextSequence, records: records, seed: step),
+            records, nil
+          )
+        }
+        // Send (or resend, as after a request timeout) to the current leader.
+        if let current = inFlight, current.append?.isSettled != false || Bool.random(using: &random)
+        {
+          let append = await trio[trio.leadership.leader].append(
+            current.batch, acks: -1, timeoutMs: 600_000, nowMs: 0)
+          inFlight?.append = append.written.errorCode == .none ? append : nil
+        }
+      case 8..<27:
+        try await trio.pump(ReplicaTrio.brokerIDs.randomElement(using: &random) ?? 1)
+      case 27:
+        let id = ReplicaTrio.brokerIDs.randomElement(using: &random) ?? 1
+        try await trio.reopen(id)
+      default:
+        epoch += 1
+        await trio.elect(
+          ReplicaTrio.brokerIDs.randomElement(using: &random) ?? 1, leaderEpoch: epoch)
+      }
+    }
+    try await trio.pumpUntilQuiet()
+    try await trio.pumpUntilQuiet()
+    let logs = [
+      try await trio.closeAndReadLog(1), try await trio.closeAndReadLog(2),
+      try await trio.closeAndReadLog(3),
+    ]
+    #expect(logs[0] == logs[1], "logs of 1 and 2 differ")
+    #expect(logs[1] == logs[2], "logs of 2 and 3 differ")
+    var sequences: [Int32: Int64] = [:]
+    for (offset, batch) in try Self.batches(logs[0]) {
+      let header = try RecordBatchHeader(parsing: batch)
+      #expect(sequences[header.baseSequence] == nil, "sequence \(header.baseSequence) twice")
+      sequences[header.baseSequence] = offset
+    }
+    for (sequence, offset) in acknowledged {
+      #expect(sequences[sequence] == offset, "acknowledged sequence \(sequence) at \(offset)")
+    }
+    #expect(acknowledged.count > 2, "the scenario acknowledged too little")
+    await trio.shutdown()
+  }
 }

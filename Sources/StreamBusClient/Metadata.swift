@@ -77,6 +77,29 @@ struct ClusterMetadata: Sendable {
 
   init() {}
 
+  /// This answer, except for partitions where `cached` knows a newer leader epoch whose
+  /// leader this answer still lists: a broker whose metadata lags behind (during a
+  /// failover) must not send the client back to a leader it already saw replaced. A topic
+  /// missing from an answer is forgotten with its epochs, so a re-created topic starts over.
+  func keepingNewerLeaders(from cached: ClusterMetadata) -> ClusterMetadata {
+    var merged = self
+    for (name, topic) in topics {
+      guard let old = cached.topics[name], old.partitions.count == topic.partitions.count
+      else { continue }
+      var partitions = topic.partitions
+      for index in partitions.indices {
+        let before = old.partitions[index]
+        guard before.partition == partitions[index].partition,
+          before.leaderEpoch > partitions[index].leaderEpoch, before.leaderId >= 0,
+          brokers[before.leaderId] != nil
+        else { continue }
+        partitions[index] = before
+      }
+      merged.topics[name]?.partitions = partitions
+    }
+    return merged
+  }
+
   init(response: MetadataResponse, fetchedAt: ContinuousClock.Instant) {
     for broker in response.brokers {
       // A port outside the TCP range would trap in HostPort; such a broker is unusable.
@@ -165,15 +188,16 @@ final class MetadataCache: Sendable {
     }
     do {
       let fetched = try await task.value
-      state.withLockedValue { state in
-        if state.refresh == task {
-          state.refresh = nil
-          state.snapshot = fetched
-          state.isStale = false
-          state.refreshCount += 1
+      return state.withLockedValue { state in
+        guard state.refresh == task else {
+          return fetched.keepingNewerLeaders(from: state.snapshot)
         }
+        state.refresh = nil
+        state.snapshot = fetched.keepingNewerLeaders(from: state.snapshot)
+        state.isStale = false
+        state.refreshCount += 1
+        return state.snapshot
       }
-      return fetched
     } catch {
       state.withLockedValue { state in
         if state.refresh == task { state.refresh = nil }

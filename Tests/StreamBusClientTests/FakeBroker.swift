@@ -61,6 +61,8 @@ final class FakeCluster: Sendable {
     /// Close the connection instead of answering this many upcoming metadata requests.
     var metadataConnectionDrops = 0
     var produceInFlight = 0
+    /// Produce requests whose records were stored or refused (answered or not).
+    var produceHandled = 0
     var produceInFlightMax = 0
     /// Appended to the next fetch response of the partition: the first this many bytes of
     /// the following batch (a response cut mid-batch).
@@ -230,7 +232,10 @@ final class FakeBroker: FrameRequestHandler, Sendable {
         try? await Task.sleep(for: .milliseconds(5))
       }
       let answer = self.produce(produce)
-      cluster.withState { $0.produceInFlight -= 1 }
+      cluster.withState { state in
+        state.produceInFlight -= 1
+        state.produceHandled += 1
+      }
       if produce.acks == 0 {
         return .noResponse
       }

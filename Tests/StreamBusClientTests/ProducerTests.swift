@@ -145,9 +145,10 @@ import Testing
   @Test func slowResponseTimesOutAndIsRetriedAtLeastOnce() async throws {
     try await withFakeCluster { harness in
       harness.cluster.createTopic("slowpoke", partitions: 1, leaders: [1])
-      harness.cluster.withState { $0.nextProduceDelayMs = 400 }
+      harness.cluster.withState { $0.nextProduceDelayMs = 900 }
       var config = harness.clientConfig()
-      config.requestTimeoutMs = 150
+      // Short for the slow produce, long enough for metadata on a loaded machine.
+      config.requestTimeoutMs = 300
       var producerConfig = ProducerConfig()
       producerConfig.enableIdempotence = false
       let producer = Producer(config: config, producerConfig: producerConfig)
@@ -191,8 +192,8 @@ import Testing
           repeating: .notEnoughReplicas, count: 1_000)
       }
       var producerConfig = ProducerConfig()
-      // Long enough for a second attempt on a loaded machine.
-      producerConfig.deliveryTimeoutMs = 1_000
+      // Long enough for InitProducerId and a second attempt on a loaded machine.
+      producerConfig.deliveryTimeoutMs = 1_500
       let producer = Producer(config: harness.clientConfig(), producerConfig: producerConfig)
       let error = try await #require(throws: StreamBusError.self) {
         try await producer.send(topic: "slow", value: Array("x".utf8))

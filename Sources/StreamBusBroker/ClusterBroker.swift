@@ -33,6 +33,9 @@ public final class ClusterBroker: Service, Sendable {
   private let server: FrameServer
   private let directoryLock: DataDirectoryLock
   private let metaClient: MetaClient
+  /// The metadata long-poll's own client: answers on a connection come back in request
+  /// order, so a heartbeat queued behind a 500 ms long-poll would wait for it.
+  private let metadataClient: MetaClient
   private let session: BrokerSession
   private let follower: MetadataFollower
   private let reconciler: ClusterReconciler
@@ -47,6 +50,7 @@ public final class ClusterBroker: Service, Sendable {
     configuration: BrokerConfiguration, settings: ClusterSettings,
     replicaManager: ReplicaManager, threadPool: NIOThreadPool, router: RequestRouter,
     server: FrameServer, directoryLock: DataDirectoryLock, metaClient: MetaClient,
+    metadataClient: MetaClient,
     session: BrokerSession, view: ClusterMetadataView, follower: MetadataFollower,
     reconciler: ClusterReconciler, fetchers: ReplicaFetcherManager,
     isrSender: IsrChangeSender, producerIds: MetaProducerIdSource,
@@ -61,6 +65,7 @@ public final class ClusterBroker: Service, Sendable {
     self.server = server
     self.directoryLock = directoryLock
     self.metaClient = metaClient
+    self.metadataClient = metadataClient
     self.session = session
     self.metadataView = view
     self.follower = follower
@@ -103,6 +108,9 @@ public final class ClusterBroker: Service, Sendable {
       var clientLogger = logger
       clientLogger.logLevel = max(logger.logLevel, .warning)
       let metaClient = MetaClient(configuration: clientConfiguration, logger: clientLogger)
+      clientConfiguration.clientID = "databroker-\(settings.brokerID)-metadata"
+      let metadataClient = MetaClient(
+        configuration: clientConfiguration, logger: clientLogger)
       // The session reads the follower's offset, the follower feeds the reconciler, which
       // drives the fetchers that need the session's epoch: built in that order through
       // a box the closures read once everything exists.
@@ -125,6 +133,7 @@ public final class ClusterBroker: Service, Sendable {
         server = try await bindServer(configuration: configuration, router: router, logger: logger)
       } catch {
         await metaClient.close()
+        await metadataClient.close()
         throw error
       }
       router.setAdvertisedPort(server.localAddress.port)
@@ -137,7 +146,7 @@ public final class ClusterBroker: Service, Sendable {
         brokerID: settings.brokerID, replicaManager: replicaManager,
         configuration: configuration, fetchers: fetchers, logger: logger)
       let follower = MetadataFollower(
-        client: metaClient,
+        client: metadataClient,
         onImage: { image in
           view.update(image)
           await reconciler.submit(image)
@@ -164,7 +173,8 @@ public final class ClusterBroker: Service, Sendable {
       return ClusterBroker(
         configuration: configuration, settings: settings, replicaManager: replicaManager,
         threadPool: threadPool, router: router, server: server, directoryLock: directoryLock,
-        metaClient: metaClient, session: session, view: view, follower: follower,
+        metaClient: metaClient, metadataClient: metadataClient, session: session, view: view,
+        follower: follower,
         reconciler: reconciler, fetchers: fetchers, isrSender: isrSender,
         producerIds: producerIds, onReady: onReady, logger: logger)
     } catch {
@@ -226,6 +236,7 @@ public final class ClusterBroker: Service, Sendable {
     await serverTask.value
     await replicaManager.closeAll()
     await metaClient.close()
+    await metadataClient.close()
     try? await threadPool.shutdownGracefully()
     if let readyFile = configuration.readyFile {
       unlink(readyFile)

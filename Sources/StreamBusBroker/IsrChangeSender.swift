@@ -49,13 +49,6 @@ final class IsrChangeSender: Sendable {
   }
 
   private func send(_ proposals: [(PartitionReplica, IsrChangeProposal)]) async {
-    for (replica, proposal) in proposals {
-      logger.info(
-        "proposing ISR change of \(replica.topicPartition) to \(proposal.newIsr)",
-        metadata: [
-          "leaderEpoch": "\(proposal.leaderEpoch)", "partitionEpoch": "\(proposal.partitionEpoch)",
-        ])
-    }
     let request = AlterPartitionRequest(
       brokerID: brokerID, brokerEpoch: await brokerEpoch(),
       partitions: proposals.map { _, proposal in
@@ -86,16 +79,11 @@ final class IsrChangeSender: Sendable {
           newIsr: nil, partitionEpoch: nil, error: .unknownServerError)
         continue
       }
+      // The replica logs the proposal and its outcome.
       if result.errorCode == .none {
-        logger.info(
-          "ISR of \(replica.topicPartition) changed to \(result.isr)",
-          metadata: ["partitionEpoch": "\(result.partitionEpoch)"])
         await replica.isrChangeCompleted(
           newIsr: result.isr, partitionEpoch: result.partitionEpoch, error: .none)
       } else {
-        logger.info(
-          "controller refused the ISR change of \(replica.topicPartition)",
-          metadata: ["error": "\(result.errorCode)", "currentIsr": "\(result.isr)"])
         await replica.isrChangeCompleted(
           newIsr: nil, partitionEpoch: nil, error: result.errorCode)
       }

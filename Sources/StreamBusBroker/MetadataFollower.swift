@@ -20,8 +20,6 @@ final class MetadataFollower: Sendable {
     /// yours" (the entries in between carried no metadata).
     var appliedOffset: Int64 = 0
     var caughtUp = false
-    var stopped = false
-    var caughtUpWaiters: [CheckedContinuation<Void, Never>] = []
   }
 
   private let state = NIOLockedValueBox(State())
@@ -40,15 +38,10 @@ final class MetadataFollower: Sendable {
   var isCaughtUp: Bool { state.withLockedValue { $0.caughtUp } }
 
   /// Returns once the image has reached the committed offset the metaservers reported at
-  /// least once (or the task is cancelled).
+  /// least once, or when the task is cancelled (shutdown before the quorum answered).
   func waitUntilCaughtUp() async {
-    await withCheckedContinuation { continuation in
-      let ready = state.withLockedValue { state -> Bool in
-        if state.caughtUp || state.stopped { return true }
-        state.caughtUpWaiters.append(continuation)
-        return false
-      }
-      if ready { continuation.resume() }
+    while !isCaughtUp && !Task.isCancelled {
+      try? await Task.sleep(for: .milliseconds(20))
     }
   }
 
@@ -116,27 +109,15 @@ final class MetadataFollower: Sendable {
       if changed {
         await onImage(image)
       }
-      let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+      let becameCaughtUp = state.withLockedValue { state -> Bool in
         state.appliedOffset = max(state.appliedOffset, applied)
-        guard nowCaughtUp, !state.caughtUp else { return [] }
+        guard nowCaughtUp, !state.caughtUp else { return false }
         state.caughtUp = true
-        defer { state.caughtUpWaiters = [] }
-        return state.caughtUpWaiters
+        return true
       }
-      if !waiters.isEmpty {
+      if becameCaughtUp {
         logger.info("metadata caught up", metadata: ["offset": "\(applied)"])
       }
-      for waiter in waiters {
-        waiter.resume()
-      }
-    }
-    let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
-      state.stopped = true
-      defer { state.caughtUpWaiters = [] }
-      return state.caughtUpWaiters
-    }
-    for waiter in waiters {
-      waiter.resume()
     }
   }
 }

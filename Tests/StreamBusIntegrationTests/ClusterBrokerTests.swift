@@ -1,8 +1,10 @@
 import Foundation
+import StreamBusClient
 import StreamBusMetaClient
 import StreamBusProtocol
 import StreamBusRecords
 import StreamBusTestSupport
+import StreamBusTransport
 import Testing
 
 #if canImport(Glibc)
@@ -49,6 +51,32 @@ import Testing
           result.stderrText.contains(testCase.message),
           "\(testCase.arguments): stderr \(result.stderrText)")
       }
+    }
+  }
+
+  /// A broker whose metaservers never answer keeps retrying registration, writes no ready
+  /// file, and still stops promptly on SIGTERM.
+  @Test func sigtermBeforeRegistrationExitsPromptly() async throws {
+    try await ProcessHarness.run { harness in
+      let dataDirectory = try harness.makeDirectory("data")
+      let readyFile = harness.rootDirectory.appendingPathComponent("ready")
+      let unused = try FreePorts.take(1)[0]
+      let process = try harness.start(
+        executableNamed: "databroker",
+        arguments: [
+          "--metaservers", "127.0.0.1:\(unused)", "--broker-id", "7", "--data-dir",
+          dataDirectory.path, "--listen", "127.0.0.1:0", "--ready-file", readyFile.path,
+        ])
+      // Bound and serving, but not registered: no ready file.
+      #expect(
+        try await eventually(timeoutMs: 5_000) {
+          process.stderrText().contains("[StreamBusTransport] listening")
+        })
+      try await Task.sleep(for: .milliseconds(300))
+      #expect(!FileManager.default.fileExists(atPath: readyFile.path))
+      process.signal(SIGTERM)
+      let exit = try await process.waitForExit(timeoutMs: 5_000)
+      #expect(exit == .exited(code: 0), "stderr:\n\(process.stderrText())")
     }
   }
 
@@ -101,6 +129,22 @@ import Testing
       }
       #expect(offsetsBody.topics.first?.partitions.first?.errorCode == .notLeaderOrFollower)
       await followerClient.close()
+
+      // Producer ids come from blocks the controller allocates: distinct across brokers.
+      var producerIds: [Int64] = []
+      for id in [1, 2, 1] {
+        let broker = try await RawBrokerClient.connect(to: cluster.address(id))
+        let (_, answer) = try await broker.send(.initProducerId(InitProducerIdRequest()))
+        await broker.close()
+        guard case .initProducerId(let body) = answer else {
+          Issue.record("no InitProducerId answer from broker \(id)")
+          return
+        }
+        #expect(body.errorCode == ErrorCode.none)
+        producerIds.append(body.producerId)
+      }
+      #expect(producerIds.allSatisfy { $0 >= 0 })
+      #expect(Set(producerIds).count == 3, "producer ids \(producerIds)")
 
       // DeleteTopics is forwarded; every broker deletes its replicas.
       let (_, deleted) = try await client.send(
@@ -192,6 +236,134 @@ import Testing
       let records = try await reader.readAll(topic: "rolling")
       await reader.close()
       try verify(records, log: log)
+    }
+  }
+
+  /// The client library (idempotent producer, acks=all; consumer) across a `kill -9` of the
+  /// leader: every acknowledged record is consumed exactly once, in send order.
+  @Test func clientLibraryProducesAndConsumesAcrossLeaderKill() async throws {
+    try await ProcessHarness.run { harness in
+      let cluster = try await BrokerCluster.start(harness)
+      let admin = try await RawBrokerClient.connect(to: cluster.address(1))
+      try await admin.createTopic("library", partitions: 1, replicationFactor: 3)
+      await admin.close()
+      let metadata = try await cluster.waitForLeaders(topic: "library", partitions: 1)
+      let leader = Int(metadata.topics[0].partitions[0].leaderId)
+      let bootstrap = try (1...3).map { try HostPort(parsing: cluster.address($0)) }
+      var config = ClientConfig(bootstrapBrokers: bootstrap, clientId: "cluster-test")
+      config.retries = 50
+      config.retryBackoffMs = 50
+      config.retryBackoffMaxMs = 200
+      config.requestTimeoutMs = 5_000
+      let producer = Producer(config: config)
+      var acknowledged: [(offset: Int64, sequence: Int)] = []
+      // The second half is sent right after the leader died: the producer finds the dead
+      // leader, refreshes its metadata and retries on the new one.
+      for half in [0..<150, 150..<300] {
+        if half.lowerBound > 0 {
+          try await cluster.kill(leader)
+        }
+        var handles: [DeliveryHandle] = []
+        for sequence in half {
+          handles.append(
+            try await producer.enqueue(
+              topic: "library", value: SequencedValues.value(sequence), partition: 0))
+        }
+        for (sequence, handle) in zip(half, handles) {
+          acknowledged.append((try await handle.value().offset, sequence))
+        }
+      }
+      await producer.close()
+
+      let consumer = Consumer(config: config)
+      await consumer.assign([StreamBusClient.TopicPartition(topic: "library", partition: 0)])
+      try await consumer.seekAll(to: .earliest)
+      var consumed: [ConsumerRecord] = []
+      let deadline = ContinuousClock.now + .seconds(10)
+      while consumed.count < acknowledged.count && ContinuousClock.now < deadline {
+        consumed += try await consumer.poll(maxWaitMs: 200)
+      }
+      await consumer.close()
+      let sequences = consumed.compactMap { SequencedValues.sequence(of: $0.value) }
+      #expect(sequences == Array(0..<300), "consumed \(sequences.count) records")
+      for (offset, sequence) in acknowledged {
+        #expect(
+          consumed.first { $0.offset == offset }.flatMap { SequencedValues.sequence(of: $0.value) }
+            == sequence)
+      }
+    }
+  }
+
+  /// A topic deleted while a broker is down leaves a directory there; the broker deletes
+  /// it once its image has caught up after the restart.
+  @Test func restartedBrokerDeletesPartitionsOfTopicsDeletedMeanwhile() async throws {
+    try await ProcessHarness.run { harness in
+      let cluster = try await BrokerCluster.start(harness)
+      let admin = try await RawBrokerClient.connect(to: cluster.address(1))
+      try await admin.createTopic("gone", partitions: 1, replicationFactor: 3)
+      try await admin.createTopic("kept", partitions: 1, replicationFactor: 3)
+      _ = try await cluster.waitForLeaders(topic: "gone", partitions: 1)
+      let gone = cluster.dataDirectory(3).appendingPathComponent("gone-0")
+      let kept = cluster.dataDirectory(3).appendingPathComponent("kept-0")
+      #expect(try await eventually { FileManager.default.fileExists(atPath: gone.path) })
+      #expect(try await eventually { FileManager.default.fileExists(atPath: kept.path) })
+
+      #expect(try await cluster.terminate(3) == .exited(code: 0))
+      let (_, deleted) = try await admin.send(
+        .deleteTopics(DeleteTopicsRequest(names: ["gone"], timeoutMs: 10_000)))
+      guard case .deleteTopics(let body) = deleted else {
+        Issue.record("no DeleteTopics answer")
+        return
+      }
+      #expect(body.topics.first?.errorCode == ErrorCode.none)
+      await admin.close()
+      #expect(FileManager.default.fileExists(atPath: gone.path))
+
+      try await cluster.startBroker(3)
+      #expect(
+        try await eventually { !FileManager.default.fileExists(atPath: gone.path) },
+        "the restarted broker kept \(gone.path)")
+      #expect(FileManager.default.fileExists(atPath: kept.path))
+    }
+  }
+
+  @Test func leaderWithoutQuorumStopsLeadingUntilHeartbeatsSucceed() async throws {
+    try await ProcessHarness.run { harness in
+      let cluster = try await BrokerCluster.start(harness)
+      let admin = try await RawBrokerClient.connect(to: cluster.address(1))
+      try await admin.createTopic("island", partitions: 1, replicationFactor: 3)
+      await admin.close()
+      let metadata = try await cluster.waitForLeaders(topic: "island", partitions: 1)
+      let leader = Int(metadata.topics[0].partitions[0].leaderId)
+      let log = AcknowledgementLog()
+      try await cluster.produce(
+        to: leader, topic: "island", batches: 5, log: log, retryUntil: .seconds(5))
+
+      // Every metaserver stops: no heartbeat succeeds, so after the session timeout
+      // (1.5 s) the leader refuses produce instead of acting on a possibly stale lease.
+      for id in cluster.meta.allIDs {
+        cluster.meta.signal(id, SIGSTOP)
+      }
+      let client = try await RawBrokerClient.connect(to: cluster.address(leader))
+      var refusedWith: ErrorCode?
+      let refused = try await eventually(timeoutMs: 6_000) {
+        let result = try await client.produce(
+          topic: "island", records: RecordBatches.batch(values: [Array("x".utf8)]), acks: 1,
+          timeoutMs: 2_000)
+        refusedWith = result.errorCode
+        return result.errorCode == .notLeaderOrFollower
+      }
+      #expect(refused, "last answer \(String(describing: refusedWith))")
+      for id in cluster.meta.allIDs {
+        cluster.meta.signal(id, SIGCONT)
+      }
+      // With the quorum back the session recovers and a leader takes writes again.
+      try await cluster.produce(
+        to: Int(
+          try await cluster.waitForLeaders(topic: "island", partitions: 1, asking: leader)
+            .topics[0].partitions[0].leaderId),
+        topic: "island", batches: 5, log: log, retryUntil: .seconds(10))
+      await client.close()
     }
   }
 

@@ -66,8 +66,9 @@ let package = Package(
     .executableTarget(
       name: "sbctl",
       dependencies: [
-        "StreamBusClient", "StreamBusMetaClient", "StreamBusTransport",
+        "StreamBusClient", "StreamBusMetaClient", "StreamBusProtocol", "StreamBusTransport",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
       ]),
 

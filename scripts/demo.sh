@@ -1,75 +1,57 @@
 #!/usr/bin/env bash
-# StreamBus in one command on a fresh machine: builds (debug), starts a standalone broker in
-# the background, creates a topic, produces a few records and reads them back; then starts a
-# 3-node metaserver quorum (`sbctl local up`) and shows its Raft status.
+# StreamBus in one command on a fresh machine: builds (debug), starts a local cluster of
+# 3 metaservers (the Raft metadata quorum) and 3 data brokers with `sbctl local up`, which
+# also creates the topic `demo` (3 partitions, replication factor 3); then shows the cluster
+# and the topic, produces a few records with acks=all and consumes them back.
 #
-#   scripts/demo.sh          start (stops an earlier demo broker first)
-#   scripts/demo.sh stop     stop the demo broker and the demo quorum
-#   scripts/demo.sh status   is it running, and where
+#   scripts/demo.sh          start (removes an earlier demo cluster first)
+#   scripts/demo.sh stop     stop the demo cluster and delete its files
+#   scripts/demo.sh status   which processes run, and where
 #
-# Everything lives in ./.streambus-demo/ (data, broker.log, broker.pid, broker.address, and the
-# quorum in quorum/ with its cluster.json), relative to the repository root; the directory is
-# git-ignored.
+# Everything lives in ./.streambus-demo/cluster/ (cluster.json, each process's data and log),
+# relative to the repository root; the directory is git-ignored.
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo_root"
 demo_dir="$repo_root/.streambus-demo"
-pid_file="$demo_dir/broker.pid"
-address_file="$demo_dir/broker.address"
-log_file="$demo_dir/broker.log"
-quorum_dir="$demo_dir/quorum"
+cluster_dir="$demo_dir/cluster"
 topic=demo
 
-# The pid file's process, only if it is still a databroker (a reused pid is left alone).
-demo_pid() {
-  [ -f "$pid_file" ] || return 1
-  local pid
-  pid=$(cat "$pid_file")
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-  grep -q databroker "/proc/$pid/cmdline" 2>/dev/null || return 1
-  echo "$pid"
+sbctl_path() {
+  echo "$(swift build --show-bin-path)/sbctl"
 }
 
-stop_broker() {
-  local pid
-  if pid=$(demo_pid); then
-    echo "stopping demo broker (pid $pid)"
-    kill -TERM "$pid"
-    for _ in $(seq 1 100); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "broker did not stop within 10 s; sending SIGKILL" >&2
-      kill -KILL "$pid" 2>/dev/null || true
+# Stops whatever an earlier demo left: this layout's cluster, and the standalone broker and
+# metaserver-only quorum of earlier versions of this script.
+stop_demo() {
+  local sbctl_bin
+  sbctl_bin=$(sbctl_path)
+  for dir in "$cluster_dir" "$demo_dir/quorum"; do
+    if [ -f "$dir/cluster.json" ] && [ -x "$sbctl_bin" ]; then
+      "$sbctl_bin" local down --dir "$dir" --purge || true
     fi
-  fi
-  rm -f "$pid_file" "$address_file"
-}
-
-stop_quorum() {
-  if [ -f "$quorum_dir/cluster.json" ]; then
-    local sbctl_bin
-    sbctl_bin="$(swift build --show-bin-path)/sbctl"
-    [ -x "$sbctl_bin" ] && "$sbctl_bin" local down --dir "$quorum_dir" --purge || true
+  done
+  if [ -f "$demo_dir/broker.pid" ]; then
+    local pid
+    pid=$(cat "$demo_dir/broker.pid")
+    if [ -n "$pid" ] && grep -q databroker "/proc/$pid/cmdline" 2>/dev/null; then
+      kill -TERM "$pid" 2>/dev/null || true
+    fi
+    rm -f "$demo_dir/broker.pid" "$demo_dir/broker.address"
   fi
 }
 
 case "${1:-start}" in
   stop)
-    stop_broker
-    stop_quorum
+    stop_demo
     exit 0
     ;;
   status)
-    if pid=$(demo_pid); then
-      echo "demo broker running: pid $pid, address $(cat "$address_file" 2>/dev/null || echo '?')"
+    if [ -f "$cluster_dir/cluster.json" ]; then
+      "$(sbctl_path)" local status --dir "$cluster_dir"
     else
-      echo "demo broker not running"
-    fi
-    if [ -f "$quorum_dir/cluster.json" ]; then
-      "$(swift build --show-bin-path)/sbctl" local status --dir "$quorum_dir" || true
+      echo "no demo cluster in $cluster_dir"
     fi
     exit 0
     ;;
@@ -80,84 +62,50 @@ case "${1:-start}" in
     ;;
 esac
 
-stop_broker
-stop_quorum
-mkdir -p "$demo_dir/data"
-
-echo "building databroker, metaserver and sbctl (debug)..."
-swift build --product databroker >/dev/null
+echo "building metaserver, databroker and sbctl (debug)..."
 swift build --product metaserver >/dev/null
+swift build --product databroker >/dev/null
 swift build --product sbctl >/dev/null
-bin_dir=$(swift build --show-bin-path)
+sbctl=$(sbctl_path)
+stop_demo
+mkdir -p "$demo_dir"
 
-# Port 0: the OS picks a free port; the broker writes the bound address to the ready file.
-nohup "$bin_dir/databroker" --standalone --data-dir "$demo_dir/data" \
-  --listen 127.0.0.1:0 --ready-file "$address_file" >"$log_file" 2>&1 &
-echo $! >"$pid_file"
+run() {
+  echo
+  echo "\$ sbctl $*"
+  "$sbctl" "$@"
+}
 
-for _ in $(seq 1 300); do
-  [ -s "$address_file" ] && break
-  if ! demo_pid >/dev/null; then
-    echo "databroker exited; its log ($log_file):" >&2
-    tail -n 20 "$log_file" >&2
-    exit 1
-  fi
-  sleep 0.1
-done
-if [ ! -s "$address_file" ]; then
-  echo "databroker not ready after 30 s; log: $log_file" >&2
-  exit 1
-fi
-address=$(cat "$address_file")
-export SB_BROKERS="$address"
-sbctl="$bin_dir/sbctl"
-echo "databroker listening on $address (pid $(cat "$pid_file"), log $log_file)"
+run local up --dir "$cluster_dir"
+eval "$("$sbctl" local env --dir "$cluster_dir")"
+export SB_METASERVERS SB_BROKERS
 
-echo
-echo "\$ sbctl topic create $topic --partitions 1"
-if ! "$sbctl" topic create "$topic" --partitions 1 2>"$demo_dir/topic-create.err"; then
-  if grep -qi "exist" "$demo_dir/topic-create.err"; then
-    echo "(topic $topic already exists from an earlier demo run)"
-  else
-    cat "$demo_dir/topic-create.err" >&2
-    exit 1
-  fi
-fi
+run cluster status
+run topic describe "$topic"
 
 run_id=$(date +%H:%M:%S)
 echo
-echo "\$ printf 'hello\\nstreambus\\n...' | sbctl produce $topic --output jsonl"
-printf '%s\n' "hello ($run_id)" "streambus ($run_id)" "records are durable once acknowledged" |
-  "$sbctl" produce "$topic" --output jsonl
+echo "\$ printf 'hello\\nstreambus\\n...' | sbctl produce $topic --acks all --output jsonl"
+printf '%s\n' "hello ($run_id)" "streambus ($run_id)" "acknowledged once every in-sync replica has it on disk" |
+  "$sbctl" produce "$topic" --acks all --output jsonl
 
-echo
-echo "\$ sbctl consume $topic --from beginning --timeout-ms 1000"
-"$sbctl" consume "$topic" --from beginning --timeout-ms 1000
-
-echo
-echo "\$ sbctl local up --dir $quorum_dir --metaservers 3"
-"$sbctl" local up --dir "$quorum_dir" --metaservers 3
-eval "$("$sbctl" local env --dir "$quorum_dir")"
-echo
-echo "\$ sbctl quorum status"
-"$sbctl" quorum status
+run consume "$topic" --from beginning --timeout-ms 1000
+# The followers fetch within milliseconds; the table shows each replica's log end offset.
+sleep 0.5
+run topic describe "$topic"
 
 cat <<EOF
 
-The demo broker and the metaserver quorum keep running in the background. To use them from
+The cluster keeps running in the background (logs and data in $cluster_dir). To use it from
 this shell:
 
-  export SB_BROKERS=$address
-  $sbctl topic list
-  echo hi | $sbctl produce $topic
-  $sbctl consume $topic --from beginning
+  eval "\$($sbctl local env --dir $cluster_dir)"
+  $sbctl cluster status
+  $sbctl topic describe $topic
+  echo hi | $sbctl produce $topic --acks all
+  $sbctl consume $topic --from beginning --timeout-ms 1000
+  $sbctl local status --dir $cluster_dir
+  $sbctl local stop --dir $cluster_dir --node broker-2     # then: topic describe, local start
 
-  eval "\$($sbctl local env --dir $quorum_dir)"
-  $sbctl quorum status
-  $sbctl local status --dir $quorum_dir
-
-(Cluster-mode brokers that register with the quorum come in a later step; until then the
-standalone broker serves data and the quorum holds metadata only.)
-
-Stop both with:  scripts/demo.sh stop
+Stop it and delete its files with:  scripts/demo.sh stop
 EOF

@@ -15,6 +15,7 @@ public struct ApiKey: RawRepresentable, Hashable, Sendable, CustomStringConverti
   public static let createTopics = ApiKey(rawValue: 19)
   public static let deleteTopics = ApiKey(rawValue: 20)
   public static let initProducerId = ApiKey(rawValue: 22)
+  public static let replicaStatus = ApiKey(rawValue: 1200)
 
   /// Reserved for internal APIs between brokers and the metaserver (broker registration,
   /// heartbeats, metadata fetch, AlterPartition, producer id allocation, quorum admin).
@@ -31,6 +32,7 @@ public struct ApiKey: RawRepresentable, Hashable, Sendable, CustomStringConverti
     .createTopics: 0...0,
     .deleteTopics: 0...0,
     .initProducerId: 0...0,
+    .replicaStatus: 0...0,
   ]
 
   public var supportedVersions: ClosedRange<Int16>? { ApiKey.supported[self] }
@@ -47,6 +49,7 @@ public struct ApiKey: RawRepresentable, Hashable, Sendable, CustomStringConverti
     case .createTopics: return "CreateTopics"
     case .deleteTopics: return "DeleteTopics"
     case .initProducerId: return "InitProducerId"
+    case .replicaStatus: return "ReplicaStatus"
     default: return isInternal ? "Internal(\(rawValue))" : "Unknown(\(rawValue))"
     }
   }

@@ -8,6 +8,7 @@ public enum Request: Sendable, Equatable {
   case createTopics(CreateTopicsRequest)
   case deleteTopics(DeleteTopicsRequest)
   case initProducerId(InitProducerIdRequest)
+  case replicaStatus(ReplicaStatusRequest)
 
   public var apiKey: ApiKey { body.apiKeyOfType }
 
@@ -21,6 +22,7 @@ public enum Request: Sendable, Equatable {
     case .createTopics(let body): return body
     case .deleteTopics(let body): return body
     case .initProducerId(let body): return body
+    case .replicaStatus(let body): return body
     }
   }
 
@@ -73,6 +75,8 @@ public enum Request: Sendable, Equatable {
       return .deleteTopics(try DeleteTopicsRequest(from: &reader, version: version))
     case .initProducerId:
       return .initProducerId(try InitProducerIdRequest(from: &reader, version: version))
+    case .replicaStatus:
+      return .replicaStatus(try ReplicaStatusRequest(from: &reader, version: version))
     default:
       // Unreachable while `ApiKey.supported` and this switch agree; reported, not trapped.
       throw ProtocolError(
@@ -116,6 +120,7 @@ public enum Response: Sendable, Equatable {
   case createTopics(CreateTopicsResponse)
   case deleteTopics(DeleteTopicsResponse)
   case initProducerId(InitProducerIdResponse)
+  case replicaStatus(ReplicaStatusResponse)
 
   public var apiKey: ApiKey { body.apiKeyOfType }
 
@@ -129,6 +134,7 @@ public enum Response: Sendable, Equatable {
     case .createTopics(let body): return body
     case .deleteTopics(let body): return body
     case .initProducerId(let body): return body
+    case .replicaStatus(let body): return body
     }
   }
 
@@ -177,6 +183,8 @@ public enum Response: Sendable, Equatable {
       response = .deleteTopics(try DeleteTopicsResponse(from: &reader, version: version))
     case .initProducerId:
       response = .initProducerId(try InitProducerIdResponse(from: &reader, version: version))
+    case .replicaStatus:
+      response = .replicaStatus(try ReplicaStatusResponse(from: &reader, version: version))
     default:
       throw ProtocolError(
         .unknownApiKey, field: "response", offset: nil,

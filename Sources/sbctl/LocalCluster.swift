@@ -7,13 +7,20 @@ struct LocalCluster: Codable, Equatable {
   /// Extra `metaserver` flags given to `local up` (`key=value`, passed as `--key value`),
   /// reused by `local start`.
   var metaserverOptions: [String]
+  /// Extra `databroker` flags given to `local up` (`key=value`, passed as `--key value`),
+  /// reused by `local start`.
+  var brokerOptions: [String]
 
   static let fileName = "cluster.json"
 
-  init(metaservers: [LocalNode], brokers: [LocalNode], metaserverOptions: [String]) {
+  init(
+    metaservers: [LocalNode], brokers: [LocalNode], metaserverOptions: [String],
+    brokerOptions: [String] = []
+  ) {
     self.metaservers = metaservers
     self.brokers = brokers
     self.metaserverOptions = metaserverOptions
+    self.brokerOptions = brokerOptions
   }
 
   init(from decoder: any Decoder) throws {
@@ -22,6 +29,7 @@ struct LocalCluster: Codable, Equatable {
     brokers = try container.decodeIfPresent([LocalNode].self, forKey: .brokers) ?? []
     metaserverOptions =
       try container.decodeIfPresent([String].self, forKey: .metaserverOptions) ?? []
+    brokerOptions = try container.decodeIfPresent([String].self, forKey: .brokerOptions) ?? []
   }
 
   var allNodes: [LocalNode] { metaservers + brokers }
@@ -42,6 +50,16 @@ struct LocalCluster: Codable, Equatable {
     } else if let index = brokers.firstIndex(where: { $0.name == node.name }) {
       brokers[index] = node
     }
+  }
+
+  /// `host:port,...` of the metaservers' APIs, as brokers and clients take it.
+  var metaserverAPIList: String {
+    metaservers.compactMap(\.apiAddress).joined(separator: ",")
+  }
+
+  /// `host:port,...` of the brokers' client listeners (SB_BROKERS).
+  var brokerList: String {
+    brokers.compactMap(\.clientAddress).joined(separator: ",")
   }
 
   /// `1=host:raftport,2=...` of the founding metaservers.
@@ -85,7 +103,7 @@ struct LocalCluster: Codable, Equatable {
 
 /// One process of a local cluster, as listed in `cluster.json`.
 struct LocalNode: Codable, Equatable {
-  /// "metaserver" or "databroker".
+  /// "metaserver" or "broker".
   var role: String
   var id: Int
   /// The process id of the last start (it may have exited since; see `LocalProcesses`).
@@ -96,6 +114,9 @@ struct LocalNode: Codable, Equatable {
   var httpAddress: String?
   var dataDir: String
   var logFile: String
+  /// Brokers only: the file the broker writes its client address to once it is registered
+  /// and unfenced (removed before every start).
+  var readyFile: String? = nil
 
   /// `role-id`, as `--node` takes it.
   var name: String { "\(role)-\(id)" }

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Foundation
+import StreamBusMetaClient
+import StreamBusMetaProtocol
 import StreamBusTransport
 
 struct LocalCommand: AsyncParsableCommand {
@@ -49,11 +51,15 @@ private func writeOutput(_ text: String) {
 struct LocalUpCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "up",
-    abstract: "Start a new local cluster and wait until every metaserver is ready.",
+    abstract: "Start a new local cluster (metaservers, then data brokers) and wait until ready.",
     discussion: """
       Metaserver N (from 1) listens on 127.0.0.1: Raft on BASE+3(N-1), API on BASE+3(N-1)+1 \
       and HTTP on BASE+3(N-1)+2 with --base-port, or on free ports picked at start. "Ready" \
-      means its /readyz answers 200: a leader is elected and the node applied its log.
+      means its /readyz answers 200: a leader is elected and the node applied its log. \
+      Broker N (from 1) runs `databroker --metaservers ... --broker-id N` and listens on \
+      127.0.0.1:BASE+3M+(N-1) for M metaservers, or on a free port; it is ready once it \
+      wrote its ready file (registered and unfenced). Then the topic `demo` (3 partitions, \
+      replication factor min(3, brokers)) is created unless --no-demo-topic or --brokers 0.
       """)
 
   @OptionGroup var directory: LocalDirectoryOption
@@ -61,8 +67,8 @@ struct LocalUpCommand: AsyncParsableCommand {
   @Option(help: "Number of metaservers (the Raft quorum).")
   var metaservers: Int = 3
 
-  @Option(help: "Number of data brokers (must be 0 until brokers join a cluster).")
-  var brokers: Int = 0
+  @Option(help: "Number of data brokers (0: metaservers only).")
+  var brokers: Int = 3
 
   @Option(help: "First port of a contiguous range; default: free ports picked at start.")
   var basePort: Int?
@@ -72,27 +78,41 @@ struct LocalUpCommand: AsyncParsableCommand {
     help: "Extra metaserver setting KEY=VALUE, passed as --KEY VALUE (repeatable).")
   var metaserverOptions: [String] = []
 
-  @Option(help: "How long to wait for every metaserver's /readyz, in ms.")
+  @Option(
+    name: .customLong("broker-option"),
+    help: "Extra databroker setting KEY=VALUE, passed as --KEY VALUE (repeatable).")
+  var brokerOptions: [String] = []
+
+  @Option(help: "How long to wait for every metaserver's /readyz and every broker, in ms.")
   var readyTimeoutMs: Int = 30_000
+
+  @Flag(help: "Do not create the demo topic.")
+  var noDemoTopic = false
+
+  /// Ports `up` needs: Raft, API and HTTP per metaserver, one client port per broker.
+  var portCount: Int { 3 * metaservers + brokers }
 
   func validate() throws {
     guard (1...9).contains(metaservers) else {
       throw ValidationError("--metaservers must be 1...9, got \(metaservers)")
     }
-    guard brokers == 0 else {
-      throw ValidationError(
-        "--brokers must be 0 for now: data brokers cannot join a metaserver cluster yet "
-          + "(that comes with replication); run `databroker --standalone` for a single broker")
+    guard (0...32).contains(brokers) else {
+      throw ValidationError("--brokers must be 0...32, got \(brokers)")
     }
-    if let basePort, !(1024...(65535 - 3 * metaservers)).contains(basePort) {
+    if let basePort, !(1024...(65535 - portCount)).contains(basePort) {
       throw ValidationError(
-        "--base-port must be 1024...\(65535 - 3 * metaservers) for \(metaservers) metaservers")
+        "--base-port must be 1024...\(65535 - portCount) for \(metaservers) metaservers and "
+          + "\(brokers) brokers")
     }
-    for option in metaserverOptions {
-      guard let equals = option.firstIndex(of: "="), equals != option.startIndex,
-        !option.hasPrefix("-")
-      else {
-        throw ValidationError("--metaserver-option wants KEY=VALUE, got \"\(option)\"")
+    for (flag, options) in [
+      ("--metaserver-option", metaserverOptions), ("--broker-option", brokerOptions),
+    ] {
+      for option in options {
+        guard let equals = option.firstIndex(of: "="), equals != option.startIndex,
+          !option.hasPrefix("-")
+        else {
+          throw ValidationError("\(flag) wants KEY=VALUE, got \"\(option)\"")
+        }
       }
     }
   }
@@ -114,11 +134,13 @@ struct LocalUpCommand: AsyncParsableCommand {
             + "--dir \(root.path), or remove it with sbctl local down --purge")
       }
       let executable = try LocalProcesses.executable(named: "metaserver")
+      let brokerExecutable =
+        brokers > 0 ? try LocalProcesses.executable(named: "databroker") : executable
       let ports: [Int]
       if let basePort {
-        ports = Array(basePort..<basePort + 3 * metaservers)
+        ports = Array(basePort..<basePort + portCount)
       } else {
-        ports = try LocalProcesses.freePorts(3 * metaservers)
+        ports = try LocalProcesses.freePorts(portCount)
       }
       var nodes: [LocalNode] = []
       for index in 0..<metaservers {
@@ -136,7 +158,8 @@ struct LocalUpCommand: AsyncParsableCommand {
             logFile: folder.appendingPathComponent("metaserver.log").path))
       }
       var cluster = LocalCluster(
-        metaservers: nodes, brokers: [], metaserverOptions: metaserverOptions)
+        metaservers: nodes, brokers: [], metaserverOptions: metaserverOptions,
+        brokerOptions: brokerOptions)
       for node in cluster.metaservers {
         var started = node
         started.pid = try LocalStarter.startMetaserver(
@@ -152,13 +175,66 @@ struct LocalUpCommand: AsyncParsableCommand {
           error.message + "\nthe processes that started are left running for inspection; "
             + "stop them with sbctl local down --dir \(root.path)")
       }
-      writeOutput("local cluster up in \(root.path): \(cluster.metaservers.count) metaservers")
-      for node in cluster.metaservers {
-        writeOutput(
-          "  \(node.name) pid \(node.pid) api \(node.apiAddress ?? "-") http \(node.httpAddress ?? "-")"
-        )
+      for index in 0..<brokers {
+        let id = index + 1
+        let folder = root.appendingPathComponent("broker-\(id)", isDirectory: true)
+        try createDirectory(folder.appendingPathComponent("data", isDirectory: true))
+        cluster.brokers.append(
+          LocalNode(
+            role: "broker", id: id, pid: 0, raftAddress: nil, apiAddress: nil,
+            clientAddress: "127.0.0.1:\(ports[3 * metaservers + index])", httpAddress: nil,
+            dataDir: folder.appendingPathComponent("data").path,
+            logFile: folder.appendingPathComponent("broker.log").path,
+            readyFile: folder.appendingPathComponent("ready").path))
       }
-      writeOutput("use it: eval \"$(sbctl local env --dir \(root.path))\"")
+      for node in cluster.brokers {
+        var started = node
+        started.pid = try LocalBrokers.start(node, in: cluster, executable: brokerExecutable)
+        cluster.update(started)
+        try cluster.save(to: root)
+      }
+      var demoReplicationFactor: Int16?
+      do {
+        try await LocalBrokers.waitUntilReady(cluster.brokers, timeoutMs: readyTimeoutMs)
+        if !cluster.brokers.isEmpty && !noDemoTopic {
+          demoReplicationFactor = try await LocalBrokers.createDemoTopic(
+            in: cluster, timeoutMs: readyTimeoutMs)
+        }
+      } catch let error as LocalClusterError {
+        throw LocalClusterError(
+          error.message + "\nthe processes that started are left running for inspection; "
+            + "stop them with sbctl local down --dir \(root.path)")
+      }
+      report(cluster, root: root, demoReplicationFactor: demoReplicationFactor)
+    }
+  }
+
+  private func report(_ cluster: LocalCluster, root: URL, demoReplicationFactor: Int16?) {
+    let brokerCount = cluster.brokers.isEmpty ? "" : ", \(cluster.brokers.count) brokers"
+    writeOutput(
+      "local cluster up in \(root.path): \(cluster.metaservers.count) metaservers\(brokerCount)")
+    for node in cluster.metaservers {
+      writeOutput(
+        "  \(node.name) pid \(node.pid) api \(node.apiAddress ?? "-") http \(node.httpAddress ?? "-")"
+      )
+    }
+    for node in cluster.brokers {
+      writeOutput(
+        "  \(node.name) pid \(node.pid) client \(node.clientAddress ?? "-") log \(node.logFile)")
+    }
+    if let demoReplicationFactor {
+      writeOutput(
+        "created topic \(LocalBrokers.demoTopic) (partitions: \(LocalBrokers.demoPartitions), "
+          + "replication factor: \(demoReplicationFactor))")
+    }
+    writeOutput("use it: eval \"$(sbctl local env --dir \(root.path))\"")
+    if !cluster.brokers.isEmpty {
+      let topic = demoReplicationFactor == nil ? "TOPIC" : LocalBrokers.demoTopic
+      writeOutput("  sbctl cluster status")
+      writeOutput("  sbctl topic describe \(topic)")
+      writeOutput("  echo hello | sbctl produce \(topic) --acks all")
+      writeOutput("  sbctl consume \(topic) --from beginning --timeout-ms 1000")
+      writeOutput("stop it: sbctl local down --dir \(root.path)")
     }
   }
 
@@ -197,7 +273,7 @@ enum LocalStarter {
       logFile: node.logFile)
   }
 
-  private static func appendToLog(_ path: String, _ text: String) {
+  static func appendToLog(_ path: String, _ text: String) {
     if !FileManager.default.fileExists(atPath: path) {
       _ = FileManager.default.createFile(atPath: path, contents: nil)
     }
@@ -268,12 +344,15 @@ struct LocalStatusCommand: AsyncParsableCommand {
   func run() async throws {
     try await runLocal {
       let cluster = try LocalCluster.load(from: directory.url)
+      let registrations = await brokerRegistrations(cluster)
       var rows: [[String]] = []
       var objects: [JSONValue] = []
       for node in cluster.allNodes {
         let running = LocalProcesses.isRunning(node)
         var readiness = "-"
-        if running, let http = node.httpAddress {
+        if running, node.role == "broker" {
+          readiness = Self.brokerReadiness(node, registrations: registrations)
+        } else if running, let http = node.httpAddress {
           if let response = BlockingHTTP.request(address: http, path: "/readyz", timeoutMs: 1_000) {
             readiness = response.status == 200 ? "ready" : "not ready"
             let reason = response.body.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -291,6 +370,7 @@ struct LocalStatusCommand: AsyncParsableCommand {
             ("role", .string(node.role)), ("id", .integer(Int64(node.id))),
             ("pid", .integer(Int64(node.pid))), ("running", .bool(running)),
             ("apiAddress", node.apiAddress.map(JSONValue.string) ?? .null),
+            ("clientAddress", node.clientAddress.map(JSONValue.string) ?? .null),
             ("httpAddress", node.httpAddress.map(JSONValue.string) ?? .null),
             ("readiness", .string(readiness)), ("logFile", .string(node.logFile)),
           ]))
@@ -303,6 +383,30 @@ struct LocalStatusCommand: AsyncParsableCommand {
         writeOutput(renderTable(header: header, rows: rows))
       }
     }
+  }
+
+  /// The brokers as the metaservers see them (nil when the quorum does not answer quickly).
+  private func brokerRegistrations(_ cluster: LocalCluster) async -> [Int32: MetaBroker]? {
+    guard !cluster.brokers.isEmpty,
+      let configuration = try? makeMetaClientConfiguration(
+        list: cluster.metaserverAPIList, requestTimeoutMs: 2_000)
+    else { return nil }
+    guard
+      let brokers = try? await withMetaClient(configuration, { try await $0.describeCluster() })
+        .brokers
+    else { return nil }
+    return Dictionary(brokers.map { ($0.brokerID, $0) }, uniquingKeysWith: { first, _ in first })
+  }
+
+  /// A running broker's state: from the quorum when it answers, else from its ready file.
+  static func brokerReadiness(_ node: LocalNode, registrations: [Int32: MetaBroker]?) -> String {
+    guard let registrations else {
+      return LocalBrokers.isReady(node) ? "ready (quorum unreachable)" : "starting"
+    }
+    guard let broker = registrations[Int32(node.id)] else { return "not registered" }
+    if broker.fenced { return "fenced" }
+    if broker.inControlledShutdown { return "shutting down" }
+    return "ready"
   }
 
   private func renderTable(header: [String], rows: [[String]]) -> String {
@@ -345,7 +449,11 @@ struct LocalStopCommand: AsyncParsableCommand {
   func run() async throws {
     try await runLocal {
       let cluster = try LocalCluster.load(from: directory.url)
-      for node in try nodeOption.selected(in: cluster) {
+      let selected = try nodeOption.selected(in: cluster)
+      // Brokers first: their controlled shutdown needs the metaservers.
+      let ordered =
+        selected.filter { $0.role == "broker" } + selected.filter { $0.role != "broker" }
+      for node in ordered {
         guard LocalProcesses.isRunning(node) else {
           writeOutput("\(node.name) is not running")
           continue
@@ -367,7 +475,7 @@ struct LocalStartCommand: AsyncParsableCommand {
   @OptionGroup var directory: LocalDirectoryOption
   @OptionGroup var nodeOption: LocalNodeOption
 
-  @Option(help: "How long to wait for the started metaservers' /readyz, in ms.")
+  @Option(help: "How long to wait for the started metaservers' /readyz and brokers, in ms.")
   var readyTimeoutMs: Int = 30_000
 
   @Flag(help: "Return once started, without waiting for readiness.")
@@ -377,25 +485,35 @@ struct LocalStartCommand: AsyncParsableCommand {
     try await runLocal {
       let root = directory.url
       var cluster = try LocalCluster.load(from: root)
-      var started: [LocalNode] = []
-      for node in try nodeOption.selected(in: cluster) {
-        guard !LocalProcesses.isRunning(node) else {
-          writeOutput("\(node.name) already runs (pid \(node.pid))")
-          continue
+      let selected = try nodeOption.selected(in: cluster)
+      // Metaservers first: brokers register with them.
+      for role in ["metaserver", "broker"] {
+        var started: [LocalNode] = []
+        for node in selected where node.role == role {
+          guard !LocalProcesses.isRunning(node) else {
+            writeOutput("\(node.name) already runs (pid \(node.pid))")
+            continue
+          }
+          var restarted = node
+          if role == "broker" {
+            restarted.pid = try LocalBrokers.start(
+              node, in: cluster, executable: try LocalProcesses.executable(named: "databroker"))
+          } else {
+            restarted.pid = try LocalStarter.startMetaserver(
+              node, in: cluster, executable: try LocalProcesses.executable(named: "metaserver"))
+          }
+          cluster.update(restarted)
+          try cluster.save(to: root)
+          started.append(restarted)
+          writeOutput("started \(restarted.name) (pid \(restarted.pid))")
         }
-        guard node.role == "metaserver" else {
-          throw LocalClusterError("\(node.name): only metaservers can be started so far")
+        if !noWait {
+          if role == "broker" {
+            try await LocalBrokers.waitUntilReady(started, timeoutMs: readyTimeoutMs)
+          } else {
+            try await LocalStarter.waitUntilReady(started, timeoutMs: readyTimeoutMs)
+          }
         }
-        var restarted = node
-        restarted.pid = try LocalStarter.startMetaserver(
-          node, in: cluster, executable: try LocalProcesses.executable(named: "metaserver"))
-        cluster.update(restarted)
-        try cluster.save(to: root)
-        started.append(restarted)
-        writeOutput("started \(restarted.name) (pid \(restarted.pid))")
-      }
-      if !noWait {
-        try await LocalStarter.waitUntilReady(started, timeoutMs: readyTimeoutMs)
       }
     }
   }
@@ -404,7 +522,9 @@ struct LocalStartCommand: AsyncParsableCommand {
 struct LocalDownCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "down",
-    abstract: "Stop every process of the local cluster; with --purge also delete its files.")
+    abstract:
+      "Stop every process of the local cluster (brokers first); with --purge also delete its files."
+  )
 
   @OptionGroup var directory: LocalDirectoryOption
 
@@ -419,15 +539,22 @@ struct LocalDownCommand: AsyncParsableCommand {
       let root = directory.url
       let cluster = try LocalCluster.load(from: root)
       let running = cluster.allNodes.filter(LocalProcesses.isRunning)
-      for node in running {
-        kill(node.pid, SIGTERM)
-      }
-      let deadline = ContinuousClock.now + .milliseconds(gracePeriodMs)
-      while ContinuousClock.now < deadline && running.contains(where: LocalProcesses.isRunning) {
-        try await Task.sleep(for: .milliseconds(20))
-      }
-      for node in running where LocalProcesses.isRunning(node) {
-        await LocalProcesses.stop(node, gracePeriodMs: 0)
+      // Brokers first, all at once: their controlled shutdown needs the quorum (which
+      // answers at once), so they exit quickly instead of waiting out the grace period.
+      for group in [cluster.brokers, cluster.metaservers] {
+        let stopping = group.filter(LocalProcesses.isRunning)
+        for node in stopping {
+          kill(node.pid, SIGTERM)
+        }
+        let deadline = ContinuousClock.now + .milliseconds(gracePeriodMs)
+        while ContinuousClock.now < deadline
+          && stopping.contains(where: LocalProcesses.isRunning)
+        {
+          try await Task.sleep(for: .milliseconds(20))
+        }
+        for node in stopping where LocalProcesses.isRunning(node) {
+          await LocalProcesses.stop(node, gracePeriodMs: 0)
+        }
       }
       writeOutput("stopped \(running.count) of \(cluster.allNodes.count) processes")
       guard purge else { return }
@@ -460,12 +587,9 @@ struct LocalEnvCommand: AsyncParsableCommand {
   func run() async throws {
     try await runLocal {
       let cluster = try LocalCluster.load(from: directory.url)
-      var line =
-        "export SB_METASERVERS="
-        + cluster.metaservers.compactMap(\.apiAddress).joined(separator: ",")
-      let brokers = cluster.brokers.compactMap(\.clientAddress)
-      if !brokers.isEmpty {
-        line += " SB_BROKERS=" + brokers.joined(separator: ",")
+      var line = "export SB_METASERVERS=" + cluster.metaserverAPIList
+      if !cluster.brokers.isEmpty {
+        line += " SB_BROKERS=" + cluster.brokerList
       }
       writeOutput(line)
     }

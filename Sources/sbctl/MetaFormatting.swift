@@ -99,6 +99,7 @@ enum BrokerOutput {
   static func json(_ broker: MetaBroker) -> JSONValue {
     .object([
       ("id", .integer(Int64(broker.brokerID))), ("status", .string(brokerStatus(broker))),
+      ("address", ReplicaStatusClient.clientAddress(of: broker).map(JSONValue.string) ?? .null),
       ("fenced", .bool(broker.fenced)),
       ("inControlledShutdown", .bool(broker.inControlledShutdown)),
       ("rack", broker.rack.map(JSONValue.string) ?? .null), ("epoch", .integer(broker.epoch)),
@@ -123,7 +124,36 @@ enum BrokerOutput {
 }
 
 enum ClusterOutput {
-  static func table(_ cluster: DescribeClusterResponse) -> [String] {
+  /// Brokers as `cluster status` shows them: address, rack, fenced, controlled shutdown.
+  static func brokerTable(_ brokers: [MetaBroker]) -> [String] {
+    func yesNo(_ value: Bool) -> String { value ? "yes" : "no" }
+    var rows = [["ID", "ADDRESS", "RACK", "FENCED", "CONTROLLED-SHUTDOWN", "EPOCH"]]
+    for broker in BrokerOutput.sorted(brokers) {
+      rows.append([
+        String(broker.brokerID), ReplicaStatusClient.clientAddress(of: broker) ?? "-",
+        broker.rack ?? "-", yesNo(broker.fenced), yesNo(broker.inControlledShutdown),
+        String(broker.epoch),
+      ])
+    }
+    return renderTable(rows)
+  }
+
+  /// The offline and under-replicated partitions by name, or one line saying there are none.
+  static func problemTable(_ problems: [PartitionProblem]) -> [String] {
+    guard !problems.isEmpty else {
+      return ["No under-replicated or offline partitions"]
+    }
+    var rows = [["PARTITION", "STATUS", "LEADER", "REPLICAS", "ISR"]]
+    for problem in problems {
+      rows.append([
+        problem.name, PartitionHealth.marker(problem.partition), String(problem.partition.leader),
+        idList(problem.partition.replicas), idList(problem.partition.isr),
+      ])
+    }
+    return renderTable(rows)
+  }
+
+  static func table(_ cluster: DescribeClusterResponse, problems: [PartitionProblem]) -> [String] {
     let fenced = cluster.brokers.filter(\.fenced).count
     var lines = [
       "Cluster: \(cluster.clusterID)  Metadata leader: \(cluster.leaderID)  "
@@ -134,12 +164,23 @@ enum ClusterOutput {
         + "Offline: \(cluster.offlinePartitionCount)",
     ]
     if !cluster.brokers.isEmpty {
-      lines += BrokerOutput.table(cluster.brokers)
+      lines += brokerTable(cluster.brokers)
     }
+    lines += problemTable(problems)
     return lines
   }
 
-  static func json(_ cluster: DescribeClusterResponse) -> JSONValue {
+  static func problemJSON(_ problem: PartitionProblem) -> JSONValue {
+    .object([
+      ("topic", .string(problem.topic)),
+      ("partition", .integer(Int64(problem.partition.partition))),
+      ("leader", .integer(Int64(problem.partition.leader))),
+      ("leaderEpoch", .integer(Int64(problem.partition.leaderEpoch))),
+      ("replicas", idArray(problem.partition.replicas)), ("isr", idArray(problem.partition.isr)),
+    ])
+  }
+
+  static func json(_ cluster: DescribeClusterResponse, problems: [PartitionProblem]) -> JSONValue {
     .object([
       ("clusterID", .string(cluster.clusterID)), ("leaderID", .integer(Int64(cluster.leaderID))),
       ("metadataOffset", .integer(cluster.metadataOffset)),
@@ -149,6 +190,15 @@ enum ClusterOutput {
       ("partitions", .integer(Int64(cluster.partitionCount))),
       ("underReplicatedPartitions", .integer(Int64(cluster.underReplicatedPartitionCount))),
       ("offlinePartitions", .integer(Int64(cluster.offlinePartitionCount))),
+      (
+        "underReplicated",
+        .array(
+          problems.filter { PartitionHealth.isUnderReplicated($0.partition) }.map(problemJSON))
+      ),
+      (
+        "offline",
+        .array(problems.filter { PartitionHealth.isOffline($0.partition) }.map(problemJSON))
+      ),
     ])
   }
 }
@@ -176,49 +226,5 @@ enum MetaTopicOutput {
   static func configsText(_ configs: [String: String]) -> String {
     let entries = configs.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
     return entries.isEmpty ? "-" : entries.joined(separator: ",")
-  }
-
-  static func describeTable(_ topic: DescribeTopicResponse) -> [String] {
-    var lines = [
-      "Topic: \(topic.name)  Partitions: \(topic.partitions.count)  "
-        + "Configs: \(configsText(topic.configs))  TopicID: \(topic.topicID)"
-    ]
-    var rows = [
-      ["PARTITION", "LEADER", "EPOCH", "PARTITION-EPOCH", "REPLICAS", "ISR", "ADDING", "REMOVING"]
-    ]
-    rows += topic.partitions.map { partition in
-      [
-        String(partition.partition), String(partition.leader), String(partition.leaderEpoch),
-        String(partition.partitionEpoch), idList(partition.replicas), idList(partition.isr),
-        idList(partition.addingReplicas), idList(partition.removingReplicas),
-      ]
-    }
-    lines += renderTable(rows)
-    return lines
-  }
-
-  static func describeJSON(_ topic: DescribeTopicResponse) -> JSONValue {
-    .object([
-      ("name", .string(topic.name)), ("topicID", .integer(topic.topicID)),
-      (
-        "partitions",
-        .array(
-          topic.partitions.map { partition in
-            .object([
-              ("partition", .integer(Int64(partition.partition))),
-              ("leader", .integer(Int64(partition.leader))),
-              ("leaderEpoch", .integer(Int64(partition.leaderEpoch))),
-              ("partitionEpoch", .integer(Int64(partition.partitionEpoch))),
-              ("replicas", idArray(partition.replicas)), ("isr", idArray(partition.isr)),
-              ("addingReplicas", idArray(partition.addingReplicas)),
-              ("removingReplicas", idArray(partition.removingReplicas)),
-            ])
-          })
-      ),
-      (
-        "configs",
-        .object(topic.configs.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })
-      ),
-    ])
   }
 }

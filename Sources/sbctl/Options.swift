@@ -22,6 +22,13 @@ struct CommonOptions: ParsableArguments {
       """)
   var metaservers: String?
 
+  @Option(
+    help: """
+      Folder of a `sbctl local` cluster: its cluster.json gives the metaservers and brokers \
+      that --metaservers and --brokers do not.
+      """)
+  var clusterDir: String?
+
   @Option(help: "Output format: table, json (produce and consume also jsonl).")
   var output: OutputFormat = .table
 
@@ -32,11 +39,13 @@ struct CommonOptions: ParsableArguments {
   func clientConfig(environment: [String: String] = ProcessInfo.processInfo.environment)
     throws -> ClientConfig
   {
-    guard let text = brokers ?? environment["SB_BROKERS"],
+    let fromCluster = try localCluster().map(\.brokerList)
+    guard let text = brokers ?? fromCluster ?? environment["SB_BROKERS"],
       !text.allSatisfy(\.isWhitespace)
     else {
       throw ValidationError(
-        "no brokers: pass --brokers host:port[,host:port...] or set SB_BROKERS")
+        "no brokers: pass --brokers host:port[,host:port...] or set SB_BROKERS"
+          + (clusterDir == nil ? "" : " (the local cluster has no brokers)"))
     }
     let parsed: [HostPort]
     do {
@@ -50,12 +59,16 @@ struct CommonOptions: ParsableArguments {
   }
 
   /// Where topic commands go: the metaservers when `--metaservers` is given, else the
-  /// brokers when `--brokers` is given, else `SB_METASERVERS`, else `SB_BROKERS`.
+  /// brokers when `--brokers` is given, else the `--cluster-dir` cluster's metaservers, else
+  /// `SB_METASERVERS`, else `SB_BROKERS`.
   func adminTarget(environment: [String: String] = ProcessInfo.processInfo.environment)
     throws -> AdminTarget
   {
     if let metaservers {
       return .metaservers(try metaClientConfiguration(list: metaservers))
+    }
+    if brokers == nil, let cluster = try localCluster(), !cluster.metaservers.isEmpty {
+      return .metaservers(try metaClientConfiguration(list: cluster.metaserverAPIList))
     }
     if brokers == nil, let fromEnvironment = environment["SB_METASERVERS"],
       !fromEnvironment.allSatisfy(\.isWhitespace)
@@ -67,6 +80,11 @@ struct CommonOptions: ParsableArguments {
 
   func metaClientConfiguration(list: String) throws -> MetaClientConfiguration {
     try makeMetaClientConfiguration(list: list, requestTimeoutMs: requestTimeoutMs)
+  }
+
+  /// The `--cluster-dir` cluster, when given.
+  func localCluster() throws -> LocalCluster? {
+    try loadLocalCluster(clusterDir)
   }
 
   func requireTableOrJSON() throws {
@@ -87,6 +105,10 @@ struct MetaOptions: ParsableArguments {
   @Option(help: "Comma-separated metaserver host:port list (default: $SB_METASERVERS).")
   var metaservers: String?
 
+  @Option(
+    help: "Folder of a `sbctl local` cluster: its cluster.json gives the metaservers.")
+  var clusterDir: String?
+
   @Option(help: "Output format: table or json.")
   var output: OutputFormat = .table
 
@@ -102,17 +124,31 @@ struct MetaOptions: ParsableArguments {
     }
   }
 
-  /// The client configuration, from `--metaservers` or else `SB_METASERVERS`.
+  /// The client configuration, from `--metaservers`, else `--cluster-dir`, else
+  /// `SB_METASERVERS`.
   func clientConfiguration(
     environment: [String: String] = ProcessInfo.processInfo.environment
   ) throws -> MetaClientConfiguration {
-    guard let text = metaservers ?? environment["SB_METASERVERS"],
+    let fromCluster = try loadLocalCluster(clusterDir).map(\.metaserverAPIList)
+    guard let text = metaservers ?? fromCluster ?? environment["SB_METASERVERS"],
       !text.allSatisfy(\.isWhitespace)
     else {
       throw ValidationError(
         "no metaservers: pass --metaservers host:port[,host:port...] or set SB_METASERVERS")
     }
     return try makeMetaClientConfiguration(list: text, requestTimeoutMs: requestTimeoutMs)
+  }
+}
+
+/// The local cluster in `directory` (nil without one); a missing or invalid cluster.json is
+/// a usage error.
+func loadLocalCluster(_ directory: String?) throws -> LocalCluster? {
+  guard let directory else { return nil }
+  do {
+    return try LocalCluster.load(
+      from: URL(fileURLWithPath: directory, isDirectory: true).standardizedFileURL)
+  } catch let error as LocalClusterError {
+    throw ValidationError("--cluster-dir: \(error.message)")
   }
 }
 

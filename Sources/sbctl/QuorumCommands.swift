@@ -195,9 +195,19 @@ struct ClusterStatusCommand: AsyncParsableCommand {
 
   func execute(console: Console, client: MetaClient) async throws -> Int32 {
     let cluster = try await client.describeCluster()
+    var topics: [DescribeTopicResponse] = []
+    for listed in try await client.listTopics() {
+      do {
+        topics.append(try await client.describeTopic(listed.name))
+      } catch let error as MetaClientError where error.errorCode == .unknownTopicOrPartition {
+        // Deleted between the list and the describe: nothing of it left to report.
+        continue
+      }
+    }
+    let problems = PartitionProblem.find(in: topics)
     switch meta.output {
-    case .table, .jsonl: ClusterOutput.table(cluster).forEach(console.line)
-    case .json: console.line(ClusterOutput.json(cluster).rendered())
+    case .table, .jsonl: ClusterOutput.table(cluster, problems: problems).forEach(console.line)
+    case .json: console.line(ClusterOutput.json(cluster, problems: problems).rendered())
     }
     return ExitStatus.success
   }

@@ -168,14 +168,31 @@ struct TopicDescribeCommand: AsyncParsableCommand {
     return report(console: console, topic: topic)
   }
 
+  /// The quorum's assignment, then every replica's broker for its own state (leaders for
+  /// HW and their followers' progress, followers for their log end offset).
   func execute(console: Console, client: MetaClient) async throws -> Int32 {
     let topic = try await client.describeTopic(name)
+    let hosts = Set(topic.partitions.flatMap(\.replicas))
+    var addresses: [Int32: String] = [:]
+    if !hosts.isEmpty {
+      for broker in try await client.describeCluster().brokers
+      where hosts.contains(broker.brokerID) {
+        addresses[broker.brokerID] = ReplicaStatusClient.clientAddress(of: broker)
+      }
+    }
+    let answers = await ReplicaStatusClient.ask(
+      addresses, topics: [.init(name: name)],
+      timeoutMs: min(common.requestTimeoutMs, Self.brokerTimeoutMsMax))
+    let reports = PartitionReport.build(topic: topic, answers: answers)
     switch common.output {
-    case .table: MetaTopicOutput.describeTable(topic).forEach(console.line)
-    case .json, .jsonl: console.line(MetaTopicOutput.describeJSON(topic).rendered())
+    case .table: TopicDescribeOutput.table(topic, reports).forEach(console.line)
+    case .json, .jsonl: console.line(TopicDescribeOutput.json(topic, reports).rendered())
     }
     return ExitStatus.success
   }
+
+  /// A broker that has not answered ReplicaStatus by then is shown as `-`.
+  static let brokerTimeoutMsMax: Int64 = 3_000
 
   private func report(console: Console, topic: TopicDescription) -> Int32 {
     switch common.output {
@@ -351,12 +368,13 @@ struct TopicAlterConfigCommand: AsyncParsableCommand {
     }
   }
 
-  /// From `--metaservers` or `SB_METASERVERS`; nil when neither is set (brokers cannot
-  /// change configurations, so `--brokers` does not count).
+  /// From `--metaservers`, `--cluster-dir` or `SB_METASERVERS`; nil when none is set
+  /// (brokers cannot change configurations, so `--brokers` does not count).
   func metaserversConfiguration(
     environment: [String: String] = ProcessInfo.processInfo.environment
   ) throws -> MetaClientConfiguration? {
-    guard let text = common.metaservers ?? environment["SB_METASERVERS"],
+    let fromCluster = try common.localCluster().map(\.metaserverAPIList)
+    guard let text = common.metaservers ?? fromCluster ?? environment["SB_METASERVERS"],
       !text.allSatisfy(\.isWhitespace)
     else {
       return nil

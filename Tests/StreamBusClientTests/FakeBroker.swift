@@ -197,6 +197,13 @@ final class FakeBroker: FrameRequestHandler, Sendable {
     }
     let response: Response
     switch request {
+    case .replicaStatus:
+      // The client library never sends it (sbctl's describe does, to real brokers).
+      return .respond(
+        ResponseHeader(
+          correlationId: header.correlationId, errorCode: .invalidRequest,
+          errorMessage: "the fake broker has no replica status"
+        ).encodeErrorOnly())
     case .metadata:
       if cluster.withState({ state in
         guard state.metadataConnectionDrops > 0 else { return false }

@@ -55,12 +55,15 @@ struct MetaLocalClusterTests {
         try await harness.run(executableNamed: "sbctl", arguments: arguments, timeoutMs: 60_000)
       }
 
-      let refused = try await sbctl(["local", "up", "--dir", directory.path, "--brokers", "2"])
+      let refused = try await sbctl(["local", "up", "--dir", directory.path, "--brokers", "40"])
       #expect(refused.exit == .exited(code: 64))
-      #expect(refused.stderrText.contains("--brokers must be 0"))
+      #expect(refused.stderrText.contains("--brokers must be 0...32"))
 
-      try await sbctl(["local", "up", "--dir", directory.path, "--metaservers", "3"])
-        .checkSuccess()
+      // Metaservers only (LocalBrokerClusterTests covers brokers).
+      try await sbctl([
+        "local", "up", "--dir", directory.path, "--metaservers", "3", "--brokers", "0",
+      ])
+      .checkSuccess()
       let file = try Self.load(directory)
       #expect(file.metaservers.map(\.id) == [1, 2, 3])
       #expect(file.metaservers.allSatisfy { $0.role == "metaserver" && Self.isAlive($0.pid) })

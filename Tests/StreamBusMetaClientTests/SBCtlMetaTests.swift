@@ -236,13 +236,15 @@ private let brokers = [
     let cluster = DescribeClusterResponse(
       clusterID: "sb-1", leaderID: 3, metadataOffset: 12_345, brokers: brokers, topicCount: 4,
       partitionCount: 96, underReplicatedPartitionCount: 5, offlinePartitionCount: 1)
-    let lines = ClusterOutput.table(cluster)
+    let lines = ClusterOutput.table(cluster, problems: [])
     #expect(lines[0] == "Cluster: sb-1  Metadata leader: 3  Metadata offset: 12345")
     #expect(
       lines[1]
         == "Brokers: 3 (1 fenced)  Topics: 4  Partitions: 96  Under-replicated: 5  Offline: 1")
-    #expect(lines.count == 2 + 1 + brokers.count)
-    let parsed = try object(ClusterOutput.json(cluster).rendered())
+    #expect(lines.count == 2 + 1 + brokers.count + 1)
+    #expect(lines[2] == "ID  ADDRESS     RACK    FENCED  CONTROLLED-SHUTDOWN  EPOCH")
+    #expect(lines[3] == "7   [::1]:9092  rack-b  yes     no                   41")
+    let parsed = try object(ClusterOutput.json(cluster, problems: []).rendered())
     #expect(parsed["leaderID"] as? Int == 3)
     #expect(parsed["fencedBrokers"] as? Int == 1)
     #expect(parsed["partitions"] as? Int == 96)
@@ -262,14 +264,16 @@ private let brokers = [
           topicID: 17, partition: 1, replicas: [2], isr: [], leader: -1, leaderEpoch: 2,
           partitionEpoch: 3),
       ])
+    // No broker answered: offsets are `-`, and the table says why below it.
+    let reports = PartitionReport.build(topic: topic, answers: [:])
     #expect(
-      MetaTopicOutput.describeTable(topic) == [
+      Array(TopicDescribeOutput.table(topic, reports).prefix(4)) == [
         "Topic: orders  Partitions: 2  Configs: cleanup.policy=delete,retention.ms=1000  TopicID: 17",
-        "PARTITION  LEADER  EPOCH  PARTITION-EPOCH  REPLICAS  ISR  ADDING  REMOVING",
-        "0          1       4      9                1,2,3     1,3  3       -",
-        "1          -1      2      3                2         -    -       -",
+        "PARTITION  LEADER  EPOCH  PARTITION-EPOCH  REPLICAS  ISR  ADDING  REMOVING  HW  LEO          STATUS",
+        "0          1       4      9                1,2,3     1,3  3       -         -   1=-,2=-,3=-  under-replicated",
+        "1          -1      2      3                2         -    -       -         -   2=-          offline,under-replicated",
       ])
-    let parsed = try object(MetaTopicOutput.describeJSON(topic).rendered())
+    let parsed = try object(TopicDescribeOutput.json(topic, reports).rendered())
     #expect(parsed["topicID"] as? Int == 17)
     #expect((parsed["configs"] as? [String: String])?["retention.ms"] == "1000")
     let partitions = try #require(parsed["partitions"] as? [[String: Any]])

@@ -57,8 +57,8 @@ private struct Outcomes {
       // Steer half the inputs past the header so the body decoders see random bytes too.
       if iteration % 2 == 0 && payload.count >= 10 {
         let apiKey = apiKeys[iteration / 2 % apiKeys.count]
-        payload[0] = 0
-        payload[1] = UInt8(apiKey.rawValue)
+        payload[0] = UInt8(truncatingIfNeeded: apiKey.rawValue >> 8)
+        payload[1] = UInt8(truncatingIfNeeded: apiKey.rawValue)
         payload[2] = 0
         payload[3] = 0
         payload[8] = 0xFF

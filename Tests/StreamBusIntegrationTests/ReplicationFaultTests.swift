@@ -300,6 +300,11 @@ struct ReplicationFaultTests {
       let newStart = try #require(newOffsets.min())
       let survivingTail = Int(newStart) - committedValues.count
       timeline.mark("tail records the new leader has: \(survivingTail) of \(tailCount)")
+      if let firstAfter = history.firstAck(partition: 0, atOrAfterUs: killedAt) {
+        print(
+          "divergence: kill -9 -> first acks=all write on the new leader "
+            + Settings.seconds(firstAfter.timeUs - killedAt))
+      }
       try #require(
         (0..<tailCount - 1).contains(survivingTail),
         "new records must reuse offsets of the uncommitted tail; they start at \(newStart)")

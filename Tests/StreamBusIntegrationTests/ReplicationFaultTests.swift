@@ -83,10 +83,27 @@ struct ReplicationFaultTests {
       "\(label): kill -9 broker \(victim), leader of p\(partition) (epoch \(before.leaderEpoch))",
       partition: partition)
     try await cluster.killBroker(victim)
+    // When the brokers' Metadata (what clients see) names the new leader, for the breakdown.
+    let brokersNameNewLeader = Task { [history = workload.history] () -> Int64? in
+      let admin = Admin(config: try cluster.clientConfig(requestTimeoutMs: 2_000))
+      defer { Task { await admin.close() } }
+      let deadline = ContinuousClock.now + .seconds(20)
+      while ContinuousClock.now < deadline {
+        let sentAt = history.nowUs()
+        if let description = try? await admin.describeTopic(topic),
+          let found = description.partitions.first(where: { $0.partition == partition }),
+          found.leaderId >= 0 && found.leaderId != victim
+        {
+          return sentAt
+        }
+        try await Task.sleep(for: .milliseconds(20))
+      }
+      return nil
+    }
     let (after, noLeaderYetAt) = try await cluster.waitForPartitionChange(
       topic, partition, timeoutMs: 20_000, "new leader"
     ) { $0.leader >= 0 && $0.leader != victim }
-    timeline.mark(
+    let seenAt = timeline.mark(
       "new leader \(after.leader) (epoch \(after.leaderEpoch), isr \(after.isr)) seen",
       partition: partition)
     let firstAck = try await waitForFirstAck(
@@ -99,6 +116,14 @@ struct ReplicationFaultTests {
       "first acknowledged write after the kill: \(firstAck.value ?? "?") at offset "
         + "\(firstAck.offset ?? -1), \(Settings.seconds(unavailability)) after the kill",
       partition: partition)
+    if let namedAt = try? await brokersNameNewLeader.value {
+      print(
+        "leader-kill: p\(partition) breakdown: metaservers named the new leader by "
+          + "\(Settings.seconds(seenAt - killedAt)) (not yet at "
+          + "\(Settings.seconds(workload.history.timeUs(of: noLeaderYetAt) - killedAt))), brokers' "
+          + "Metadata by \(Settings.seconds(namedAt - killedAt)), first ack "
+          + Settings.seconds(unavailability))
+    }
     try await cluster.startBroker(victim)
     timeline.mark("broker \(victim) restarted", partition: partition)
     let healed = try await cluster.waitForPartition(topic, partition, timeoutMs: 60_000, "full ISR")

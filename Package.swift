@@ -23,6 +23,8 @@ let package = Package(
     .executable(name: "metaserver", targets: ["metaserver"]),
     .library(name: "StreamBusMetaProtocol", targets: ["StreamBusMetaProtocol"]),
     .library(name: "StreamBusMetaClient", targets: ["StreamBusMetaClient"]),
+    .library(name: "StreamBusVerification", targets: ["StreamBusVerification"]),
+    .library(name: "StreamBusWorkload", targets: ["StreamBusWorkload"]),
   ],
   dependencies: [
     .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -248,7 +250,14 @@ let package = Package(
       dependencies: [
         "StreamBusTestSupport", "StreamBusClient", "StreamBusProtocol", "StreamBusRecords",
         "StreamBusTransport", "StreamBusMetaClient", "StreamBusMetaProtocol",
+        "StreamBusVerification", "StreamBusWorkload",
         .product(name: "Logging", package: "swift-log"),
       ]),
+
+    // Correctness checking of real runs: a history of sends, acks and reads with a checker
+    // (pure), and the client-driven workload that records one.
+    .target(name: "StreamBusVerification"),
+    .target(name: "StreamBusWorkload", dependencies: ["StreamBusVerification", "StreamBusClient"]),
+    .testTarget(name: "StreamBusVerificationTests", dependencies: ["StreamBusVerification"]),
   ]
 )

@@ -236,7 +236,9 @@ final class ReplicaFetcher: Sendable {
     let delayMs = max(deadlineMs - MonotonicClock.nowMs(), 1)
     let wakeup = wakeup
     let timer = Task {
-      try? await Task.sleep(for: .milliseconds(delayMs))
+      // A cancelled timer must not signal: the signal is sticky and would end the next
+      // sleep at once, every time, and the fetcher would spin.
+      guard (try? await Task.sleep(for: .milliseconds(delayMs))) != nil else { return }
       wakeup.signal()
     }
     await wakeup.wait()

@@ -238,7 +238,9 @@ public actor ControllerRunner {
         // Sleep until work arrives or the next fence check is due.
         let sleepMs = max(1, settings.fenceCheckIntervalMs - (nowMs() - lastFenceCheckMs))
         let timer = Task {
-          try? await Task.sleep(for: .milliseconds(sleepMs))
+          // Only a timer that ran out wakes the loop: a cancelled one (work arrived first)
+          // must not, or it would cut the next sleep short and the loop would spin.
+          guard (try? await Task.sleep(for: .milliseconds(sleepMs))) != nil else { return }
           self.wake()
         }
         await withCheckedContinuation { continuation in

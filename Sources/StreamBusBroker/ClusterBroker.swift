@@ -89,14 +89,7 @@ public final class ClusterBroker: Service, Sendable {
     }
     var logger = logger
     logger[metadataKey: "broker"] = "\(settings.brokerID)"
-    if let readyFile = configuration.readyFile {
-      // A file left by a crashed run would tell waiting scripts a stale address.
-      unlink(readyFile)
-    }
-    try configuration.fileSystem.createDirectory(configuration.dataDirectory)
-    let directoryLock = try DataDirectoryLock(directory: configuration.dataDirectory)
-    let threadPool = NIOThreadPool(numberOfThreads: configuration.flushThreadCount)
-    threadPool.start()
+    let (directoryLock, threadPool) = try prepareDataDirectory(configuration)
     do {
       let replicaManager = try await ReplicaManager.openForCluster(
         configuration: configuration, threadPool: threadPool, logger: logger)

@@ -165,5 +165,5 @@ public struct ReplicationState: Sendable, Equatable {
   /// Filled on the leader only, in replica order.
   public var followers: [FollowerState]
   /// On the leader: leader append → follower durable, over this leadership's samples.
-  public var replicationLag: ReplicationLagSummary = .empty
+  public var replicationLag: ReplicationLagSummary = .none
 }

@@ -1,20 +1,7 @@
-/// Percentiles of replication lag samples, in microseconds.
-public struct ReplicationLagSummary: Sendable, Equatable {
-  /// Samples taken since the replica became leader (the newest `sampleCapacity` count).
-  public var samples: Int64
-  public var p50Us: Int64
-  public var p99Us: Int64
-  public var maxUs: Int64
+import StreamBusProtocol
 
-  public init(samples: Int64, p50Us: Int64, p99Us: Int64, maxUs: Int64) {
-    self.samples = samples
-    self.p50Us = p50Us
-    self.p99Us = p99Us
-    self.maxUs = maxUs
-  }
-
-  public static let empty = ReplicationLagSummary(samples: 0, p50Us: -1, p99Us: -1, maxUs: -1)
-}
+/// Percentiles of replication lag in microseconds, as ReplicaStatus reports them.
+public typealias ReplicationLagSummary = ReplicaStatusResponse.ReplicationLag
 
 /// The leader's measurement of replication lag: for every appended batch and every
 /// follower, the time from the leader's append to the first fetch in which that follower
@@ -79,7 +66,7 @@ struct ReplicationLagTracker {
   }
 
   func summary() -> ReplicationLagSummary {
-    guard !samplesUs.isEmpty else { return .empty }
+    guard !samplesUs.isEmpty else { return .none }
     let sorted = samplesUs.sorted()
     func at(_ fraction: Double) -> Int64 {
       let index = Int((Double(sorted.count - 1) * fraction).rounded())

@@ -57,8 +57,6 @@ extension RequestRouter {
           brokerID: $0.brokerID, logEndOffset: $0.logEndOffset,
           lastCaughtUpMs: $0.lastCaughtUpMs)
       },
-      replicationLag: ReplicaStatusResponse.ReplicationLag(
-        samples: state.replicationLag.samples, p50Us: state.replicationLag.p50Us,
-        p99Us: state.replicationLag.p99Us, maxUs: state.replicationLag.maxUs))
+      replicationLag: state.replicationLag)
   }
 }

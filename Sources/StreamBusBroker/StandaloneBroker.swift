@@ -53,14 +53,7 @@ public final class StandaloneBroker: Service, Sendable {
   public static func start(configuration: BrokerConfiguration, logger: Logger) async throws
     -> StandaloneBroker
   {
-    if let readyFile = configuration.readyFile {
-      // A file left by a crashed run would tell waiting scripts a stale address.
-      unlink(readyFile)
-    }
-    try configuration.fileSystem.createDirectory(configuration.dataDirectory)
-    let directoryLock = try DataDirectoryLock(directory: configuration.dataDirectory)
-    let threadPool = NIOThreadPool(numberOfThreads: configuration.flushThreadCount)
-    threadPool.start()
+    let (directoryLock, threadPool) = try prepareDataDirectory(configuration)
     do {
       let producerIdSource = try FileProducerIdSource(
         dataDirectory: configuration.dataDirectory, fileSystem: configuration.fileSystem)
@@ -179,6 +172,22 @@ public final class StandaloneBroker: Service, Sendable {
         "cannot rename \(temporaryPath) to \(path): \(String(cString: strerror(errno)))")
     }
   }
+}
+
+/// What both broker kinds do before opening any log: drop a stale ready file (a file left
+/// by a crashed run would tell waiting scripts a stale address), create and lock the data
+/// directory, and start the thread pool for blocking file work.
+func prepareDataDirectory(_ configuration: BrokerConfiguration) throws -> (
+  DataDirectoryLock, NIOThreadPool
+) {
+  if let readyFile = configuration.readyFile {
+    unlink(readyFile)
+  }
+  try configuration.fileSystem.createDirectory(configuration.dataDirectory)
+  let directoryLock = try DataDirectoryLock(directory: configuration.dataDirectory)
+  let threadPool = NIOThreadPool(numberOfThreads: configuration.flushThreadCount)
+  threadPool.start()
+  return (directoryLock, threadPool)
 }
 
 /// An exclusive `flock` on `<data-dir>/.lock`, so two brokers never share a data directory.

@@ -27,13 +27,13 @@ import Testing
 
   @Test func withoutSamplesTheSummaryIsEmptyAndResetForgetsEverything() {
     var tracker = ReplicationLagTracker()
-    #expect(tracker.summary() == .empty)
+    #expect(tracker.summary() == .none)
     tracker.recordFetch(follower: 2, fetchOffset: 0, nowNs: 0)
     tracker.recordAppend(endOffset: 5, nowNs: 0)
     tracker.recordFetch(follower: 2, fetchOffset: 5, nowNs: 2_000)
     #expect(tracker.summary().samples == 1)
     tracker.reset()
-    #expect(tracker.summary() == .empty)
+    #expect(tracker.summary() == .none)
   }
 
   @Test func memoryStaysBoundedWhileAFollowerIsFarBehind() {

@@ -77,7 +77,7 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 tp = [r for r in rows if r.get("benchmark") == "produce.throughput"]
 print(max(1, int((tp[-1].get("recordsPerSecond") or 2000) / 2)) if tp else 1000)' "$results")
-"$bin_dir/sbbench" replication lag --cluster "$cluster_dir" --rate "$half_rate" \
+"$bin_dir/sbbench" replication lag --cluster "$cluster_dir" --rate "$half_rate" --partitions "$partitions" \
   --duration-s "$latency_seconds" --output json | tee -a "$results"
 "$bin_dir/sbbench" replication failover --cluster "$cluster_dir" --trials "$trials" --output json \
   | tee -a "$results"

@@ -149,10 +149,11 @@ struct ReplicationLagCommand: AsyncParsableCommand {
     commandName: "lag",
     abstract: "Replication lag (leader append → follower durable) at a fixed produce rate.",
     discussion: """
-      Creates a fresh topic (one partition, RF 3), waits for a full ISR, produces at --rate \
-      records/s for --duration-s with a StreamBusClient producer, then reads the leader's \
+      Creates a fresh topic (--partitions, RF 3), waits for a full ISR, produces at --rate \
+      records/s for --duration-s with a StreamBusClient producer, then reads each leader's \
       measurement through ReplicaStatus: for every batch and follower, the time from the \
-      leader's append to the fetch in which that follower reports the batch fsynced.
+      leader's append to the fetch in which that follower reports the batch fsynced. The \
+      partition with the worst p99 is reported.
       """)
 
   @Option(help: "Directory of a cluster started with `sbctl local up` (reads cluster.json).")
@@ -173,10 +174,14 @@ struct ReplicationLagCommand: AsyncParsableCommand {
   @Option(help: "Replication factor of the topic.")
   var replicationFactor: Int16 = 3
 
+  @Option(help: "Partitions of the topic; the partition with the worst p99 is reported.")
+  var partitions: Int32 = 1
+
   @Option(help: "Output format: text or json.")
   var output: OutputFormat = .text
 
   func validate() throws {
+    guard partitions >= 1 else { throw ValidationError("--partitions must be at least 1") }
     guard rate > 0, durationS > 0, recordBytes > 0 else {
       throw ValidationError("--rate, --duration-s and --record-bytes must be positive")
     }
@@ -187,7 +192,8 @@ struct ReplicationLagCommand: AsyncParsableCommand {
     let cluster = try LocalClusterFile.load(directory: self.cluster)
     let admin = MetaClient(bootstrap: try cluster.apiAddresses(), logger: logger)
     let topic = uniqueTopicName(prefix: "lag")
-    _ = try await admin.createTopic(topic, partitions: 1, replicationFactor: replicationFactor)
+    _ = try await admin.createTopic(
+      topic, partitions: partitions, replicationFactor: replicationFactor)
     _ = try await ReplicationFailoverCommand.waitFullIsr(admin, topic: topic)
     let clientAddress = try cluster.clientAddresses()[0]
     let run = ClientProduceRun(
@@ -201,27 +207,41 @@ struct ReplicationLagCommand: AsyncParsableCommand {
     let outcome = try await run.run()
     let elapsed = (ContinuousClock.now - started).secondsDouble
 
-    let leaderID = try await ReplicationFailoverCommand.currentLeader(admin, topic: topic)
-    guard let leader = cluster.brokers.first(where: { $0.id == Int(leaderID) }),
-      let leaderAddress = leader.clientAddress
-    else { throw ValidationError("leader \(leaderID) is not in cluster.json") }
-    let status = try await RawBrokerClient.connect(to: leaderAddress, clientId: "sbbench")
-    let (header, response) = try await status.send(
-      .replicaStatus(ReplicaStatusRequest(topics: [.init(name: topic, partitions: [0])])))
-    await status.close()
+    // Each partition's leader measured its own followers; the worst partition is reported.
+    let description = try await admin.describeTopic(topic)
     await admin.close()
-    guard header.errorCode == .none, case .replicaStatus(let body) = response,
-      let partition = body.topics.first?.partitions.first, partition.errorCode == .none
-    else {
-      throw ValidationError("ReplicaStatus from broker-\(leaderID) failed: \(header.errorCode)")
+    var worst: ReplicaStatusResponse.ReplicationLag?
+    var samples: Int64 = 0
+    for assignment in description.partitions {
+      guard let leader = cluster.brokers.first(where: { $0.id == Int(assignment.leader) }),
+        let leaderAddress = leader.clientAddress
+      else { throw ValidationError("leader \(assignment.leader) is not in cluster.json") }
+      let status = try await RawBrokerClient.connect(to: leaderAddress, clientId: "sbbench")
+      let (header, response) = try await status.send(
+        .replicaStatus(
+          ReplicaStatusRequest(topics: [.init(name: topic, partitions: [assignment.partition])])))
+      await status.close()
+      guard header.errorCode == .none, case .replicaStatus(let body) = response,
+        let partition = body.topics.first?.partitions.first, partition.errorCode == .none
+      else {
+        throw ValidationError(
+          "ReplicaStatus from broker-\(assignment.leader) failed: \(header.errorCode)")
+      }
+      samples += partition.replicationLag.samples
+      if partition.replicationLag.samples > 0
+        && partition.replicationLag.p99Us > (worst?.p99Us ?? -1)
+      {
+        worst = partition.replicationLag
+      }
     }
-    let lag = partition.replicationLag
+    let lag = worst ?? .none
 
     var result = BenchResult(
       benchmark: "replication-lag",
       parameters: [
         "rate": "\(rate)", "recordBytes": "\(recordBytes)", "acks": acks.rawValue,
         "replicationFactor": "\(replicationFactor)", "brokers": "\(cluster.brokers.count)",
+        "partitions": "\(partitions)",
       ],
       elapsedSeconds: elapsed)
     result.records = outcome.records
@@ -233,7 +253,8 @@ struct ReplicationLagCommand: AsyncParsableCommand {
       samples: UInt64(max(lag.samples, 0)))
     let acked = outcome.latencies.summary
     result.notes =
-      "latency = leader append → follower durable, \(lag.samples) samples (batches × followers); "
+      "latency = leader append → follower durable, worst partition of \(partitions) "
+      + "(\(lag.samples) of \(samples) samples, batches × followers); "
       + "producer acks p50 \(acked?.p50Ms ?? -1) ms, p99 \(acked?.p99Ms ?? -1) ms"
     result.print(format: output)
   }

@@ -177,6 +177,12 @@ struct ReplicationLagCommand: AsyncParsableCommand {
   @Option(help: "Partitions of the topic; the partition with the worst p99 is reported.")
   var partitions: Int32 = 1
 
+  @Option(help: "Producer lingerMs.")
+  var lingerMs: Int64 = 0
+
+  @Option(help: "Producer batchBytes.")
+  var batchBytes: Int = 64 * 1024
+
   @Option(help: "Output format: text or json.")
   var output: OutputFormat = .text
 
@@ -198,7 +204,7 @@ struct ReplicationLagCommand: AsyncParsableCommand {
     let clientAddress = try cluster.clientAddresses()[0]
     let run = ClientProduceRun(
       address: clientAddress.description, topic: topic, recordBytes: recordBytes,
-      acks: acks == .all ? .all : .leader, lingerMs: 0, batchBytes: 64 * 1024,
+      acks: acks == .all ? .all : .leader, lingerMs: lingerMs, batchBytes: batchBytes,
       inflightRequestsMax: 5, bufferBytesMax: 32 << 20, rate: rate,
       budget: WorkBudget(
         records: nil,
@@ -241,7 +247,7 @@ struct ReplicationLagCommand: AsyncParsableCommand {
       parameters: [
         "rate": "\(rate)", "recordBytes": "\(recordBytes)", "acks": acks.rawValue,
         "replicationFactor": "\(replicationFactor)", "brokers": "\(cluster.brokers.count)",
-        "partitions": "\(partitions)",
+        "partitions": "\(partitions)", "lingerMs": "\(lingerMs)", "batchBytes": "\(batchBytes)",
       ],
       elapsedSeconds: elapsed)
     result.records = outcome.records

@@ -1,3 +1,4 @@
+import Foundation
 import StreamBusBroker
 import StreamBusStorage
 import StreamBusTransport
@@ -63,5 +64,33 @@ import Testing
     #expect(
       failure(["standalone": "true", "data-dir": "/d", "inflight-requests-max": "0"]).contains(
         "--inflight-requests-max"))
+  }
+}
+
+/// The example config files in Deploy/ are what operators copy: they must load as they are.
+struct DeployBrokerConfigTests {
+  private func deployFile(_ name: String) -> String {
+    URL(fileURLWithPath: #filePath)
+      .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+      .appendingPathComponent("Deploy/\(name)").path
+  }
+
+  @Test func theStandaloneExampleIsValid() throws {
+    let values = try ConfigValues(
+      contentsOfFile: deployFile("databroker.conf"), validKeys: BrokerConfiguration.configKeys)
+    let configuration = try BrokerConfiguration(values: values)
+    #expect(configuration.cluster == nil)
+  }
+
+  @Test func theClusterExampleIsValid() throws {
+    let values = try ConfigValues(
+      contentsOfFile: deployFile("databroker-cluster.conf"),
+      validKeys: BrokerConfiguration.configKeys)
+    let configuration = try BrokerConfiguration(values: values)
+    let cluster = try #require(configuration.cluster)
+    #expect(cluster.metaservers.count == 3)
+    #expect(cluster.brokerID == 1)
+    #expect(cluster.replicaLagTimeMaxMs == 2_000)
+    #expect(cluster.brokerSessionTimeoutMs == 1_500)
   }
 }

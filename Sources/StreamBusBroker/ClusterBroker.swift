@@ -265,9 +265,12 @@ public final class ClusterBroker: Service, Sendable {
       metadata: ["brokerEpoch": "\(brokerEpoch)", "address": "\(localAddress)"])
     await follower.waitUntilCaughtUp()
     guard !Task.isCancelled else { return }
-    await reconciler.removeStrayDirectories()
     while !Task.isCancelled {
       if !(await session.isFenced) { break }
+      try? await Task.sleep(for: .milliseconds(20))
+    }
+    while !Task.isCancelled {
+      if await reconciler.removeStrayDirectories(brokerEpoch: session.brokerEpoch) { break }
       try? await Task.sleep(for: .milliseconds(20))
     }
     guard !Task.isCancelled else { return }

@@ -57,12 +57,20 @@ actor ClusterReconciler {
     isRunning = false
   }
 
-  /// After the image caught up with the metaservers: partition directories of topics the
-  /// image does not assign here (deleted or moved while this broker was down) go away.
-  func removeStrayDirectories() async {
-    guard !removedStrayDirectories, let image = lastImage else { return }
+  /// Partition directories of topics the image does not assign here (deleted or moved while
+  /// this broker was down) go away, once the reconciled image holds this broker's current
+  /// registration (`brokerEpoch`). Every record that could have made a local directory
+  /// precedes that registration, so such an image cannot miss a topic this broker hosts; a
+  /// metaserver that answered from a lagging state earlier cannot make it delete live data.
+  /// Returns false while the reconciled image is older than that (call again).
+  func removeStrayDirectories(brokerEpoch: Int64) async -> Bool {
+    guard !removedStrayDirectories else { return true }
+    guard let image = lastImage, image.brokers[brokerID]?.epoch == brokerEpoch else {
+      return false
+    }
     removedStrayDirectories = true
     await replicaManager.removeUnassignedDirectories(keeping: assignedPartitions(image))
+    return true
   }
 
   /// Whether the broker's metadata session is alive; replicas stop acting as leader while not.

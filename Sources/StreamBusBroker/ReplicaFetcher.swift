@@ -92,6 +92,8 @@ final class ReplicaFetcher: Sendable {
   private let wakeup = FetchWakeup()
   /// How long a partition the leader refused rests before it is fetched again.
   static let refusedPartitionRestMs: Int64 = 100
+  /// How soon a partition skipped because its log is still being flushed is looked at again.
+  static let flushingPartitionRecheckMs: Int64 = 10
   static let backoffMinMs: Int64 = 50
   static let backoffMaxMs: Int64 = 1_000
 
@@ -166,10 +168,18 @@ final class ReplicaFetcher: Sendable {
       var entries: [Entry] = []
       var nextWakeMs: Int64?
       for topicPartition in partitions.sorted(by: { $0.description < $1.description }) {
-        guard let replica = context.replicaManager.replica(topicPartition),
-          let fetchState = await replica.followerFetchState(),
-          fetchState.leader == sourceBrokerID
-        else { continue }
+        guard let replica = context.replicaManager.replica(topicPartition) else { continue }
+        guard let fetchState = await replica.followerFetchState() else {
+          // A follower of this source still flushing what it wrote as leader: ask again
+          // soon, not after a whole long-poll of the other partitions.
+          if case .follower(let leader, _) = await replica.role, leader == sourceBrokerID {
+            nextWakeMs = min(
+              nextWakeMs ?? nowMs + Self.flushingPartitionRecheckMs,
+              nowMs + Self.flushingPartitionRecheckMs)
+          }
+          continue
+        }
+        guard fetchState.leader == sourceBrokerID else { continue }
         if let rest = resting[topicPartition] {
           if rest.epoch == fetchState.leaderEpoch && nowMs < rest.untilMs {
             nextWakeMs = min(nextWakeMs ?? rest.untilMs, rest.untilMs)
@@ -187,7 +197,15 @@ final class ReplicaFetcher: Sendable {
         continue
       }
       correlationID &+= 1
-      let request = await makeRequest(entries, correlationID: correlationID)
+      // A resting partition is left out of this fetch; the long-poll must not outlast its
+      // rest, or it waits for data on the others (up to the full bound) before the rested
+      // partition is asked for again — right after a leader change, when it matters most.
+      var maxWaitMs = context.settings.replicaFetchMaxWaitMs
+      if let nextWakeMs {
+        maxWaitMs = max(0, min(maxWaitMs, nextWakeMs - nowMs))
+      }
+      let request = await makeRequest(
+        entries, maxWaitMs: maxWaitMs, correlationID: correlationID)
       let response: FetchResponse
       state.withLockedValue { $0.isFetching = true }
       do {
@@ -245,7 +263,9 @@ final class ReplicaFetcher: Sendable {
     timer.cancel()
   }
 
-  private func makeRequest(_ entries: [Entry], correlationID: Int32) async -> [UInt8] {
+  private func makeRequest(_ entries: [Entry], maxWaitMs: Int64, correlationID: Int32) async
+    -> [UInt8]
+  {
     var topics: [FetchRequest.Topic] = []
     var topicIndex: [String: Int] = [:]
     let partitionMaxBytes = Int32(clamping: context.settings.replicaFetchMaxBytes)
@@ -265,7 +285,7 @@ final class ReplicaFetcher: Sendable {
     }
     let body = FetchRequest(
       replicaId: context.brokerID, replicaBrokerEpoch: await context.brokerEpoch(),
-      maxWaitMs: Int32(clamping: context.settings.replicaFetchMaxWaitMs), minBytes: 1,
+      maxWaitMs: Int32(clamping: maxWaitMs), minBytes: 1,
       maxBytes: Int32(clamping: context.settings.replicaFetchMaxBytes), topics: topics)
     let header = RequestHeader(
       apiKey: .fetch, apiVersion: 0, correlationId: correlationID,

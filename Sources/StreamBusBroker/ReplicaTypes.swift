@@ -138,21 +138,9 @@ public struct IsrChangeProposal: Sendable, Equatable {
 
 /// A replica's replication status (sbctl topic describe).
 public struct ReplicationState: Sendable, Equatable {
-  /// The leader's view of one follower.
-  public struct FollowerState: Sendable, Equatable {
-    public var brokerID: Int32
-    /// The follower's last fetch offset (its durable log end offset); -1 before its first
-    /// fetch to this leader.
-    public var logEndOffset: Int64
-    /// When the follower was last caught up with the leader's log end offset (-1: never).
-    public var lastCaughtUpMs: Int64
-
-    public init(brokerID: Int32, logEndOffset: Int64, lastCaughtUpMs: Int64) {
-      self.brokerID = brokerID
-      self.logEndOffset = logEndOffset
-      self.lastCaughtUpMs = lastCaughtUpMs
-    }
-  }
+  /// The leader's view of one follower: its durable log end offset as of its last fetch
+  /// (-1 before any) and when it was last caught up (-1: never); as ReplicaStatus reports it.
+  public typealias FollowerState = ReplicaStatusResponse.Follower
 
   public var role: ReplicaRole
   public var leaderEpoch: Int32

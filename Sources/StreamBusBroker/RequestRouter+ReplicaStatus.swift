@@ -52,11 +52,7 @@ extension RequestRouter {
       partitionEpoch: state.partitionEpoch, isr: state.isr,
       logStartOffset: state.logStartOffset, highWatermark: state.highWatermark,
       logEndOffset: state.logEndOffset, durableEndOffset: state.durableEndOffset,
-      followers: state.followers.map {
-        ReplicaStatusResponse.Follower(
-          brokerID: $0.brokerID, logEndOffset: $0.logEndOffset,
-          lastCaughtUpMs: $0.lastCaughtUpMs)
-      },
+      followers: state.followers,
       replicationLag: state.replicationLag)
   }
 }

@@ -67,6 +67,7 @@ let package = Package(
       name: "sbctl",
       dependencies: [
         "StreamBusClient", "StreamBusMetaClient", "StreamBusProtocol", "StreamBusTransport",
+        "StreamBusSpawn",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -233,7 +234,7 @@ let package = Package(
     .target(
       name: "StreamBusTestSupport",
       dependencies: [
-        "StreamBusProtocol", "StreamBusRecords", "StreamBusTransport",
+        "StreamBusProtocol", "StreamBusRecords", "StreamBusTransport", "StreamBusSpawn",
         .product(name: "Logging", package: "swift-log"),
       ]),
     .executableTarget(
@@ -257,6 +258,10 @@ let package = Package(
     // Correctness checking of real runs: a history of sends, acks and reads with a checker
     // (pure), and the client-driven workload that records one.
     .target(name: "StreamBusVerification"),
+
+    // Child processes started with posix_spawn and reaped by pid (sbctl local, test harness).
+    .target(name: "CStreamBusSpawn"),
+    .target(name: "StreamBusSpawn", dependencies: ["CStreamBusSpawn"]),
     .target(name: "StreamBusWorkload", dependencies: ["StreamBusVerification", "StreamBusClient"]),
     .testTarget(name: "StreamBusVerificationTests", dependencies: ["StreamBusVerification"]),
   ]

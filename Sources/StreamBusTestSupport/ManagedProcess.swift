@@ -1,4 +1,5 @@
 import Foundation
+import StreamBusSpawn
 
 #if canImport(Glibc)
   import Glibc
@@ -7,29 +8,25 @@ import Foundation
 #endif
 
 /// How a child process ended.
-public enum ProcessExit: Equatable, Sendable, CustomStringConvertible {
-  case exited(code: Int32)
-  case signaled(signal: Int32)
-
-  public var description: String {
-    switch self {
-    case .exited(let code): return "exit code \(code)"
-    case .signaled(let signal): return "killed by signal \(signal)"
-    }
-  }
-}
+public typealias ProcessExit = ChildExit
 
 /// One child process started by the harness: stdin/stdout/stderr are files, so nothing
 /// can deadlock on a full pipe, and the stderr file can be printed when a test fails.
+///
+/// The child is started with `posix_spawn` and reaped by its pid (``ChildProcess``), never
+/// through Foundation's `Process`, whose exit detection can miss a child for ever. Until the
+/// harness reaps it the pid cannot be reused, so a signal always reaches this child.
 public final class ManagedProcess: @unchecked Sendable {
   public let name: String
   public let executable: URL
   public let arguments: [String]
   public let stdoutPath: URL
   public let stderrPath: URL
-  // Foundation's Process is not Sendable; every access goes through `lock`.
-  private let process: Process
+  public let processIdentifier: Int32
+  // The reaped exit; reaping and signalling go through `lock` so a signal never reaches a
+  // pid that was already reaped (and possibly reused).
   private let lock = NSLock()
+  private var reapedExit: ProcessExit?
 
   init(
     name: String, executable: URL, arguments: [String], stdinPath: URL?, stdoutPath: URL,
@@ -40,61 +37,43 @@ public final class ManagedProcess: @unchecked Sendable {
     self.arguments = arguments
     self.stdoutPath = stdoutPath
     self.stderrPath = stderrPath
-    let process = Process()
-    process.executableURL = executable
-    process.arguments = arguments
-    if let environment {
-      process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    }
-    for path in [stdoutPath, stderrPath] {
-      guard FileManager.default.createFile(atPath: path.path, contents: nil) else {
-        throw HarnessError("cannot create \(path.path)")
-      }
-    }
-    let stdout = try FileHandle(forWritingTo: stdoutPath)
-    let stderr = try FileHandle(forWritingTo: stderrPath)
-    let stdin =
-      try stdinPath.map { try FileHandle(forReadingFrom: $0) }
-      ?? FileHandle(forReadingAtPath: "/dev/null")
-    // The child has its own copies once started; the parent's are closed either way so a
-    // long benchmark or test run does not accumulate descriptors.
-    defer {
-      try? stdout.close()
-      try? stderr.close()
-      try? stdin?.close()
-    }
-    process.standardOutput = stdout
-    process.standardError = stderr
-    process.standardInput = stdin
-    self.process = process
+    let fullEnvironment = ProcessInfo.processInfo.environment.merging(environment ?? [:]) { $1 }
     do {
-      try process.run()
+      processIdentifier = try ChildProcess.spawn(
+        executable: executable.path, arguments: arguments,
+        streams: ChildStreams(
+          stdinPath: stdinPath?.path, stdoutPath: stdoutPath.path, stderrPath: stderrPath.path,
+          append: false),
+        environment: fullEnvironment)
     } catch {
       throw HarnessError("cannot start \(executable.path): \(error)")
     }
   }
 
-  public var processIdentifier: Int32 { lock.withLock { process.processIdentifier } }
-
-  public var isRunning: Bool { lock.withLock { process.isRunning } }
-
   /// The exit status once the process ended, nil while it runs.
   public var exit: ProcessExit? {
-    lock.withLock {
-      guard !process.isRunning else { return nil }
-      switch process.terminationReason {
-      case .exit: return .exited(code: process.terminationStatus)
-      case .uncaughtSignal: return .signaled(signal: process.terminationStatus)
-      @unknown default: return .exited(code: process.terminationStatus)
-      }
+    lock.withLock { reapLocked() }
+  }
+
+  public var isRunning: Bool { exit == nil }
+
+  private func reapLocked() -> ProcessExit? {
+    if let reapedExit { return reapedExit }
+    do {
+      reapedExit = try ChildProcess.reapIfExited(processIdentifier)
+    } catch {
+      // Only possible if something else reaped our child; it is gone either way.
+      reapedExit = .exited(code: -1)
     }
+    return reapedExit
   }
 
   /// Sends a signal (SIGTERM for a graceful stop, SIGKILL for a crash).
   public func signal(_ signal: Int32) {
-    let pid = processIdentifier
-    guard pid > 0, isRunning else { return }
-    _ = kill(pid, signal)
+    lock.withLock {
+      guard reapLocked() == nil else { return }
+      _ = kill(processIdentifier, signal)
+    }
   }
 
   /// Waits until the process ends; throws when it is still running after the timeout.
@@ -109,11 +88,20 @@ public final class ManagedProcess: @unchecked Sendable {
     throw HarnessError("\(name) (pid \(processIdentifier)) still running after \(timeoutMs) ms")
   }
 
-  /// Kills the process with SIGKILL and reaps it; safe to call more than once.
+  /// Kills the process with SIGKILL and reaps it; safe to call more than once. Gives up
+  /// (loudly) after 30 s, which only a process stuck in the kernel can outlast, rather
+  /// than hang the test run.
   public func killAndReap() {
     signal(SIGKILL)
-    lock.withLock {
-      if process.processIdentifier > 0 { process.waitUntilExit() }
+    let deadline = ContinuousClock.now + .seconds(30)
+    while exit == nil {
+      guard ContinuousClock.now < deadline else {
+        let message =
+          "ManagedProcess: \(name) (pid \(processIdentifier)) not reaped 30 s after SIGKILL\n"
+        FileHandle.standardError.write(Data(message.utf8))
+        return
+      }
+      usleep(2_000)
     }
   }
 

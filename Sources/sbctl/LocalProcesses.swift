@@ -1,4 +1,5 @@
 import Foundation
+import StreamBusSpawn
 
 #if canImport(Glibc)
   import Glibc
@@ -14,65 +15,18 @@ import Foundation
 /// stdout and stderr appended to their log file, so they outlive `sbctl` and a closed
 /// terminal. `sbctl` never waits for them; the init process reaps them once they exit.
 enum LocalProcesses {
-  /// `posix_spawn` flag that puts the child in a new session (glibc's POSIX_SPAWN_SETSID).
-  private static let spawnSetSessionFlag: Int16 = 0x80
-
   /// Starts `executable` with `arguments` as a daemon; returns its pid.
   static func spawnDaemon(executable: String, arguments: [String], logFile: String) throws
     -> Int32
   {
-    var fileActions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&fileActions)
-    defer { posix_spawn_file_actions_destroy(&fileActions) }
-    posix_spawn_file_actions_addopen(&fileActions, 0, "/dev/null", O_RDONLY, 0)
-    posix_spawn_file_actions_addopen(
-      &fileActions, 1, logFile, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-    posix_spawn_file_actions_adddup2(&fileActions, 1, 2)
-    // Nothing else of sbctl's may leak into the daemon: a parent that watches sbctl through
-    // a pipe (as Foundation's Process does) would otherwise wait for the daemon to exit.
-    for descriptor in openDescriptors() where descriptor > 2 {
-      posix_spawn_file_actions_addclose(&fileActions, descriptor)
+    do {
+      return try ChildProcess.spawn(
+        executable: executable, arguments: arguments,
+        streams: ChildStreams(stdoutPath: logFile, stderrPath: nil, append: true),
+        environment: ProcessInfo.processInfo.environment, newSession: true)
+    } catch {
+      throw LocalClusterError("\(error)")
     }
-
-    var attributes = posix_spawnattr_t()
-    posix_spawnattr_init(&attributes)
-    defer { posix_spawnattr_destroy(&attributes) }
-    // Default signal handling in the child: sbctl's own dispositions must not leak into a
-    // long-running server (an ignored SIGTERM would make it unstoppable).
-    var defaultSignals = sigset_t()
-    sigfillset(&defaultSignals)
-    posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
-    var emptyMask = sigset_t()
-    sigemptyset(&emptyMask)
-    posix_spawnattr_setsigmask(&attributes, &emptyMask)
-    posix_spawnattr_setflags(
-      &attributes,
-      Int16(POSIX_SPAWN_SETSIGDEF) | Int16(POSIX_SPAWN_SETSIGMASK) | spawnSetSessionFlag)
-
-    let argv = [executable] + arguments
-    var cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) }
-    cArguments.append(nil)
-    defer { for pointer in cArguments { free(pointer) } }
-    var cEnvironment: [UnsafeMutablePointer<CChar>?] = ProcessInfo.processInfo.environment.map {
-      strdup("\($0.key)=\($0.value)")
-    }
-    cEnvironment.append(nil)
-    defer { for pointer in cEnvironment { free(pointer) } }
-
-    var pid: pid_t = 0
-    let result = posix_spawn(&pid, executable, &fileActions, &attributes, cArguments, cEnvironment)
-    guard result == 0 else {
-      throw LocalClusterError(
-        "cannot start \(executable): \(String(cString: strerror(result)))")
-    }
-    return pid
-  }
-
-  /// This process's open file descriptors (from /proc/self/fd; empty where there is none).
-  private static func openDescriptors() -> [Int32] {
-    guard let names = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")
-    else { return [] }
-    return names.compactMap { Int32($0) }.sorted()
   }
 
   /// Whether `node` runs: its pid is alive, not a zombie, and still the process that was

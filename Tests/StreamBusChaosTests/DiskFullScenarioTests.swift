@@ -11,7 +11,8 @@ import Testing
 /// error, gives up its leaderships and leaves the ISRs (docs/databroker.md, "Disk full"),
 /// acks=all goes on with the other two; then the file is removed and the broker rejoins every
 /// ISR. Nothing acknowledged is lost, and the broker's logs need no repair when it restarts.
-@Suite(.serialized, .requiresNetworkLab) struct DiskFullScenarioTests {
+@Suite(.serialized, .requiresNetworkLab, .timeLimit(.minutes(5)))
+struct DiskFullScenarioTests {
   static let tmpfsMiB = 24
 
   static var options: LabClusterOptions {

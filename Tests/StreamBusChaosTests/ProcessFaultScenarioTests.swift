@@ -10,7 +10,8 @@ import Testing
 /// the workload's PASS: nothing acknowledged lost, duplicated or reordered.
 ///
 /// `CHAOS_LONG=1` repeats the kill scenarios and the rolling restarts.
-@Suite(.serialized, .requiresNetworkLab) struct ProcessFaultScenarioTests {
+@Suite(.serialized, .requiresNetworkLab, .timeLimit(.minutes(10)))
+struct ProcessFaultScenarioTests {
   static let partitions = 3
   static var iterations: Int { ChaosSettings.pick(short: 1, long: 3) }
 

@@ -1,4 +1,6 @@
 import Foundation
+import StreamBusProtocol
+import StreamBusRecords
 import StreamBusTestSupport
 import Testing
 
@@ -133,7 +135,14 @@ struct ProcessFaultScenarioTests {
       scenario.mark(
         "fault detected: both fenced; broker \(survivor) leads p0 (epoch \(after.leaderEpoch)) "
           + "with ISR \(after.isr): acks=all refused (NOT_ENOUGH_REPLICAS)")
-      try await Task.sleep(for: .milliseconds(ChaosSettings.pick(short: 2_000, long: 6_000)))
+      let refusal = try await scenario.produceOnce(to: survivor, partition: 0)
+      #expect(
+        refusal?.errorCode == .notEnoughReplicas,
+        "acks=all to a leader with one in-sync replica: \(String(describing: refusal))")
+      scenario.mark(
+        "acks=all produce to broker \(survivor) answered "
+          + "\(refusal.map { "\($0.errorCode): \($0.message ?? "")" } ?? "nothing")")
+      try await Task.sleep(for: .milliseconds(ChaosSettings.pick(short: 1_000, long: 6_000)))
       scenario.mark("restarting brokers \(victims)")
       async let firstBack: Void = scenario.cluster.restart(.broker(victims[0]))
       async let secondBack: Void = scenario.cluster.restart(.broker(victims[1]))
@@ -146,8 +155,8 @@ struct ProcessFaultScenarioTests {
       ])
       print(
         "kill-two-brokers: \(report.failed) sends failed and \(report.indeterminate) were "
-          + "indeterminate while the ISR was below min.insync.replicas (expected; none of them "
-          + "was acknowledged)")
+          + "indeterminate (the idempotent producers retry NOT_ENOUGH_REPLICAS until the ISR "
+          + "is back; whatever failed was never acknowledged)")
     }
   }
 
@@ -252,6 +261,40 @@ extension NetworkScenario {
         topic, partition, timeoutMs: timeoutMs, "a leader and the full ISR", pollIntervalMs: 200
       ) { $0.leader >= 0 && $0.isr.count == 3 }
     }
+  }
+
+  /// One acks=all Produce of one record to `partition`, sent straight to `broker` from the
+  /// client node (no client retries, unlike `sbctl produce`): the broker's own answer.
+  func produceOnce(to broker: Int32, partition: Int32, timeoutMs: Int32 = 2_000) async throws
+    -> (errorCode: ErrorCode, message: String?)?
+  {
+    var builder = RecordBatchBuilder()
+    builder.append(key: nil, value: Array("chaos probe".utf8), timestamp: LabTimeline.nowMs())
+    let request = Request.produce(
+      ProduceRequest(
+        acks: -1, timeoutMs: timeoutMs,
+        topics: [
+          .init(name: topic, partitions: [.init(partition: partition, records: builder.build())])
+        ]))
+    let payload = request.encodePayload(
+      header: RequestHeader(apiKey: .produce, apiVersion: 0, correlationId: 1, clientId: "chaos"))
+    let address = cluster.brokerNode(broker).address
+    let answer = try await lab.inNamespace(of: cluster.client) { () -> [UInt8]? in
+      guard
+        let socket = try? RawSocket(
+          host: address, port: LabCluster.brokerPort, receiveTimeoutMs: Int(timeoutMs) + 3_000)
+      else { return nil }
+      defer { socket.closeSocket() }
+      guard socket.write(Framing.frame(payload)), case .frame(let bytes) = socket.readFrame()
+      else { return nil }
+      return bytes
+    }
+    guard let answer,
+      case (_, .produce(let body)?) = try Response.decode(
+        apiKey: .produce, version: 0, payload: answer),
+      let result = body.topics.first?.partitions.first
+    else { return nil }
+    return (result.errorCode, result.errorMessage)
   }
 
   /// Creates a 1-partition topic through the metaservers, retrying until it succeeds (the

@@ -114,6 +114,7 @@ struct NetworkFaultScenarios {
           + "metaservers \(majorityIDs) + brokers; the client still reaches it")
       let fault = try scenario.lab.partition(
         [isolated], from: cluster.serverNodes.filter { $0 != isolated })
+      async let steppedDown = waitForStepDown(cluster, leader.id, timeoutMs: 15_000)
       // Sent at once, while the isolated node may still believe it leads.
       async let minorityWrite = cluster.sbctl(
         [
@@ -135,6 +136,7 @@ struct NetworkFaultScenarios {
           ? "first successful metadata write through the majority (topic during-split created)"
           : "metadata write through the majority FAILED: \(majorityWrite.stderrText)")
       #expect(majorityWrite.succeeded, "majority refused a write: \(majorityWrite.stderrText)")
+      markStepDown(scenario, leader.id, try await steppedDown)
       let refused = try await minorityWrite
       let refusal = refused.stderrText.trimmingCharacters(in: .whitespacesAndNewlines)
       scenario.mark(
@@ -234,6 +236,7 @@ struct NetworkFaultScenarios {
           + "drops everything from metaservers \(majorityIDs) and the brokers; it can still send")
       let fault = try scenario.lab.oneWay(
         node, dropIncomingFrom: cluster.serverNodes.filter { $0 != node })
+      async let steppedDown = waitForStepDown(cluster, leader.id, timeoutMs: 15_000)
       let newLeader = try await cluster.waitForMetadataLeader(
         among: majorityIDs, timeoutMs: 30_000)
       scenario.mark("new metadata leader \(newLeader.id) (term \(newLeader.term))")
@@ -250,6 +253,7 @@ struct NetworkFaultScenarios {
           ? "first successful metadata write through the new leader"
           : "metadata write through the majority FAILED: \(write.stderrText)")
       #expect(write.succeeded)
+      markStepDown(scenario, leader.id, try await steppedDown)
       if let isolatedStatus = try await cluster.metaserverStatus(leader.id) {
         scenario.mark("isolated node's own view: \(isolatedStatus)")
       }
@@ -365,6 +369,29 @@ struct NetworkFaultScenarios {
   }
 
   // MARK: - Helpers
+
+  /// Polls a metaserver until it no longer says it leads; the unix ms then, nil on timeout.
+  private func waitForStepDown(_ cluster: LabCluster, _ id: Int, timeoutMs: Int) async throws
+    -> Int64?
+  {
+    let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
+    while ContinuousClock.now < deadline {
+      if let status = try await cluster.metaserverStatus(id, timeoutMs: 300), !status.isLeader {
+        return LabTimeline.nowMs()
+      }
+      try await Task.sleep(for: .milliseconds(50))
+    }
+    return nil
+  }
+
+  private func markStepDown(_ scenario: NetworkScenario, _ id: Int, _ steppedDownAt: Int64?) {
+    if let steppedDownAt {
+      scenario.mark(
+        "fault detected: metaserver \(id) stepped down (no quorum heard from)", atMs: steppedDownAt)
+    } else {
+      scenario.mark("metaserver \(id) still says it leads 15 s into the fault (stale leader)")
+    }
+  }
 
   /// Waits until every metaserver answers, exactly one leads, all are in the same term and
   /// every node has applied what the leader had committed when the wait began.

@@ -159,7 +159,9 @@ struct NetworkFaultScenarios {
       ])
       scenario.mark(
         "topic of the refused write after heal: "
-          + (lookup.succeeded ? "EXISTS" : "absent (\(lookup.stderrText.prefix(120)))"))
+          + (lookup.succeeded
+            ? "EXISTS"
+            : "absent (\(lookup.stderrText.trimmingCharacters(in: .whitespacesAndNewlines)))"))
       #expect(!lookup.succeeded, "a write refused by the minority appeared after the heal")
       await watch.stop()
       print("quorum-split: \(watch.summary)")

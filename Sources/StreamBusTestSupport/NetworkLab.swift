@@ -112,7 +112,8 @@ public final class NetworkLab: @unchecked Sendable {
     guard geteuid() == 0 else {
       return "not running as root (euid \(geteuid())); network namespaces need root"
     }
-    for tool in ["ip", "iptables", "tc"] where LabCommand.toolPath(tool) == nil {
+    for tool in ["ip", "iptables", "iptables-restore", "tc"] where LabCommand.toolPath(tool) == nil
+    {
       return "\(tool) is not installed (apt-get install iproute2 iptables)"
     }
     let probe = "\(namePrefix)\(getpid())xprobe\(UInt16.random(in: 0...UInt16.max))"

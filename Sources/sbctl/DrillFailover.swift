@@ -54,6 +54,8 @@ final class FailoverDrill: @unchecked Sendable {
   /// An acknowledgement this soon after the fault may still be the old leader's answer.
   static let inFlightAckMs: Int64 = 50
   static let metadataProbeIntervalMs = 100
+  /// How long a drill waits for the cluster to be whole before it starts (else exit 2).
+  static let healthyBeforeTimeoutMs: Int64 = 30_000
 
   let kind: DrillKind
   let options: DrillFaultOptions
@@ -147,7 +149,7 @@ final class FailoverDrill: @unchecked Sendable {
       throw DrillSetupError("cannot prepare topic \(topic): \(error)")
     }
     if let problem = await waitUntil(
-      timeoutMs: recoveryTimeoutMs, poll: poll, { try await self.health(poll, target: nil) })
+      timeoutMs: Self.healthyBeforeTimeoutMs, { try await self.health(poll, target: nil) })
     {
       throw DrillSetupError("the cluster is not healthy before the fault: \(problem)")
     }
@@ -212,16 +214,16 @@ final class FailoverDrill: @unchecked Sendable {
   ) async {
     guard let faultAtMs = await injectFault(target) else {
       // The fault may be half applied (a command that failed midway): heal anyway.
-      if isRemote { await heal(target) }
+      if isRemote && options.recoverCommand != nil { await heal(target) }
       return
     }
     await waitForFailover(
       target, faultAtMs: faultAtMs, workload: workload, poll: poll, probe: probe)
     let holdUntilMs = faultAtMs + Int64(options.faultDurationS * 1_000)
     await pause(seconds: Double(max(0, holdUntilMs - unixNowMs())) / 1_000)
-    await heal(target)
     let healStartedMs = unixNowMs()
-    let problem = await waitUntil(timeoutMs: recoveryTimeoutMs, poll: poll) {
+    await heal(target)
+    let problem = await waitUntil(timeoutMs: recoveryTimeoutMs) {
       try await self.health(poll, target: target)
     }
     if let problem {
@@ -257,9 +259,7 @@ final class FailoverDrill: @unchecked Sendable {
 
   /// Polls `check` (nil = done, else what is missing) every poll interval until it is done;
   /// returns nil then, or the last problem at the timeout (or on a signal).
-  func waitUntil(
-    timeoutMs: Int64, poll: MetaClient, _ check: () async throws -> String?
-  ) async -> String? {
+  func waitUntil(timeoutMs: Int64, _ check: () async throws -> String?) async -> String? {
     let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
     var problem = "no answer yet"
     while true {

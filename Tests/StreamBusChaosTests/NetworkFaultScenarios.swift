@@ -37,12 +37,12 @@ struct NetworkFaultScenarios {
         isolatedBrokers.insert(leaderID)
         let leader = cluster.brokerNode(leaderID)
         let logStart = scenario.logLength(.broker(leaderID))
-        let faultAt = scenario.mark(
-          "round \(round): fault injected: partition broker \(leaderID) (leader of p0, epoch "
-            + "\(before.leaderEpoch), isr \(before.isr)) | metaservers + other brokers; the "
-            + "client still reaches it")
         let fault = try scenario.lab.partition(
           [leader], from: cluster.serverNodes.filter { $0 != leader })
+        let faultAt = scenario.mark(
+          "round \(round): fault in effect: partition broker \(leaderID) (leader of p0, epoch "
+            + "\(before.leaderEpoch), isr \(before.isr)) | metaservers + other brokers; the "
+            + "client still reaches it")
         async let steppedDown = scenario.waitForLog(
           .broker(leaderID), "leader session expired", afterCharacters: logStart,
           timeoutMs: 20_000)
@@ -69,8 +69,8 @@ struct NetworkFaultScenarios {
         #expect(!probe.isAcknowledged, "the isolated old leader acknowledged a write: \(probe)")
 
         try await scenario.sleep(untilMs: faultAt + Self.faultMs)
-        scenario.mark("healed: partition of broker \(leaderID) removed")
         try scenario.lab.heal(fault)
+        scenario.mark("healed: partition of broker \(leaderID) removed")
         let (rejoined, _) = try await cluster.waitForPartition(
           scenario.topic, 0, timeoutMs: 60_000, "broker \(leaderID) back in the ISR"
         ) { $0.isr.count == 3 }
@@ -109,11 +109,12 @@ struct NetworkFaultScenarios {
       let majorityIDs = cluster.metaserverIDs.filter { $0 != leader.id }
       let majorityAddresses = majorityIDs.map(cluster.metaserverAPIAddress)
         .joined(separator: ",")
-      let faultAt = scenario.mark(
-        "fault injected: partition metadata leader \(leader.id) (term \(leader.term)) | "
-          + "metaservers \(majorityIDs) + brokers; the client still reaches it")
       let fault = try scenario.lab.partition(
         [isolated], from: cluster.serverNodes.filter { $0 != isolated })
+      let faultAt = scenario.mark(
+        "fault in effect: partition metadata leader \(leader.id) (term \(leader.term)) | "
+          + "metaservers \(majorityIDs) + brokers; the client still reaches it")
+      async let steppedDown = waitForStepDown(cluster, leader.id, timeoutMs: 15_000)
       // Sent at once, while the isolated node may still believe it leads.
       async let minorityWrite = cluster.sbctl(
         [
@@ -135,6 +136,7 @@ struct NetworkFaultScenarios {
           ? "first successful metadata write through the majority (topic during-split created)"
           : "metadata write through the majority FAILED: \(majorityWrite.stderrText)")
       #expect(majorityWrite.succeeded, "majority refused a write: \(majorityWrite.stderrText)")
+      markStepDown(scenario, leader.id, try await steppedDown)
       let refused = try await minorityWrite
       let refusal = refused.stderrText.trimmingCharacters(in: .whitespacesAndNewlines)
       scenario.mark(
@@ -146,8 +148,8 @@ struct NetworkFaultScenarios {
       }
 
       try await scenario.sleep(untilMs: faultAt + Self.faultMs)
-      scenario.mark("healed: partition of metaserver \(leader.id) removed")
       try scenario.lab.heal(fault)
+      scenario.mark("healed: partition of metaserver \(leader.id) removed")
       let converged = try await waitForConvergence(cluster, timeoutMs: 30_000)
       let recoveredAt = scenario.mark(
         "recovered: converged, all three agree: \(converged.map(\.description).joined(separator: ", "))"
@@ -157,7 +159,9 @@ struct NetworkFaultScenarios {
       ])
       scenario.mark(
         "topic of the refused write after heal: "
-          + (lookup.succeeded ? "EXISTS" : "absent (\(lookup.stderrText.prefix(120)))"))
+          + (lookup.succeeded
+            ? "EXISTS"
+            : "absent (\(lookup.stderrText.trimmingCharacters(in: .whitespacesAndNewlines)))"))
       #expect(!lookup.succeeded, "a write refused by the minority appeared after the heal")
       await watch.stop()
       print("quorum-split: \(watch.summary)")
@@ -181,11 +185,11 @@ struct NetworkFaultScenarios {
         try #require(leaderID >= 0, "p0 has no leader before the fault: \(before)")
         let leader = cluster.brokerNode(leaderID)
         let logStart = scenario.logLength(.broker(leaderID))
-        let faultAt = scenario.mark(
-          "round \(round): fault injected: one-way partition, broker \(leaderID) (leader of "
-            + "p0, epoch \(before.leaderEpoch)) drops everything it receives; it can still send")
         let fault = try scenario.lab.oneWay(
           leader, dropIncomingFrom: cluster.serverNodes + [cluster.client])
+        let faultAt = scenario.mark(
+          "round \(round): fault in effect: one-way partition, broker \(leaderID) (leader of "
+            + "p0, epoch \(before.leaderEpoch)) drops everything it receives; it can still send")
         async let steppedDown = scenario.waitForLog(
           .broker(leaderID), "leader session expired", afterCharacters: logStart,
           timeoutMs: 30_000)
@@ -202,8 +206,8 @@ struct NetworkFaultScenarios {
           Issue.record("broker \(leaderID) never logged that it stopped acting as leader")
         }
         try await scenario.sleep(untilMs: faultAt + Self.faultMs)
-        scenario.mark("healed: one-way partition of broker \(leaderID) removed")
         try scenario.lab.heal(fault)
+        scenario.mark("healed: one-way partition of broker \(leaderID) removed")
         let (rejoined, _) = try await cluster.waitForPartition(
           scenario.topic, 0, timeoutMs: 60_000, "broker \(leaderID) back in the ISR"
         ) { $0.isr.count == 3 }
@@ -229,11 +233,12 @@ struct NetworkFaultScenarios {
       let leader = try await cluster.waitForMetadataLeader()
       let node = cluster.metaserverNode(leader.id)
       let majorityIDs = cluster.metaserverIDs.filter { $0 != leader.id }
-      let faultAt = scenario.mark(
-        "fault injected: one-way partition, metadata leader \(leader.id) (term \(leader.term)) "
-          + "drops everything from metaservers \(majorityIDs) and the brokers; it can still send")
       let fault = try scenario.lab.oneWay(
         node, dropIncomingFrom: cluster.serverNodes.filter { $0 != node })
+      let faultAt = scenario.mark(
+        "fault in effect: one-way partition, metadata leader \(leader.id) (term \(leader.term)) "
+          + "drops everything from metaservers \(majorityIDs) and the brokers; it can still send")
+      async let steppedDown = waitForStepDown(cluster, leader.id, timeoutMs: 15_000)
       let newLeader = try await cluster.waitForMetadataLeader(
         among: majorityIDs, timeoutMs: 30_000)
       scenario.mark("new metadata leader \(newLeader.id) (term \(newLeader.term))")
@@ -250,12 +255,13 @@ struct NetworkFaultScenarios {
           ? "first successful metadata write through the new leader"
           : "metadata write through the majority FAILED: \(write.stderrText)")
       #expect(write.succeeded)
+      markStepDown(scenario, leader.id, try await steppedDown)
       if let isolatedStatus = try await cluster.metaserverStatus(leader.id) {
         scenario.mark("isolated node's own view: \(isolatedStatus)")
       }
       try await scenario.sleep(untilMs: faultAt + Self.faultMs)
-      scenario.mark("healed: one-way partition of metaserver \(leader.id) removed")
       try scenario.lab.heal(fault)
+      scenario.mark("healed: one-way partition of metaserver \(leader.id) removed")
       let converged = try await waitForConvergence(cluster, timeoutMs: 30_000)
       let recoveredAt = scenario.mark(
         "recovered: converged: \(converged.map(\.description).joined(separator: ", "))")
@@ -283,10 +289,10 @@ struct NetworkFaultScenarios {
       let followerID = try #require(
         before.isr.first { $0 != before.leader }, "no follower in \(before)")
       let rateKbit = 200
-      let faultAt = scenario.mark(
-        "fault injected: rate limit \(rateKbit) kbit/s (tc tbf, both directions) on follower "
-          + "broker \(followerID); leader \(before.leader), isr \(before.isr)")
       let fault = try scenario.lab.rateLimit(cluster.brokerNode(followerID), kbit: rateKbit)
+      let faultAt = scenario.mark(
+        "fault in effect: rate limit \(rateKbit) kbit/s (tc tbf, both directions) on follower "
+          + "broker \(followerID); leader \(before.leader), isr \(before.isr)")
       let (shrunk, _) = try await cluster.waitForPartition(
         scenario.topic, 0, timeoutMs: 30_000, "ISR without broker \(followerID)"
       ) { !$0.isr.contains(followerID) }
@@ -294,8 +300,8 @@ struct NetworkFaultScenarios {
         "fault detected: broker \(followerID) left the ISR (\(shrunk)); acks=all writes go on "
           + "with isr \(shrunk.isr)")
       try await scenario.sleep(untilMs: max(faultAt + Self.faultMs, leftAt + 2_000))
-      scenario.mark("healed: rate limit on broker \(followerID) removed")
       try scenario.lab.heal(fault)
+      scenario.mark("healed: rate limit on broker \(followerID) removed")
       let (expanded, _) = try await cluster.waitForPartition(
         scenario.topic, 0, timeoutMs: 60_000, "broker \(followerID) back in the ISR"
       ) { $0.isr.contains(followerID) }
@@ -329,32 +335,30 @@ struct NetworkFaultScenarios {
         let leaderID = before.leader
         try #require(leaderID >= 0, "p0 has no leader: \(before)")
         let leader = cluster.brokerNode(leaderID)
-        let lossAt = scenario.mark(
-          "round \(round): fault injected: 20% random packet loss in and out on broker "
-            + "\(leaderID) (leader of p0)")
         let loss = try scenario.lab.loss(leader, percent: 20)
+        let lossAt = scenario.mark(
+          "round \(round): fault in effect: 20% random packet loss in and out on broker "
+            + "\(leaderID) (leader of p0)")
         try await scenario.sleep(untilMs: lossAt + lossMs)
         let during = try? await scenario.partition(0)
+        try scenario.lab.heal(loss)
         scenario.mark(
           "healed: packet loss removed; p0 then: \(during.map(\.description) ?? "no answer")")
-        try scenario.lab.heal(loss)
-        windows.append(("round \(round) 20% loss", nil, lossAt, LabTimeline.nowMs()))
+        let lossRecoveredAt = try await waitForFullIsr(scenario, "after the packet loss")
+        windows.append(("round \(round) 20% loss", nil, lossAt, lossRecoveredAt))
+        // Acknowledgements flow again before the next fault, so its gap is its own.
+        try await Task.sleep(for: .milliseconds(1_500))
 
-        let resetAt = scenario.mark(
-          "round \(round): fault injected: every TCP segment to/from broker \(leaderID) "
-            + "answered with a reset")
         let resets = try scenario.lab.reset(leader)
+        let resetAt = scenario.mark(
+          "round \(round): fault in effect: every TCP segment to/from broker \(leaderID) "
+            + "answered with a reset")
         try await scenario.sleep(untilMs: resetAt + resetMs)
         let duringResets = try? await scenario.partition(0)
+        try scenario.lab.heal(resets)
         scenario.mark(
           "healed: resets removed; p0 then: \(duringResets.map(\.description) ?? "no answer")")
-        try scenario.lab.heal(resets)
-        for partition in Int32(0)..<3 {
-          _ = try await cluster.waitForPartition(
-            scenario.topic, partition, timeoutMs: 60_000, "full ISR"
-          ) { $0.leader >= 0 && $0.isr.count == 3 }
-        }
-        let recoveredAt = scenario.mark("recovered: every partition has a leader and the full ISR")
+        let recoveredAt = try await waitForFullIsr(scenario, "after the resets")
         windows.append(("round \(round) resets", nil, resetAt, recoveredAt))
       }
       try await Task.sleep(for: .seconds(2))
@@ -365,6 +369,43 @@ struct NetworkFaultScenarios {
   }
 
   // MARK: - Helpers
+
+  /// Waits until every partition of the scenario's topic has a leader and the full ISR.
+  private func waitForFullIsr(_ scenario: NetworkScenario, _ what: String) async throws -> Int64 {
+    var states: [String] = []
+    for partition in Int32(0)..<3 {
+      let (state, _) = try await scenario.cluster.waitForPartition(
+        scenario.topic, partition, timeoutMs: 60_000, "full ISR \(what)"
+      ) { $0.leader >= 0 && $0.isr.count == 3 }
+      states.append("p\(partition) leader \(state.leader)")
+    }
+    return scenario.mark(
+      "recovered \(what): every partition has a leader and the full ISR "
+        + "(\(states.joined(separator: ", ")))")
+  }
+
+  /// Polls a metaserver until it no longer says it leads; the unix ms then, nil on timeout.
+  private func waitForStepDown(_ cluster: LabCluster, _ id: Int, timeoutMs: Int) async throws
+    -> Int64?
+  {
+    let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
+    while ContinuousClock.now < deadline {
+      if let status = try await cluster.metaserverStatus(id, timeoutMs: 300), !status.isLeader {
+        return LabTimeline.nowMs()
+      }
+      try await Task.sleep(for: .milliseconds(50))
+    }
+    return nil
+  }
+
+  private func markStepDown(_ scenario: NetworkScenario, _ id: Int, _ steppedDownAt: Int64?) {
+    if let steppedDownAt {
+      scenario.mark(
+        "fault detected: metaserver \(id) stepped down (no quorum heard from)", atMs: steppedDownAt)
+    } else {
+      scenario.mark("metaserver \(id) still says it leads 15 s into the fault (stale leader)")
+    }
+  }
 
   /// Waits until every metaserver answers, exactly one leads, all are in the same term and
   /// every node has applied what the leader had committed when the wait began.

@@ -226,7 +226,9 @@ final class FailoverDrill: @unchecked Sendable {
     let problem = await waitUntil(timeoutMs: recoveryTimeoutMs) {
       try await self.health(poll, target: target)
     }
-    if let problem {
+    if let problem, isInterrupted {
+      timeline.record("interrupted before the cluster healed (last seen: \(problem))")
+    } else if let problem {
       fail(
         "the cluster did not heal within \(options.recoveryTimeoutS) s of the recovery: \(problem)")
     } else {

@@ -267,9 +267,6 @@ let package = Package(
     // Chaos suite: real network and process faults on clusters in network namespaces
     // (NetworkLab); needs root, skipped with the reason otherwise.
     .testTarget(
-      name: "StreamBusChaosTests",
-      dependencies: [
-        "StreamBusTestSupport", "StreamBusVerification", "StreamBusProtocol", "StreamBusRecords",
-      ]),
+      name: "StreamBusChaosTests", dependencies: ["StreamBusTestSupport", "StreamBusVerification"]),
   ]
 )

@@ -25,6 +25,8 @@
 //       }
 //     }
 //
+// (StreamBusChaosTests has the trait `.requiresNetworkLab`: skipped with the reason, printed.)
+//
 // Low level: `NetworkLab.withLab(name) { lab in let node = try lab.addNode("a") ... }`;
 // `lab.start(in:executableNamed:arguments:label:)` runs a built executable inside a node
 // (through `ip netns exec`, which execs in place: the pid is the real process's, so

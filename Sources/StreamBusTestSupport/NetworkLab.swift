@@ -25,6 +25,8 @@
 //       }
 //     }
 //
+// (StreamBusChaosTests has the trait `.requiresNetworkLab`: skipped with the reason, printed.)
+//
 // Low level: `NetworkLab.withLab(name) { lab in let node = try lab.addNode("a") ... }`;
 // `lab.start(in:executableNamed:arguments:label:)` runs a built executable inside a node
 // (through `ip netns exec`, which execs in place: the pid is the real process's, so
@@ -421,7 +423,7 @@ public final class NetworkLab: @unchecked Sendable {
         }
       }
       let temporary = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []
-      for entry in temporary where isStale(entry) {
+      for entry in temporary where isStale(entry) || isStaleCommandOutput(entry) {
         try? FileManager.default.removeItem(atPath: "/tmp/\(entry)")
       }
     }
@@ -435,6 +437,15 @@ public final class NetworkLab: @unchecked Sendable {
       name.dropFirst(namePrefix.count + digits.count).first == "x"
     else { return false }
     if pid == getpid() { return false }
+    return kill(pid, 0) != 0 && errno == ESRCH
+  }
+
+  /// `sbc-command-<pid>-N.out|err` (a tool's captured output) whose pid is not running.
+  static func isStaleCommandOutput(_ name: String) -> Bool {
+    let prefix = "\(namePrefix)-command-"
+    guard name.hasPrefix(prefix) else { return false }
+    let digits = name.dropFirst(prefix.count).prefix { $0.isNumber }
+    guard let pid = Int32(digits), pid > 0, pid != getpid() else { return false }
     return kill(pid, 0) != 0 && errno == ESRCH
   }
 

@@ -83,8 +83,18 @@ extension NetworkChaosTests {
         "no clear ENOSPC error in broker \(broker)'s log")
       #expect(cluster.isRunning(server), "broker \(broker) died of a full disk")
 
-      let freeMs = scenario.mark("space freed: removing the file")
-      try FileManager.default.removeItem(at: filler)
+      // Both ways an operator frees space: delete files (the follower), or grow the volume
+      // (the leader: the tmpfs remounted twice as large, the file left in place).
+      let freeMs: Int64
+      if leading {
+        freeMs = scenario.mark("space freed: tmpfs remounted with \(Self.tmpfsMiB * 2) MiB")
+        try NetworkLab.runTool([
+          "mount", "-o", "remount,size=\(Self.tmpfsMiB * 2)m", directory.path,
+        ])
+      } else {
+        freeMs = scenario.mark("space freed: removing the file")
+        try FileManager.default.removeItem(at: filler)
+      }
       let rejoinedMs = try await scenario.waitForLog(
         server, "data disk has space again", afterCharacters: logStart, timeoutMs: 20_000)
       #expect(rejoinedMs != nil, "broker \(broker) never noticed the space")

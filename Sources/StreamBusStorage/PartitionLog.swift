@@ -228,6 +228,13 @@ public final class PartitionLog {
     -> AppendResult
   {
     precondition(!headers.isEmpty, "validated appends hold at least one batch")
+    do {
+      try leaderEpochCache.persistIfStale()
+    } catch {
+      throw annotate(
+        error, "rewrite of the leader epoch checkpoint before an append",
+        path: leaderEpochCache.path)
+    }
     let lastOffset =
       baseOffset + headers.reduce(Int64(0)) { $0 + Int64($1.lastOffsetDelta) + 1 } - 1
     let nowMs = clockMs()
@@ -787,11 +794,13 @@ public final class PartitionLog {
       }
       try writeIndexFile(segment, index)
       segment.hasUnsyncedIndex = false
-      // After the data: a crash in between leaves entries past the log end, which
-      // recovery drops.
-      try leaderEpochCache.truncateFromEnd(endOffset: newEnd)
     }
     durableEndOffset = min(durableEndOffset, newEnd)
+    // After the data: a crash in between leaves entries past the log end, which recovery
+    // drops. A failed checkpoint write (a full disk) leaves the log consistent: the cache
+    // is cut in memory and written before the next append (`persistIfStale`).
+    // `leaderEpochCache.isCheckpointStale` tells the owner.
+    _ = try? leaderEpochCache.truncateFromEnd(endOffset: newEnd)
     return newEnd
   }
 
@@ -856,12 +865,18 @@ public final class PartitionLog {
     guard expired > 0 else { return RetentionResult(logStartOffset: logStartOffset) }
     if expired == segments.count { try roll() }
     let newStart = max(logStartOffset, segments[expired].baseOffset)
-    try writeLogStartOffsetCheckpoint(newStart)
+    // Retention is what frees a full disk, so a checkpoint that cannot be written for lack
+    // of space must not stop it: the oldest segments go first (always a prefix, so the
+    // files stay a contiguous log) and the checkpoint is written after. Without it a crash
+    // is still safe: recovery starts the log at its first remaining segment.
+    var isCheckpointWritten = true
+    do {
+      try writeLogStartOffsetCheckpoint(newStart)
+    } catch let error as StorageError where error.code == .noSpace {
+      isCheckpointWritten = false
+    }
     logStartOffset = newStart
     readHint = nil
-    // Stale entries below the start only make answers about long-gone epochs vaguer, and
-    // recovery cuts them too, so a failure here need not close the log.
-    try leaderEpochCache.truncateFromStart(startOffset: newStart)
     var result = RetentionResult(logStartOffset: newStart)
     try closingOnFailure("retention in \(directory)", path: directory) {
       for _ in 0..<expired {
@@ -872,6 +887,12 @@ public final class PartitionLog {
       }
       try fileSystem.syncDirectory(directory)
     }
+    if !isCheckpointWritten {
+      _ = try? writeLogStartOffsetCheckpoint(newStart)
+    }
+    // Stale entries below the start only make answers about long-gone epochs vaguer, and
+    // recovery cuts them too, so a failure here (a full disk) changes nothing that matters.
+    _ = try? leaderEpochCache.truncateFromStart(startOffset: newStart)
     return result
   }
 

@@ -264,5 +264,9 @@ let package = Package(
     .target(name: "StreamBusSpawn", dependencies: ["CStreamBusSpawn"]),
     .target(name: "StreamBusWorkload", dependencies: ["StreamBusVerification", "StreamBusClient"]),
     .testTarget(name: "StreamBusVerificationTests", dependencies: ["StreamBusVerification"]),
+    // Chaos suite: real network and process faults on clusters in network namespaces
+    // (NetworkLab); needs root, skipped with the reason otherwise.
+    .testTarget(
+      name: "StreamBusChaosTests", dependencies: ["StreamBusTestSupport", "StreamBusVerification"]),
   ]
 )

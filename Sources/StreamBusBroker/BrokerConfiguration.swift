@@ -24,6 +24,10 @@ public struct BrokerConfiguration: Sendable {
   public var retentionCheckIntervalMs: Int64 = 300_000
   /// How often replicas expire acks=all waits, run interval flushes and retry failed ones.
   public var maintenanceIntervalMs: Int64 = 100
+  /// A full data disk counts as usable again once this many bytes can be written and
+  /// fsynced (the probe of `DiskSpaceMonitor`), checked every `diskFullProbeIntervalMs`.
+  public var diskFullProbeBytes: Int = DiskSpaceMonitor.probeBytesDefault
+  public var diskFullProbeIntervalMs: Int64 = 1_000
   /// Upper bound on a fetch's maxWaitMs.
   public var fetchWaitMsMax: Int64 = 30_000
   /// Fetch responses send record batches straight from the segment files (`sendfile(2)`)

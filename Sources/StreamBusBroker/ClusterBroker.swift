@@ -44,6 +44,8 @@ public final class ClusterBroker: Service, Sendable {
   let producerIds: MetaProducerIdSource
   private let onReady: @Sendable (HostPort) -> Void
   private let shutdownRequest = ShutdownRequest()
+  /// True while this broker has asked to give up its leaderships because its disk is full.
+  private let isStandingDownForFullDisk = NIOLockedValueBox(false)
   private let logger: Logger
 
   private init(
@@ -317,11 +319,49 @@ public final class ClusterBroker: Service, Sendable {
     await StandaloneBroker.runMaintenance(
       replicaManager: replicaManager, configuration: configuration
     ) { replicas, nowMs in
+      await self.reactToDiskSpace()
       let lastHeartbeat = await session.lastSuccessfulHeartbeat
       let valid = lastHeartbeat.map { ContinuousClock.now - $0 < sessionTimeout } ?? true
       await reconciler.setSessionValid(valid)
       if valid {
         await isrSender.tick(replicas: replicas, nowMs: nowMs)
+      }
+    }
+  }
+}
+
+extension ClusterBroker {
+  /// A full disk: the broker asks the controller to move its leaderships away and take it
+  /// out of every ISR (the controlled-shutdown request of its heartbeats), keeps running as
+  /// a follower that does not fetch, and once the disk monitor's probe finds space again
+  /// registers anew (the way out of controlled shutdown), so the controller unfences it
+  /// and its replicas catch up and rejoin the ISRs. Nothing acknowledged is at risk: only
+  /// ISR members are elected, and they hold every committed record.
+  fileprivate func reactToDiskSpace() async {
+    let isFull = replicaManager.diskSpace.isFull
+    let standingDown = isStandingDownForFullDisk.withLockedValue { $0 }
+    if isFull && !standingDown {
+      guard await session.brokerEpoch >= 0 else { return }
+      isStandingDownForFullDisk.withLockedValue { $0 = true }
+      logger.error(
+        "data disk is full: asking the controller to move this broker's leaderships away and take it out of the ISRs; it rejoins once \(replicaManager.diskSpace.probeBytes) bytes can be written again",
+        metadata: ["reason": "\(replicaManager.diskSpace.fullReason ?? "")"])
+      await session.requestControlledShutdown()
+      await session.heartbeatOnce()
+    } else if !isFull && standingDown {
+      // A SIGTERM meanwhile keeps the controlled shutdown it asked for.
+      guard !shutdownRequest.isFired else { return }
+      do {
+        try await session.rejoin()
+        isStandingDownForFullDisk.withLockedValue { $0 = false }
+        let brokerEpoch = await session.brokerEpoch
+        logger.notice(
+          "data disk has space again: registered anew to take leaderships and rejoin the ISRs",
+          metadata: ["brokerEpoch": "\(brokerEpoch)"])
+      } catch {
+        logger.warning(
+          "registering again after the disk had space failed; retrying",
+          metadata: ["error": "\(error)"])
       }
     }
   }
@@ -335,6 +375,8 @@ final class ShutdownRequest: Sendable {
   }
 
   private let state = NIOLockedValueBox(State())
+
+  var isFired: Bool { state.withLockedValue { $0.fired } }
 
   func fire() {
     let waiters = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in

@@ -135,6 +135,8 @@ public actor PartitionReplica {
   private let flushPolicy: FlushPolicy
   private let threadPool: NIOThreadPool
   private let logger: Logger
+  /// Told about every write that fails for lack of space (the broker reacts to a full disk).
+  private let diskSpace: DiskSpaceMonitor?
 
   // Leadership.
   public private(set) var role: ReplicaRole
@@ -209,7 +211,8 @@ public actor PartitionReplica {
     topicPartition: TopicPartition, directory: String, logConfig: LogConfig,
     minInsyncReplicas: Int, fileSystem: any LogFileSystem, threadPool: NIOThreadPool,
     logger: Logger, localBrokerID: Int32? = nil,
-    producerIdExpirationMs: Int64 = ProducerStateTable.producerIdExpirationMsDefault
+    producerIdExpirationMs: Int64 = ProducerStateTable.producerIdExpirationMsDefault,
+    diskSpace: DiskSpaceMonitor? = nil
   ) throws {
     let log = try PartitionLog(directory: directory, config: logConfig, fileSystem: fileSystem)
     try log.flush()
@@ -228,6 +231,7 @@ public actor PartitionReplica {
     self.highWatermark = localBrokerID == nil ? log.durableEndOffset : log.logStartOffset
     self.flushPolicy = logConfig.flushPolicy
     self.threadPool = threadPool
+    self.diskSpace = diskSpace
     if localBrokerID == nil {
       role = .standaloneLeader
       currentLeaderEpoch = NIOLockedValueBox(0)
@@ -304,6 +308,7 @@ public actor PartitionReplica {
         try log.leaderEpochCache.assign(
           epoch: leadership.leaderEpoch, startOffset: log.logEndOffset)
       } catch {
+        noteWriteFailure(error, while: "recording leader epoch \(leadership.leaderEpoch)")
         logger.error(
           "cannot become leader: recording the leader epoch failed",
           metadata: ["leaderEpoch": "\(leadership.leaderEpoch)", "error": "\(error)"])
@@ -590,10 +595,22 @@ public actor PartitionReplica {
       return .failure(.corruptMessage, error.message, logStartOffset: logStartOffset)
     case .closed:
       return unknownPartition()
+    case .noSpace:
+      noteWriteFailure(error, while: "appending to \(topicPartition)")
+      logger.error("append failed: the data disk is full", metadata: ["error": "\(error)"])
+      return .failure(
+        .storageError,
+        "the data disk of broker \(localBrokerID ?? 0) is full; nothing was appended: "
+          + error.message, logStartOffset: logStartOffset)
     default:
       logger.error("append failed: \(error)")
       return .failure(.storageError, error.message, logStartOffset: logStartOffset)
     }
+  }
+
+  /// Tells the broker's disk monitor about a failed write (it reacts to a full disk).
+  private func noteWriteFailure(_ error: any Error, while action: String) {
+    diskSpace?.noteWriteFailure(error, while: action)
   }
 
   private func unknownPartition() -> AppendOutcome {
@@ -626,6 +643,7 @@ public actor PartitionReplica {
     }
     log.completeFlush(ticket, succeeded: failure == nil)
     if let failure {
+      noteWriteFailure(failure, while: "flushing \(topicPartition)")
       consecutiveFlushFailures += 1
       logger.error(
         "flush failed; acks=all producers up to offset \(ticket.endOffset) get STORAGE_ERROR",
@@ -1022,6 +1040,7 @@ public actor PartitionReplica {
         case .unexpectedOffset:
           throw BrokerRequestError(.offsetOutOfRange, error.message)
         default:
+          noteWriteFailure(error, while: "appending replicated data to \(topicPartition)")
           logger.error("follower append failed: \(error)")
           throw BrokerRequestError(.storageError, error.message)
         }
@@ -1053,6 +1072,7 @@ public actor PartitionReplica {
       producerState = try ProducerStateTable(
         producerIdExpirationMs: producerState.producerIdExpirationMs, endOffset: offset)
     } catch {
+      noteWriteFailure(error, while: "restarting the log of \(topicPartition)")
       logger.error("restarting the log at \(offset) failed: \(error)")
       throw BrokerRequestError(.storageError, "restarting the log at \(offset) failed: \(error)")
     }
@@ -1084,6 +1104,7 @@ public actor PartitionReplica {
       do {
         try log.leaderEpochCache.truncateFromEnd(endOffset: log.logEndOffset)
       } catch {
+        noteWriteFailure(error, while: "updating the leader epoch cache of \(topicPartition)")
         throw BrokerRequestError(.storageError, "updating the leader epoch cache failed: \(error)")
       }
       return log.logEndOffset
@@ -1096,10 +1117,16 @@ public actor PartitionReplica {
     do {
       newEnd = try log.truncate(to: target)
     } catch {
+      noteWriteFailure(error, while: "truncating \(topicPartition)")
       logger.error("truncation to \(target) failed: \(error)")
       throw BrokerRequestError(.storageError, "truncation to \(target) failed: \(error)")
     }
     producerStateTruncated(to: newEnd)
+    if log.leaderEpochCache.isCheckpointStale {
+      logger.warning(
+        "truncated, but the leader epoch checkpoint could not be rewritten yet (retried before the next append)"
+      )
+    }
     if highWatermark > newEnd {
       // The leader's log is authoritative; this only happens after an unclean election.
       logger.warning(

@@ -94,6 +94,8 @@ final class ReplicaFetcher: Sendable {
   static let refusedPartitionRestMs: Int64 = 100
   /// How soon a partition skipped because its log is still being flushed is looked at again.
   static let flushingPartitionRecheckMs: Int64 = 10
+  /// How often a fetcher paused by a full disk looks whether it has space again.
+  static let fullDiskRecheckMs: Int64 = 250
   static let backoffMinMs: Int64 = 50
   static let backoffMaxMs: Int64 = 1_000
 
@@ -162,7 +164,23 @@ final class ReplicaFetcher: Sendable {
     var resting: [TopicPartition: (epoch: Int32, untilMs: Int64)] = [:]
     var correlationID: Int32 = 0
     var lastFailure: String?
+    var pausedForFullDisk = false
     while !Task.isCancelled && !isStopped {
+      // Nothing fetched could be appended: stop advancing (the leader drops this replica
+      // from the ISR by the lag rule) until the disk monitor's probe finds space again.
+      if context.replicaManager.diskSpace.isFull {
+        if !pausedForFullDisk {
+          logger.warning("data disk is full: replica fetching paused until space is freed")
+          pausedForFullDisk = true
+          await dropConnection()
+        }
+        await sleep(untilMonotonicMs: MonotonicClock.nowMs() + Self.fullDiskRecheckMs)
+        continue
+      }
+      if pausedForFullDisk {
+        logger.info("data disk has space again: replica fetching resumed")
+        pausedForFullDisk = false
+      }
       let partitions = state.withLockedValue { $0.partitions }
       let nowMs = MonotonicClock.nowMs()
       var entries: [Entry] = []

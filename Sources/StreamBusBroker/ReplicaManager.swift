@@ -22,6 +22,8 @@ import StreamBusStorage
 /// metaserver ("partitions I now lead, follow, or must delete").
 public actor ReplicaManager {
   public nonisolated let store: TopicStore
+  /// Whether the data disk is full, as the replicas' writes see it.
+  public nonisolated let diskSpace: DiskSpaceMonitor
   private let configuration: BrokerConfiguration
   private let threadPool: NIOThreadPool
   private let logger: Logger
@@ -39,6 +41,9 @@ public actor ReplicaManager {
       dataDirectory: configuration.dataDirectory, fileSystem: configuration.fileSystem)
     self.threadPool = threadPool
     self.logger = logger
+    self.diskSpace = DiskSpaceMonitor(
+      dataDirectory: configuration.dataDirectory, fileSystem: configuration.fileSystem,
+      logger: logger, probeBytes: configuration.diskFullProbeBytes)
   }
 
   /// Loads every topic of the data directory and opens (recovers) its partition logs.
@@ -99,6 +104,12 @@ public actor ReplicaManager {
     let dataDirectory = configuration.dataDirectory
     try await threadPool.runIfActive { try fileSystem.createDirectory(dataDirectory) }
     return manager
+  }
+
+  /// Runs the disk monitor's probe on the thread pool (see `DiskSpaceMonitor.probe`).
+  @discardableResult
+  public nonisolated func probeDiskSpace() async -> Bool {
+    await diskSpace.probe(on: threadPool)
   }
 
   // MARK: Lookups (any thread)
@@ -278,9 +289,14 @@ public actor ReplicaManager {
           metadata: ["partition": "\(topicPartition)", "topicID": "\(topicID)"])
       }
       try await removeDirectory(directory)
-      try await threadPool.runIfActive {
-        try fileSystem.createDirectory(directory)
-        try AtomicFile.write(metadataPath, expected, fileSystem: fileSystem)
+      do {
+        try await threadPool.runIfActive {
+          try fileSystem.createDirectory(directory)
+          try AtomicFile.write(metadataPath, expected, fileSystem: fileSystem)
+        }
+      } catch {
+        diskSpace.noteWriteFailure(error, while: "creating the directory of \(topicPartition)")
+        throw error
       }
     }
     let logConfig = config.logConfig(
@@ -288,11 +304,19 @@ public actor ReplicaManager {
     let minInsyncReplicas = config.minInsyncReplicas
     let threadPool = threadPool
     let logger = logger
-    let replica = try await threadPool.runIfActive {
-      try PartitionReplica(
-        topicPartition: topicPartition, directory: directory, logConfig: logConfig,
-        minInsyncReplicas: minInsyncReplicas, fileSystem: fileSystem,
-        threadPool: threadPool, logger: logger, localBrokerID: localBrokerID)
+    let diskSpace = diskSpace
+    let replica: PartitionReplica
+    do {
+      replica = try await threadPool.runIfActive {
+        try PartitionReplica(
+          topicPartition: topicPartition, directory: directory, logConfig: logConfig,
+          minInsyncReplicas: minInsyncReplicas, fileSystem: fileSystem,
+          threadPool: threadPool, logger: logger, localBrokerID: localBrokerID,
+          diskSpace: diskSpace)
+      }
+    } catch {
+      diskSpace.noteWriteFailure(error, while: "opening the log of \(topicPartition)")
+      throw error
     }
     registry.withLockedValue { $0.replicas[topicPartition] = replica }
     return (replica, true)
@@ -352,11 +376,12 @@ public actor ReplicaManager {
         let minInsyncReplicas = topic.config.minInsyncReplicas
         let threadPool = threadPool
         let logger = logger
+        let diskSpace = diskSpace
         let replica = try await threadPool.runIfActive {
           try PartitionReplica(
             topicPartition: topicPartition, directory: directory, logConfig: logConfig,
             minInsyncReplicas: minInsyncReplicas, fileSystem: fileSystem,
-            threadPool: threadPool, logger: logger)
+            threadPool: threadPool, logger: logger, diskSpace: diskSpace)
         }
         replicas.append(replica)
       }

@@ -133,6 +133,7 @@ public final class StandaloneBroker: Service, Sendable {
     afterTick: @Sendable ([PartitionReplica], Int64) async -> Void = { _, _ in }
   ) async {
     var lastRetentionMs = Int64.min / 2
+    var lastDiskProbeMs = Int64.min / 2
     while !Task.isCancelled {
       try? await Task.sleep(for: .milliseconds(configuration.maintenanceIntervalMs))
       if Task.isCancelled { break }
@@ -147,6 +148,13 @@ public final class StandaloneBroker: Service, Sendable {
         if retentionDue {
           await replica.applyRetention(nowMs: nowMs)
         }
+      }
+      // A full disk counts as full until a probe write finds space (DiskSpaceMonitor).
+      if replicaManager.diskSpace.isFull,
+        nowMs - lastDiskProbeMs >= configuration.diskFullProbeIntervalMs
+      {
+        lastDiskProbeMs = nowMs
+        await replicaManager.probeDiskSpace()
       }
       await afterTick(replicas, nowMs)
     }

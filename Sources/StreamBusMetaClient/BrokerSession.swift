@@ -45,6 +45,8 @@ public actor BrokerSession {
   /// The controller answered that the controlled shutdown is done: nothing is led here.
   public private(set) var shouldShutdown = false
   private var heartbeats: Task<Void, Never>?
+  /// The incarnation registered: `registration.incarnationID` until `rejoin()`.
+  private var incarnationID: Int64
 
   public init(
     client: MetaClient, registration: Registration, heartbeatIntervalMs: Int64 = 250,
@@ -56,6 +58,7 @@ public actor BrokerSession {
     self.heartbeatIntervalMs = heartbeatIntervalMs
     self.appliedOffset = appliedOffset
     self.logger = logger
+    self.incarnationID = registration.incarnationID
   }
 
   /// Registers and starts heartbeating. Throws when the registration itself is refused.
@@ -110,6 +113,17 @@ public actor BrokerSession {
     wantsShutdown = true
   }
 
+  /// Ends a controlled shutdown without exiting (a broker whose full disk has space again):
+  /// registers as a new incarnation, which is the controller's way back for a broker in
+  /// controlled shutdown. The broker starts fenced, is unfenced by its heartbeats once its
+  /// metadata caught up, and its replicas rejoin ISRs as they catch up.
+  public func rejoin() async throws {
+    wantsShutdown = false
+    shouldShutdown = false
+    incarnationID = Int64.random(in: 1...Int64.max)
+    try await register()
+  }
+
   /// Stops heartbeating; the controller fences the broker when its session times out.
   public func stop() {
     heartbeats?.cancel()
@@ -119,7 +133,7 @@ public actor BrokerSession {
   private func register() async throws {
     let response = try await client.brokerRegister(
       BrokerRegisterRequest(
-        brokerID: registration.brokerID, incarnationID: registration.incarnationID,
+        brokerID: registration.brokerID, incarnationID: incarnationID,
         endpoints: registration.endpoints, rack: registration.rack,
         capacity: registration.capacity))
     brokerEpoch = response.brokerEpoch

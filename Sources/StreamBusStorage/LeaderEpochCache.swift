@@ -144,8 +144,28 @@ public final class LeaderEpochCache {
   public func truncateFromEnd(endOffset: Int64) throws -> Bool {
     let kept = entries.filter { $0.startOffset < endOffset }
     guard kept.count != entries.count else { return false }
-    try persist(kept)
+    do {
+      try persist(kept)
+    } catch {
+      // Entries past the log end on disk are harmless while the log does not grow past
+      // them (recovery cuts them), so memory moves on and the next write of the log
+      // persists the cache first (`persistIfStale`). A full disk must not stop a truncation.
+      entries = kept
+      isCheckpointStale = true
+      throw error
+    }
     return true
+  }
+
+  /// True when the checkpoint on disk still holds entries a failed `truncateFromEnd` removed
+  /// from memory.
+  public private(set) var isCheckpointStale = false
+
+  /// Writes the checkpoint when a truncation could not: call before the log grows, since
+  /// stale entries inside the log would misdate its batches after a crash.
+  public func persistIfStale() throws {
+    guard isCheckpointStale else { return }
+    try persist(entries)
   }
 
   /// Drops the entries wholly below `startOffset` (retention moved the log start) and moves
@@ -172,6 +192,7 @@ public final class LeaderEpochCache {
   private func persist(_ newEntries: [EpochEntry]) throws {
     try AtomicFile.write(path, LeaderEpochCheckpoint.encode(newEntries), fileSystem: fileSystem)
     entries = newEntries
+    isCheckpointStale = false
   }
 }
 

@@ -228,6 +228,13 @@ public final class PartitionLog {
     -> AppendResult
   {
     precondition(!headers.isEmpty, "validated appends hold at least one batch")
+    do {
+      try leaderEpochCache.persistIfStale()
+    } catch {
+      throw annotate(
+        error, "rewrite of the leader epoch checkpoint before an append",
+        path: leaderEpochCache.path)
+    }
     let lastOffset =
       baseOffset + headers.reduce(Int64(0)) { $0 + Int64($1.lastOffsetDelta) + 1 } - 1
     let nowMs = clockMs()
@@ -787,11 +794,13 @@ public final class PartitionLog {
       }
       try writeIndexFile(segment, index)
       segment.hasUnsyncedIndex = false
-      // After the data: a crash in between leaves entries past the log end, which
-      // recovery drops.
-      try leaderEpochCache.truncateFromEnd(endOffset: newEnd)
     }
     durableEndOffset = min(durableEndOffset, newEnd)
+    // After the data: a crash in between leaves entries past the log end, which recovery
+    // drops. A failed checkpoint write (a full disk) leaves the log consistent: the cache
+    // is cut in memory and written before the next append (`persistIfStale`).
+    // `leaderEpochCache.isCheckpointStale` tells the owner.
+    _ = try? leaderEpochCache.truncateFromEnd(endOffset: newEnd)
     return newEnd
   }
 

@@ -75,15 +75,37 @@ public final class ProcessHarness: @unchecked Sendable {
   ) throws -> ManagedProcess {
     let executable = try ExecutableLocator.executable(
       named: executableName, preferring: configuration)
+    return try start(
+      executable: executable, arguments: arguments, stdin: stdin,
+      label: label ?? executableName, environment: environment)
+  }
+
+  /// Starts `executable` (an absolute path), optionally through `wrapper`: a command that
+  /// ends by exec-ing what follows it, e.g. `["/usr/sbin/ip", "netns", "exec", "ns1"]`. The
+  /// wrapper must exec in place (not fork) so the pid, and every signal sent to it, is the
+  /// real process's.
+  public func start(
+    executable: URL, arguments: [String], wrapper: [String] = [], stdin: URL? = nil,
+    label: String, environment: [String: String]? = nil
+  ) throws -> ManagedProcess {
     let index = lock.withLock {
       processCounter += 1
       return processCounter
     }
-    let name = "\(label ?? executableName)-\(index)"
+    let name = "\(label)-\(index)"
     let logs = rootDirectory.appendingPathComponent("logs", isDirectory: true)
     try FileManager.default.createDirectory(at: logs, withIntermediateDirectories: true)
+    let spawned: URL
+    let spawnedArguments: [String]
+    if let program = wrapper.first {
+      spawned = URL(fileURLWithPath: program)
+      spawnedArguments = Array(wrapper.dropFirst()) + [executable.path] + arguments
+    } else {
+      spawned = executable
+      spawnedArguments = arguments
+    }
     let process = try ManagedProcess(
-      name: name, executable: executable, arguments: arguments, stdinPath: stdin,
+      name: name, executable: spawned, arguments: spawnedArguments, stdinPath: stdin,
       stdoutPath: logs.appendingPathComponent("\(name).stdout"),
       stderrPath: logs.appendingPathComponent("\(name).stderr"), environment: environment)
     let accepted = lock.withLock {

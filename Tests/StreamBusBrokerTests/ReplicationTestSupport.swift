@@ -21,12 +21,16 @@ final class ReplicaTrio {
 
   /// File systems by broker (the real one for the others).
   let fileSystems: [Int32: any LogFileSystem]
+  /// Disk monitors by broker (none for the others).
+  let diskSpaces: [Int32: DiskSpaceMonitor]
 
   init(
     label: String = #function, fileSystems: [Int32: any LogFileSystem] = [:],
+    diskSpaces: [Int32: DiskSpaceMonitor] = [:],
     configure: (inout LogConfig) -> Void = { _ in }
   ) throws {
     self.fileSystems = fileSystems
+    self.diskSpaces = diskSpaces
     directory = try TemporaryDirectory(label)
     threadPool = NIOThreadPool(numberOfThreads: 2)
     threadPool.start()
@@ -48,7 +52,7 @@ final class ReplicaTrio {
       topicPartition: topicPartition, directory: path(id), logConfig: logConfig,
       minInsyncReplicas: 1, fileSystem: fileSystems[id] ?? PosixFileSystem(),
       threadPool: threadPool,
-      logger: testLogger, localBrokerID: id)
+      logger: testLogger, localBrokerID: id, diskSpace: diskSpaces[id])
   }
 
   subscript(id: Int32) -> PartitionReplica {

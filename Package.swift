@@ -67,7 +67,7 @@ let package = Package(
       name: "sbctl",
       dependencies: [
         "StreamBusClient", "StreamBusMetaClient", "StreamBusProtocol", "StreamBusTransport",
-        "StreamBusSpawn",
+        "StreamBusSpawn", "StreamBusVerification", "StreamBusWorkload",
         .product(name: "ArgumentParser", package: "swift-argument-parser"),
         .product(name: "Logging", package: "swift-log"),
         .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

@@ -24,6 +24,8 @@ public actor Workload {
   public nonisolated let clientConfig: ClientConfig
   private nonisolated let control: WorkloadControl
   private var partitions: [Int32] = []
+  /// Where reads start per partition (`readsFromStartOffsets`); empty: the log start.
+  private var readStartOffsets: [Int32: Int64] = [:]
   private var producerTasks: [Task<Void, Never>] = []
   private var readerTasks: [Task<Void, Never>] = []
   private var isStarted = false
@@ -36,7 +38,8 @@ public actor Workload {
     self.history = history ?? History(topic: configuration.topic)
     control = WorkloadControl(
       recordsMax: configuration.recordsMax,
-      deadline: configuration.durationMs.map { ContinuousClock.now + .milliseconds($0) })
+      deadline: configuration.durationMs.map { ContinuousClock.now + .milliseconds($0) },
+      recordsPerSecondMax: configuration.recordsPerSecondMax)
   }
 
   /// Counts so far.
@@ -47,6 +50,11 @@ public actor Workload {
     precondition(!isStarted, "a workload starts once")
     isStarted = true
     partitions = try await resolvePartitions()
+    if configuration.readsFromStartOffsets {
+      readStartOffsets = try await highWatermarks()
+      history.recordNote(
+        "reads start at \(readStartOffsets.sorted { $0.key < $1.key })", process: "workload")
+    }
     history.recordNote(
       "workload: \(configuration.producers) producers on partitions \(partitions), "
         + "acks \(configuration.producerConfig.acks)", process: "workload")
@@ -71,10 +79,10 @@ public actor Workload {
       let consumer = Consumer(config: clientConfig)
       let assignment = partitions.map { TopicPartition(topic: configuration.topic, partition: $0) }
       readerTasks.append(
-        Task { [history, control] in
+        Task { [history, control, readStartOffsets] in
           await Self.tail(
-            consumer: consumer, assignment: assignment, process: "tail-\(reader)",
-            history: history, control: control)
+            consumer: consumer, assignment: assignment, startOffsets: readStartOffsets,
+            process: "tail-\(reader)", history: history, control: control)
           await consumer.close()
         })
     }
@@ -152,7 +160,7 @@ public actor Workload {
     let admin = Admin(config: clientConfig)
     let consumer = Consumer(config: clientConfig)
     await consumer.assign(assignment)
-    try await consumer.seekAll(to: .earliest)
+    try await Self.seekToStart(consumer, assignment: assignment, startOffsets: readStartOffsets)
     var previousEnds: [Int32: Int64]?
     rounds: while ContinuousClock.now < deadline {
       let ends = await Self.logEnds(admin: admin, assignment: assignment, deadline: deadline)
@@ -265,6 +273,7 @@ public actor Workload {
     var pending = PendingQueue()
     let outstandingMax = max(1, writer.configuration.outstandingPerPartitionMax)
     while writer.control.takeTicket() {
+      await writer.control.waitForSendSlot()
       let id = ValueID.make(worker: writer.worker, sequence: writer.sequence.next())
       writer.history.recordSend(id, process: writer.process, partition: writer.partition)
       do {
@@ -292,13 +301,37 @@ public actor Workload {
     }
   }
 
+  /// Every partition's high watermark now (where this run's reads start).
+  private func highWatermarks() async throws -> [Int32: Int64] {
+    let admin = Admin(config: clientConfig)
+    let assignment = partitions.map { TopicPartition(topic: configuration.topic, partition: $0) }
+    let ends = await Self.logEnds(
+      admin: admin, assignment: assignment, deadline: ContinuousClock.now + .seconds(30))
+    await admin.close()
+    let missing = partitions.filter { ends[$0] == nil }
+    guard missing.isEmpty else {
+      throw WorkloadError("no high watermark for partitions \(missing) of \(configuration.topic)")
+    }
+    return ends
+  }
+
+  /// Seeks to `startOffsets` (the log start for partitions not in it).
+  private static func seekToStart(
+    _ consumer: Consumer, assignment: [TopicPartition], startOffsets: [Int32: Int64]
+  ) async throws {
+    for partition in assignment {
+      try await consumer.seek(
+        partition, to: startOffsets[partition.partition].map(SeekPosition.offset) ?? .earliest)
+    }
+  }
+
   private static func tail(
-    consumer: Consumer, assignment: [TopicPartition], process: String, history: History,
-    control: WorkloadControl
+    consumer: Consumer, assignment: [TopicPartition], startOffsets: [Int32: Int64],
+    process: String, history: History, control: WorkloadControl
   ) async {
     await consumer.assign(assignment)
     do {
-      try await consumer.seekAll(to: .earliest)
+      try await seekToStart(consumer, assignment: assignment, startOffsets: startOffsets)
     } catch {
       history.recordNote("\(process) could not seek: \(error)", process: process)
       return
@@ -375,9 +408,36 @@ final class WorkloadControl: @unchecked Sendable {
   private var readersStop = false
   private var counts = WorkloadProgress()
 
-  init(recordsMax: Int?, deadline: ContinuousClock.Instant?) {
+  /// Pacing: value n (from 0) may be sent at `paceStart + n / recordsPerSecond`.
+  private let sendInterval: Duration?
+  private var paceStart = ContinuousClock.now
+  private var paced = 0
+
+  init(recordsMax: Int?, deadline: ContinuousClock.Instant?, recordsPerSecondMax: Int? = nil) {
     remaining = recordsMax
     self.deadline = deadline
+    sendInterval = recordsPerSecondMax.map { .seconds(1) / max($0, 1) }
+  }
+
+  /// Sleeps until the next value's slot under `recordsPerSecondMax` (returns at once without
+  /// one). A writer that falls a second behind its slots (the cluster was slower) restarts
+  /// the schedule instead of sending the backlog in a burst.
+  func waitForSendSlot() async {
+    guard let sendInterval else { return }
+    let slot: ContinuousClock.Instant = lock.withLock {
+      let now = ContinuousClock.now
+      var slot = paceStart + sendInterval * paced
+      if now - slot > .seconds(1) {
+        paceStart = now
+        paced = 0
+        slot = now
+      }
+      paced += 1
+      return slot
+    }
+    if slot > ContinuousClock.now {
+      try? await Task.sleep(until: slot, clock: .continuous)
+    }
   }
 
   /// Permission to send one more value: false once stopped, out of budget or past the deadline.

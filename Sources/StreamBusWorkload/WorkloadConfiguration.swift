@@ -11,6 +11,9 @@ public struct WorkloadConfiguration: Sendable {
   public var recordsMax: Int?
   /// Stop sending after this long; nil sends until `stop()` or `recordsMax`.
   public var durationMs: Int64?
+  /// Values sent per second across all producers; nil sends as fast as the cluster acknowledges
+  /// (bounded by `outstandingPerPartitionMax`).
+  public var recordsPerSecondMax: Int?
   /// Record value size: the id padded with `.` (ids longer than this are sent as they are).
   public var valueBytes: Int = 32
   /// Values queued without an outcome per producer and partition. Bounds memory and makes a
@@ -20,6 +23,10 @@ public struct WorkloadConfiguration: Sendable {
   /// Consumers that read every partition while the producers run; what they see is checked
   /// against the final read.
   public var tailingReaders: Int = 0
+  /// Reads (tailing and final) start at each partition's high watermark when the workload
+  /// starts instead of the log start, so records of earlier runs on the same topic are not
+  /// part of this history's check.
+  public var readsFromStartOffsets = false
   /// How long the final read may take before it gives up on reaching every partition's end
   /// (the checker then reports what it could not find).
   public var finalReadTimeoutMs: Int64 = 60_000

@@ -273,6 +273,24 @@ enum LocalStarter {
       logFile: node.logFile)
   }
 
+  /// Starts a stopped node of the cluster in `root` again with its data, and records its new
+  /// pid in cluster.json. Does not wait for readiness.
+  static func startAgain(_ node: LocalNode, in cluster: inout LocalCluster, root: URL) throws
+    -> LocalNode
+  {
+    var restarted = node
+    if node.role == "broker" {
+      restarted.pid = try LocalBrokers.start(
+        node, in: cluster, executable: try LocalProcesses.executable(named: "databroker"))
+    } else {
+      restarted.pid = try startMetaserver(
+        node, in: cluster, executable: try LocalProcesses.executable(named: "metaserver"))
+    }
+    cluster.update(restarted)
+    try cluster.save(to: root)
+    return restarted
+  }
+
   static func appendToLog(_ path: String, _ text: String) {
     if !FileManager.default.fileExists(atPath: path) {
       _ = FileManager.default.createFile(atPath: path, contents: nil)
@@ -494,16 +512,7 @@ struct LocalStartCommand: AsyncParsableCommand {
             writeOutput("\(node.name) already runs (pid \(node.pid))")
             continue
           }
-          var restarted = node
-          if role == "broker" {
-            restarted.pid = try LocalBrokers.start(
-              node, in: cluster, executable: try LocalProcesses.executable(named: "databroker"))
-          } else {
-            restarted.pid = try LocalStarter.startMetaserver(
-              node, in: cluster, executable: try LocalProcesses.executable(named: "metaserver"))
-          }
-          cluster.update(restarted)
-          try cluster.save(to: root)
+          let restarted = try LocalStarter.startAgain(node, in: &cluster, root: root)
           started.append(restarted)
           writeOutput("started \(restarted.name) (pid \(restarted.pid))")
         }

@@ -15,8 +15,35 @@ struct SBCtl: AsyncParsableCommand {
       """,
     subcommands: [
       TopicCommand.self, ProduceCommand.self, ConsumeCommand.self, QuorumCommand.self,
-      ClusterCommand.self, BrokerCommand.self, LocalCommand.self,
+      ClusterCommand.self, BrokerCommand.self, LocalCommand.self, DrillCommand.self,
     ])
+
+  /// `sbctl --cluster-dir D COMMAND ...` runs `sbctl COMMAND ... --cluster-dir D`: the flag
+  /// belongs to the commands (a root option would take it from them), but scripts and docs
+  /// may name the cluster first.
+  static func main() async {
+    await main(movingLeadingClusterDirectory(Array(CommandLine.arguments.dropFirst())))
+  }
+
+  static func movingLeadingClusterDirectory(_ arguments: [String]) -> [String] {
+    var leading: [String]
+    var rest: ArraySlice<String>
+    if arguments.count >= 2 && arguments[0] == "--cluster-dir" {
+      leading = Array(arguments[0..<2])
+      rest = arguments[2...]
+    } else if let first = arguments.first, first.hasPrefix("--cluster-dir=") {
+      leading = [first]
+      rest = arguments[1...]
+    } else {
+      return arguments
+    }
+    // Before a `--` that ends the options, else at the end.
+    if let separator = rest.firstIndex(of: "--") {
+      rest.insert(contentsOf: leading, at: separator)
+      leading = []
+    }
+    return Array(rest) + leading
+  }
 }
 
 struct TopicCommand: AsyncParsableCommand {

@@ -298,8 +298,9 @@ struct RunbookSession {
       .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
     let blocks = runbook.shellBlocks
     guard let number = Int(progress), (1...blocks.count).contains(number) else {
-      let output = (try? String(
-        contentsOf: workDirectory.appendingPathComponent("session.out"), encoding: .utf8)) ?? ""
+      let output =
+        (try? String(
+          contentsOf: workDirectory.appendingPathComponent("session.out"), encoding: .utf8)) ?? ""
       return "Runbooks/\(runbook.name): the session \(reason) outside any block "
         + "(progress \(progress)); output:\n\(output)"
     }

@@ -156,6 +156,11 @@ final class FailoverDrill: @unchecked Sendable {
     let signals = StopSignals { [interrupted] in interrupted.withLockedValue { $0 = true } }
     defer { withExtendedLifetime(signals) {} }
 
+    // Started before the warmup, so the gap it measures starts at a write before the fault.
+    let probe = kind == .metaserverFailover ? MetadataProbe(topic: probeTopic) : nil
+    probe?.start(
+      MetaClient(
+        configuration: try metaConfiguration(requestTimeoutMs: 2_000, attemptTimeoutMs: 500)))
     let workload = DrillWorkloadRun(
       config: drillClientConfig(
         brokers: brokers, requestTimeoutMs: options.workload.requestTimeoutMs),
@@ -176,11 +181,6 @@ final class FailoverDrill: @unchecked Sendable {
         fail("cannot find the fault's target: \(error)")
       }
     }
-    let probe = kind == .metaserverFailover ? MetadataProbe(topic: probeTopic) : nil
-    probe?.start(
-      MetaClient(
-        configuration: try metaConfiguration(requestTimeoutMs: 2_000, attemptTimeoutMs: 500)))
-
     if let target, !isInterrupted {
       await faultAndRecover(target, workload: workload, poll: poll, probe: probe)
     }
@@ -224,7 +224,7 @@ final class FailoverDrill: @unchecked Sendable {
     let healStartedMs = unixNowMs()
     await heal(target)
     let problem = await waitUntil(timeoutMs: recoveryTimeoutMs) {
-      try await self.health(poll, target: target)
+      try await self.health(poll, target: target, healStartedMs: healStartedMs)
     }
     if let problem, isInterrupted {
       timeline.record("interrupted before the cluster healed (last seen: \(problem))")

@@ -151,13 +151,23 @@ extension FailoverDrill {
   /// Nil when the cluster is whole: a quorum leader with every voter in contact and caught
   /// up, every partition of the topic led with its full ISR and no replica's broker fenced,
   /// and (with a broker `target`) that broker acting as the role the metadata gives it.
-  /// Otherwise the first thing missing.
-  func health(_ poll: MetaClient, target: DrillTarget?) async throws -> String? {
+  /// Otherwise the first thing missing. With `healStartedMs`, a metaserver target counts as
+  /// back only once the leader heard from it after that time (a dead member's last contact
+  /// stays recent for a while).
+  func health(_ poll: MetaClient, target: DrillTarget?, healStartedMs: Int64? = nil)
+    async throws -> String?
+  {
     let status = try await poll.quorumStatus()
+    let sinceHealMs = healStartedMs.map { unixNowMs() - $0 }
     guard status.leaderID >= 0 else { return "the metadata quorum has no leader" }
     for voter in status.voters where voter.nodeID != status.leaderID {
       if voter.lastContactMs < 0 || voter.lastContactMs > Self.voterContactMaxMs {
         return "metaserver \(voter.nodeID) is out of contact with the quorum leader"
+      }
+      if let sinceHealMs, target?.role == "metaserver", voter.nodeID == target?.id,
+        voter.lastContactMs >= sinceHealMs
+      {
+        return "metaserver \(voter.nodeID) has not been heard from since the recovery started"
       }
       if voter.lag > Self.voterLagMax {
         return "metaserver \(voter.nodeID) lags \(voter.lag) entries behind the quorum leader"
@@ -200,7 +210,7 @@ extension FailoverDrill {
   }
 
   /// A follower the quorum leader has not heard from for longer is not back.
-  static let voterContactMaxMs: Int64 = 2_000
+  static let voterContactMaxMs: Int64 = 1_000
   /// A follower further behind than this many entries has not caught up.
   static let voterLagMax: Int64 = 50
 }

@@ -76,6 +76,18 @@ struct DrillTests {
       #expect(failedResult["unavailabilityMs"] is NSNull)
       Self.checkWorkload(try #require(failedResult["workload"] as? JSON), topic: "drill")
 
+      // A fault command that hangs is killed (with whatever it started) after the timeout.
+      let hung = try await sbctl(
+        [
+          "drill", "broker-failover", "--fault-command", "sleep 30 & sleep 30",
+          "--command-timeout-s", "0.5",
+        ] + cluster + Self.shortPhases)
+      #expect(hung.exit == .exited(code: 1), "\(hung.stderrText)")
+      let hungReasons = try #require(try Self.json(hung.stdoutText)["reasons"] as? [String])
+      #expect(
+        hungReasons.first?.contains("fault command failed (did not finish within 0.500s (killed))")
+          == true, "\(hungReasons)")
+
       // A failover slower than the recovery timeout: FAIL; the broker is restarted anyway.
       let slow = try await sbctl(
         ["drill", "broker-failover", "--recovery-timeout-s", "0.3"] + cluster + Self.shortPhases)

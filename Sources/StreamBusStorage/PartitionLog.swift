@@ -865,12 +865,18 @@ public final class PartitionLog {
     guard expired > 0 else { return RetentionResult(logStartOffset: logStartOffset) }
     if expired == segments.count { try roll() }
     let newStart = max(logStartOffset, segments[expired].baseOffset)
-    try writeLogStartOffsetCheckpoint(newStart)
+    // Retention is what frees a full disk, so a checkpoint that cannot be written for lack
+    // of space must not stop it: the oldest segments go first (always a prefix, so the
+    // files stay a contiguous log) and the checkpoint is written after. Without it a crash
+    // is still safe: recovery starts the log at its first remaining segment.
+    var isCheckpointWritten = true
+    do {
+      try writeLogStartOffsetCheckpoint(newStart)
+    } catch let error as StorageError where error.code == .noSpace {
+      isCheckpointWritten = false
+    }
     logStartOffset = newStart
     readHint = nil
-    // Stale entries below the start only make answers about long-gone epochs vaguer, and
-    // recovery cuts them too, so a failure here need not close the log.
-    try leaderEpochCache.truncateFromStart(startOffset: newStart)
     var result = RetentionResult(logStartOffset: newStart)
     try closingOnFailure("retention in \(directory)", path: directory) {
       for _ in 0..<expired {
@@ -881,6 +887,12 @@ public final class PartitionLog {
       }
       try fileSystem.syncDirectory(directory)
     }
+    if !isCheckpointWritten {
+      _ = try? writeLogStartOffsetCheckpoint(newStart)
+    }
+    // Stale entries below the start only make answers about long-gone epochs vaguer, and
+    // recovery cuts them too, so a failure here (a full disk) changes nothing that matters.
+    _ = try? leaderEpochCache.truncateFromStart(startOffset: newStart)
     return result
   }
 

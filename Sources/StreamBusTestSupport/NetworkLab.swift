@@ -25,6 +25,8 @@
 //       }
 //     }
 //
+// (StreamBusChaosTests has the trait `.requiresNetworkLab`: skipped with the reason, printed.)
+//
 // Low level: `NetworkLab.withLab(name) { lab in let node = try lab.addNode("a") ... }`;
 // `lab.start(in:executableNamed:arguments:label:)` runs a built executable inside a node
 // (through `ip netns exec`, which execs in place: the pid is the real process's, so
@@ -112,7 +114,8 @@ public final class NetworkLab: @unchecked Sendable {
     guard geteuid() == 0 else {
       return "not running as root (euid \(geteuid())); network namespaces need root"
     }
-    for tool in ["ip", "iptables", "tc"] where LabCommand.toolPath(tool) == nil {
+    for tool in ["ip", "iptables", "iptables-restore", "tc"] where LabCommand.toolPath(tool) == nil
+    {
       return "\(tool) is not installed (apt-get install iproute2 iptables)"
     }
     let probe = "\(namePrefix)\(getpid())xprobe\(UInt16.random(in: 0...UInt16.max))"
@@ -420,7 +423,7 @@ public final class NetworkLab: @unchecked Sendable {
         }
       }
       let temporary = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp")) ?? []
-      for entry in temporary where isStale(entry) {
+      for entry in temporary where isStale(entry) || isStaleCommandOutput(entry) {
         try? FileManager.default.removeItem(atPath: "/tmp/\(entry)")
       }
     }
@@ -434,6 +437,15 @@ public final class NetworkLab: @unchecked Sendable {
       name.dropFirst(namePrefix.count + digits.count).first == "x"
     else { return false }
     if pid == getpid() { return false }
+    return kill(pid, 0) != 0 && errno == ESRCH
+  }
+
+  /// `sbc-command-<pid>-N.out|err` (a tool's captured output) whose pid is not running.
+  static func isStaleCommandOutput(_ name: String) -> Bool {
+    let prefix = "\(namePrefix)-command-"
+    guard name.hasPrefix(prefix) else { return false }
+    let digits = name.dropFirst(prefix.count).prefix { $0.isNumber }
+    guard let pid = Int32(digits), pid > 0, pid != getpid() else { return false }
     return kill(pid, 0) != 0 && errno == ESRCH
   }
 

@@ -340,7 +340,7 @@ public final class LabCluster: @unchecked Sendable {
 
   /// `sbctl topic describe TOPIC --output json` (metaservers for the assignment, each replica
   /// for its offsets).
-  public func describeTopic(_ topic: String, requestTimeoutMs: Int = 4_000) async throws
+  public func describeTopic(_ topic: String, requestTimeoutMs: Int = 1_500) async throws
     -> LabTopicDescription
   {
     let result = try await sbctl(

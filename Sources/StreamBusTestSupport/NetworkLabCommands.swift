@@ -47,9 +47,8 @@ enum LabCommand {
     precondition(!arguments.isEmpty, "no command")
     let executable =
       arguments[0].hasPrefix("/") ? arguments[0] : try requireTool(arguments[0])
-    let stem =
-      FileManager.default.temporaryDirectory.path
-      + "/sbc-command-\(getpid())-\(outputCounter.next())"
+    // In /tmp like the labs, where the sweeper finds what a crashed run left.
+    let stem = "/tmp/\(NetworkLab.namePrefix)-command-\(getpid())-\(outputCounter.next())"
     let stdoutPath = stem + ".out"
     let stderrPath = stem + ".err"
     defer {

@@ -203,16 +203,19 @@ extension NetworkLab {
   private func install(
     _ description: String, nodes: [LabNode], rules: [FaultRecord.IptablesRule]
   ) throws -> LabFault {
-    var applied: [FaultRecord.IptablesRule] = []
+    // One iptables-restore transaction per namespace: a node's rules take effect at once,
+    // so a fault's start time is one instant, not a series of single-rule commands.
+    let namespaces = orderedNamespaces(rules)
+    var applied: [String] = []
     do {
-      for rule in rules {
-        try LabCommand.check(
-          LabCommand.inNamespace(
-            rule.namespace, ["iptables", "-w", "5", "-I", rule.chain] + rule.specification))
-        applied.append(rule)
+      for namespace in namespaces {
+        try applyRules(rules.filter { $0.namespace == namespace }, action: "-I", in: namespace)
+        applied.append(namespace)
       }
     } catch {
-      removeRules(applied)
+      for namespace in applied {
+        _ = try? applyRules(rules.filter { $0.namespace == namespace }, action: "-D", in: namespace)
+      }
       throw error
     }
     return record(
@@ -220,6 +223,24 @@ extension NetworkLab {
         fault: LabFault(
           id: faultCounter.next(), description: description, nodeNames: Set(nodes.map(\.name))),
         rules: rules, shaped: []))
+  }
+
+  private func orderedNamespaces(_ rules: [FaultRecord.IptablesRule]) -> [String] {
+    var seen: Set<String> = []
+    return rules.map(\.namespace).filter { seen.insert($0).inserted }
+  }
+
+  /// `iptables-restore --noflush` of `rules` with `action` (-I or -D) in one namespace.
+  private func applyRules(
+    _ rules: [FaultRecord.IptablesRule], action: String, in namespace: String
+  ) throws {
+    let lines = rules.map { ([action, $0.chain] + $0.specification).joined(separator: " ") }
+    let script = "*filter\n" + lines.joined(separator: "\n") + "\nCOMMIT\n"
+    let file = directory.appendingPathComponent("rules-\(faultCounter.next()).txt")
+    try script.write(to: file, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(at: file) }
+    try LabCommand.check(
+      LabCommand.inNamespace(namespace, ["iptables-restore", "-w", "5", "--noflush", file.path]))
   }
 
   private func record(_ record: FaultRecord) -> LabFault {
@@ -238,11 +259,10 @@ extension NetworkLab {
   @discardableResult
   private func removeRules(_ rules: [FaultRecord.IptablesRule]) -> [String] {
     var failures: [String] = []
-    for rule in rules.reversed() {
+    for namespace in orderedNamespaces(rules) {
       do {
-        try LabCommand.check(
-          LabCommand.inNamespace(
-            rule.namespace, ["iptables", "-w", "5", "-D", rule.chain] + rule.specification))
+        try applyRules(
+          rules.filter { $0.namespace == namespace }.reversed(), action: "-D", in: namespace)
       } catch {
         failures.append("\(error)")
       }

@@ -18,6 +18,9 @@ public struct LabWorkloadOptions: Sendable {
   public var producers = 2
   public var valueBytes = 64
   public var keepHistory = false
+  /// The producers' request timeout (`--request-timeout-ms`); nil = the workload's default
+  /// (5 s). Requests already sent to an isolated leader wait this long.
+  public var requestTimeoutMs: Int?
   public var extraArguments: [String] = []
 
   public init(topic: String) {
@@ -44,10 +47,10 @@ public final class LabWorkload: @unchecked Sendable {
     self.historyDirectory = historyDirectory
   }
 
-  /// Where histories of failing chaos runs are kept: `$STREAMBUS_CHAOS_HISTORY_DIR`, else
-  /// `<temp>/streambus-chaos-histories`.
+  /// Where histories of failing chaos runs are kept: `$STREAMBUS_HISTORY_DIR` (as for
+  /// `sbctl drill`), else `<temp>/streambus-chaos-histories`.
   public static var historyDirectory: URL {
-    if let path = ProcessInfo.processInfo.environment["STREAMBUS_CHAOS_HISTORY_DIR"],
+    if let path = ProcessInfo.processInfo.environment["STREAMBUS_HISTORY_DIR"],
       !path.isEmpty
     {
       return URL(fileURLWithPath: path, isDirectory: true)
@@ -71,6 +74,9 @@ public final class LabWorkload: @unchecked Sendable {
     if options.createTopic { arguments.append("--create-topic") }
     if let rate = options.rate { arguments += ["--rate", "\(rate)"] }
     if options.keepHistory { arguments.append("--keep-history") }
+    if let requestTimeoutMs = options.requestTimeoutMs {
+      arguments += ["--request-timeout-ms", "\(requestTimeoutMs)"]
+    }
     arguments += options.extraArguments
     let startedAtMs = LabTimeline.nowMs()
     let process = try cluster.lab.start(

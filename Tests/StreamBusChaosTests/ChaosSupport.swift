@@ -37,3 +37,8 @@ private func checkNetworkLab() -> Bool {
   }
   return true
 }
+
+/// Parent of the network lab tests and the network-fault scenarios: they run one at a time
+/// even when `swift test` runs suites in parallel (each starts 7 processes and measures
+/// timing on a small machine).
+@Suite(.serialized) struct NetworkChaosTests {}

@@ -73,3 +73,81 @@ import Testing
     try reopened.close()
   }
 }
+
+/// Retention is what frees a full disk: it must delete segments even when the log start
+/// offset checkpoint cannot be written first.
+@Suite struct DiskFullRetentionTests {
+  @Test func retentionDeletesSegmentsOnAFullDiskAndRecoveryFindsTheNewStart() throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let fileSystem = FaultInjectingFileSystem()
+    var config = smallConfig(segmentBytes: 1024)
+    config.retentionBytes = 3000
+    let log = try PartitionLog(directory: directory.path, config: config, fileSystem: fileSystem)
+    for number in 0..<100 {
+      try log.append(makeBatch(records: 2, valueBytes: 50, seed: number), partitionLeaderEpoch: 0)
+    }
+    try log.flush()
+    let segmentsBefore = log.segmentBaseOffsets.count
+    fileSystem.update { $0.writeBudget = 0 }
+    let result = try log.applyRetention(nowMs: 0)
+    #expect(!result.deletedSegments.isEmpty)
+    #expect(log.segmentBaseOffsets.count == segmentsBefore - result.deletedSegments.count)
+    #expect(log.logStartOffset == log.segmentBaseOffsets[0])
+    #expect(fileSystem.faults.withLock { $0.failedWrites } > 0, "the checkpoint write never failed")
+    #expect(try log.read(from: log.logStartOffset, maxBytes: 100).firstOffset == log.logStartOffset)
+    let start = log.logStartOffset
+    let end = log.logEndOffset
+    // A crash before the checkpoint could be written: recovery starts at the first segment.
+    let reopened = try PartitionLog(directory: directory.path, config: config)
+    #expect(reopened.logStartOffset == start)
+    #expect(reopened.logEndOffset == end)
+    try reopened.close()
+    // Space back: the next append works on the original log.
+    fileSystem.update { $0.writeBudget = nil }
+    let next = try log.append(makeBatch(seed: 500), partitionLeaderEpoch: 0)
+    #expect(next.baseOffset == end)
+    try log.close()
+  }
+}
+
+@Suite struct DiskFullRollTests {
+  /// A roll on a full disk: the new segment's files exist, the append into it fails and is
+  /// cut back, and the log (with an empty active segment) stays valid across a reopen.
+  @Test func rollOnAFullDiskLeavesAValidEmptyActiveSegment() throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let fileSystem = FaultInjectingFileSystem()
+    let config = smallConfig(segmentBytes: 1024)
+    let log = try PartitionLog(directory: directory.path, config: config, fileSystem: fileSystem)
+    var expected: [UInt8] = []
+    while log.segmentBaseOffsets.count == 1 {
+      let batch = makeBatch(records: 2, valueBytes: 50, seed: expected.count)
+      let result = try log.append(batch, partitionLeaderEpoch: 0)
+      expected += stored(batch, baseOffset: result.baseOffset, epoch: 0)
+      // Stop right before the append that would roll.
+      if log.sizeBytes + Int64(batch.count) > 1024 { break }
+    }
+    try log.flush()
+    let end = log.logEndOffset
+    fileSystem.update { $0.writeBudget = 0 }
+    let error = #expect(throws: StorageError.self) {
+      try log.append(makeBatch(records: 2, valueBytes: 50, seed: 999), partitionLeaderEpoch: 0)
+    }
+    #expect(error?.code == .noSpace)
+    #expect(log.logEndOffset == end)
+    #expect(log.segmentBaseOffsets == [0, end])
+    #expect(try readAll(log) == expected)
+    let reopened = try PartitionLog(directory: directory.path, config: config)
+    #expect(reopened.recoveryReport.truncations.isEmpty, "\(reopened.recoveryReport)")
+    #expect(reopened.logEndOffset == end)
+    #expect(try readAll(reopened) == expected)
+    try reopened.close()
+    fileSystem.update { $0.writeBudget = nil }
+    let batch = makeBatch(records: 2, valueBytes: 50, seed: 1_000)
+    let result = try log.append(batch, partitionLeaderEpoch: 0)
+    #expect(result.baseOffset == end)
+    #expect(try readAll(log) == expected + stored(batch, baseOffset: end, epoch: 0))
+    try log.close()
+  }
+}

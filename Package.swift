@@ -251,7 +251,7 @@ let package = Package(
       dependencies: [
         "StreamBusTestSupport", "StreamBusClient", "StreamBusProtocol", "StreamBusRecords",
         "StreamBusTransport", "StreamBusMetaClient", "StreamBusMetaProtocol",
-        "StreamBusVerification", "StreamBusWorkload",
+        "StreamBusVerification", "StreamBusWorkload", "StreamBusSpawn",
         .product(name: "Logging", package: "swift-log"),
       ]),
 

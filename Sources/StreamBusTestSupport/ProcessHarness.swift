@@ -20,10 +20,31 @@ public final class ProcessHarness: @unchecked Sendable {
   private var processCounter = 0
   private var isShutDown = false
 
+  /// How long a harness may live before its watchdog kills its processes (900 s), unless
+  /// `STREAMBUS_HARNESS_WATCHDOG_S` says otherwise (0 turns it off) or a long variant
+  /// (`REPLICATION_LONG=1`, `CHAOS_LONG=1`) runs.
+  public static var defaultWatchdogSeconds: Int? {
+    let environment = ProcessInfo.processInfo.environment
+    if let text = environment["STREAMBUS_HARNESS_WATCHDOG_S"], let seconds = Int(text) {
+      return seconds > 0 ? seconds : nil
+    }
+    if environment["REPLICATION_LONG"] == "1" || environment["CHAOS_LONG"] == "1" { return nil }
+    return 900
+  }
+
+  /// How long after the watchdog fired a harness still not shut down aborts the run.
+  static let watchdogAbortGraceSeconds = 120
+
   /// - Parameter parentDirectory: where the harness's temp directory is created (default the
   ///   system temp directory); benchmarks put it on the disk they measure.
+  /// - Parameter watchdogSeconds: a test that hangs (an await nothing will ever resume)
+  ///   would otherwise hold the whole test run until CI's time limit. After this many
+  ///   seconds the harness prints its processes' logs and kills them, which ends most hangs
+  ///   as a test failure; if the harness is still not shut down two minutes later, the
+  ///   process aborts with a message naming it. nil: no watchdog (benchmarks).
   public init(
-    name: String, configuration: BuildConfiguration? = nil, parentDirectory: URL? = nil
+    name: String, configuration: BuildConfiguration? = nil, parentDirectory: URL? = nil,
+    watchdogSeconds: Int? = ProcessHarness.defaultWatchdogSeconds
   ) throws {
     let safeName = name.map { $0.isLetter || $0.isNumber ? $0 : "-" }
     let template = (parentDirectory ?? FileManager.default.temporaryDirectory)
@@ -35,6 +56,29 @@ public final class ProcessHarness: @unchecked Sendable {
     }
     rootDirectory = URL(fileURLWithPath: String(cString: created), isDirectory: true)
     self.configuration = configuration
+    if let watchdogSeconds { armWatchdog(seconds: watchdogSeconds) }
+  }
+
+  private var hasShutDown: Bool { lock.withLock { isShutDown } }
+
+  private func armWatchdog(seconds: Int) {
+    DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(seconds)) { [weak self] in
+      guard let self, !self.hasShutDown else { return }
+      self.printLogs(
+        reason: "watchdog: still running after \(seconds) s; killing its processes so the "
+          + "test fails instead of hanging the run")
+      let snapshot = self.lock.withLock { self.processes }
+      for process in snapshot { process.signal(SIGKILL) }
+      let grace = Self.watchdogAbortGraceSeconds
+      DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(grace)) { [weak self] in
+        guard let self, !self.hasShutDown else { return }
+        let message =
+          "ProcessHarness watchdog: \(self.rootDirectory.lastPathComponent) still not shut "
+          + "down \(seconds + grace) s after it started; aborting the test run\n"
+        FileHandle.standardError.write(Data(message.utf8))
+        abort()
+      }
+    }
   }
 
   deinit {
@@ -44,10 +88,12 @@ public final class ProcessHarness: @unchecked Sendable {
   /// Runs `body` with a fresh harness; kills everything and removes the temp directory after.
   public static func withHarness<Result>(
     _ name: String, configuration: BuildConfiguration? = nil, parentDirectory: URL? = nil,
+    watchdogSeconds: Int? = ProcessHarness.defaultWatchdogSeconds,
     body: (ProcessHarness) async throws -> Result
   ) async throws -> Result {
     let harness = try ProcessHarness(
-      name: name, configuration: configuration, parentDirectory: parentDirectory)
+      name: name, configuration: configuration, parentDirectory: parentDirectory,
+      watchdogSeconds: watchdogSeconds)
     defer { harness.shutdown() }
     do {
       let result = try await body(harness)

@@ -21,7 +21,7 @@ struct BrokerTarget {
       options.spawnConfiguration == "debug" ? .debug : .release
     let parent = URL(fileURLWithPath: options.workDir, isDirectory: true).standardizedFileURL
     return try await ProcessHarness.withHarness(
-      "sbbench", configuration: configuration, parentDirectory: parent
+      "sbbench", configuration: configuration, parentDirectory: parent, watchdogSeconds: nil
     ) { harness in
       let broker = try await harness.startBroker()
       return try await body(

@@ -367,8 +367,11 @@ struct LocalStatusCommand: AsyncParsableCommand {
       var objects: [JSONValue] = []
       for node in cluster.allNodes {
         let running = LocalProcesses.isRunning(node)
+        let paused = running && LocalProcesses.isPaused(node)
         var readiness = "-"
-        if running, node.role == "broker" {
+        if paused {
+          readiness = "not answering (process stopped; resume with kill -CONT \(node.pid))"
+        } else if running, node.role == "broker" {
           readiness = Self.brokerReadiness(node, registrations: registrations)
         } else if running, let http = node.httpAddress {
           if let response = BlockingHTTP.request(address: http, path: "/readyz", timeoutMs: 1_000) {
@@ -380,13 +383,15 @@ struct LocalStatusCommand: AsyncParsableCommand {
           }
         }
         rows.append([
-          node.name, running ? "\(node.pid)" : "-", running ? "running" : "stopped",
+          node.name, running ? "\(node.pid)" : "-",
+          paused ? "paused" : running ? "running" : "stopped",
           node.apiAddress ?? node.clientAddress ?? "-", node.httpAddress ?? "-", readiness,
         ])
         objects.append(
           .object([
             ("role", .string(node.role)), ("id", .integer(Int64(node.id))),
             ("pid", .integer(Int64(node.pid))), ("running", .bool(running)),
+            ("paused", .bool(paused)),
             ("apiAddress", node.apiAddress.map(JSONValue.string) ?? .null),
             ("clientAddress", node.clientAddress.map(JSONValue.string) ?? .null),
             ("httpAddress", node.httpAddress.map(JSONValue.string) ?? .null),

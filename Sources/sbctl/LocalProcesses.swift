@@ -36,18 +36,33 @@ enum LocalProcesses {
     let pid = node.pid
     guard pid > 0, kill(pid, 0) == 0 || errno == EPERM else { return false }
     #if os(Linux)
-      if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-        let closing = stat.lastIndex(of: ")")
-      {
-        let state = stat[stat.index(after: closing)...].trimmingCharacters(in: .whitespaces).first
-        if state == "Z" || state == "X" { return false }
-      }
+      if let state = kernelState(pid), state == "Z" || state == "X" { return false }
       guard let commandLine = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))
       else { return false }
       let arguments = commandLine.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
       return arguments.contains(node.dataDir)
     #else
       return true
+    #endif
+  }
+
+  /// Whether a running node is stopped by a signal (SIGSTOP, SIGTSTP) or a debugger: it
+  /// holds its ports but answers nothing, which an operator must not mistake for running.
+  static func isPaused(_ node: LocalNode) -> Bool {
+    guard let state = kernelState(node.pid) else { return false }
+    return state == "T" || state == "t"
+  }
+
+  /// The state letter of `/proc/PID/stat` (R, S, D, T, t, Z, X...), nil where there is none.
+  private static func kernelState(_ pid: Int32) -> Character? {
+    #if os(Linux)
+      guard pid > 0,
+        let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        let closing = stat.lastIndex(of: ")")
+      else { return nil }
+      return stat[stat.index(after: closing)...].trimmingCharacters(in: .whitespaces).first
+    #else
+      return nil
     #endif
   }
 

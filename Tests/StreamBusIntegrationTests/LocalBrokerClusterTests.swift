@@ -204,6 +204,19 @@ struct LocalBrokerClusterTests {
       #expect(rows?.count == 6)
       #expect(rows?.allSatisfy { $0["running"] as? Bool == true } == true)
       #expect(rows?.suffix(3).map { $0["readiness"] as? String } == ["ready", "ready", "ready"])
+      #expect(rows?.allSatisfy { $0["paused"] as? Bool == false } == true)
+
+      // A SIGSTOPped broker holds its ports but answers nothing: status says paused.
+      let pausedPid = try #require(try Self.load(directory).brokers.first { $0.id == 3 }?.pid)
+      kill(pausedPid, SIGSTOP)
+      let pausedStatus = try await sbctl(["local", "status", "--dir", directory.path])
+      kill(pausedPid, SIGCONT)
+      try pausedStatus.checkSuccess()
+      let pausedLine = pausedStatus.stdoutText.split(separator: "\n").first {
+        $0.hasPrefix("broker-3")
+      }
+      #expect(pausedLine?.contains("paused") == true, "\(pausedStatus.stdoutText)")
+      #expect(pausedLine?.contains("kill -CONT \(pausedPid)") == true)
 
       try await sbctl(["local", "down", "--dir", directory.path]).checkSuccess()
       for node in try Self.load(directory).metaservers + Self.load(directory).brokers {

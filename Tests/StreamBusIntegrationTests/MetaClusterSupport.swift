@@ -246,7 +246,20 @@ final class MetaCluster: @unchecked Sendable {
 /// range (all bound at once, then released). Ports in the ephemeral range can be taken by
 /// outgoing connections, of this test or a parallel one, while a node is down for a
 /// restart; it then could not listen on its port again.
+///
+/// A port is handed out once per test run: a cluster takes its nodes' ports one node at a
+/// time and starts them afterwards, so a port released by one `take` but not yet listened
+/// on could otherwise be picked again for the next node (a CI run failed that way with
+/// "Address already in use").
 enum FreePorts {
+  private final class HandedOut: @unchecked Sendable {
+    private let lock = NSLock()
+    private var ports: Set<Int> = []
+    func contains(_ port: Int) -> Bool { lock.withLock { ports.contains(port) } }
+    func insert(_ new: [Int]) { lock.withLock { ports.formUnion(new) } }
+  }
+  private static let handedOut = HandedOut()
+
   static func take(_ count: Int) throws -> [Int] {
     var ephemeralLow = 32_768
     if let text = try? String(
@@ -264,7 +277,7 @@ enum FreePorts {
       attempts += 1
       guard attempts < 10_000 else { throw HarnessError("no free ports in \(candidates)") }
       let port = Int.random(in: candidates)
-      if ports.contains(port) { continue }
+      if ports.contains(port) || handedOut.contains(port) { continue }
       let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
       guard descriptor >= 0 else { throw HarnessError("socket(): errno \(errno)") }
       var address = sockaddr_in()
@@ -283,6 +296,7 @@ enum FreePorts {
         close(descriptor)
       }
     }
+    handedOut.insert(ports)
     return ports
   }
 }

@@ -204,6 +204,12 @@ public actor Producer {
   /// Failed metadata refreshes in a row; spaces the next one by an exponential backoff.
   private var metadataRefreshFailures = 0
   private var requestsInFlight: [UInt64: InFlightRequest] = [:]
+  /// Lower bounds of the earliest delivery deadline of a queued batch and of the earliest
+  /// deadline of a request in flight: `drain()` looks for expired ones only once one may have
+  /// passed (a scan on every record took a third of the producer's CPU at 58k records/s).
+  /// Lowered whenever a batch is queued or a request sent, recomputed by each scan.
+  private var queuedExpiryCheckAt: ContinuousClock.Instant?
+  private var requestExpiryCheckAt: ContinuousClock.Instant?
   private var nextRequestId: UInt64 = 0
   /// The one timer that runs `drain()` at the next deadline (delivery timeout, request
   /// deadline or retry backoff), so batches expire even when nothing else happens.
@@ -434,6 +440,8 @@ public actor Producer {
         deliveryTimeoutMs: config.deliveryTimeoutMs)
       nextBatchId += 1
       queue.open = batch
+      queuedExpiryCheckAt = min(
+        queuedExpiryCheckAt ?? batch.deliveryDeadline, batch.deliveryDeadline)
       if config.lingerMs > 0 {
         // A linger longer than the delivery timeout must not delay the batch's expiry.
         let lingerMs = min(config.lingerMs, config.deliveryTimeoutMs)
@@ -499,8 +507,12 @@ public actor Producer {
   /// connection's free `inflightRequestsMax` slots.
   private func drain() {
     let now = ContinuousClock.now
-    expireRequests(now: now)
-    expireQueuedBatches(now: now)
+    if let checkAt = requestExpiryCheckAt, checkAt <= now {
+      expireRequests(now: now)
+    }
+    if let checkAt = queuedExpiryCheckAt, checkAt <= now {
+      expireQueuedBatches(now: now)
+    }
     // Count first: the snapshot read after it is at least that fresh.
     let refreshCount = core.metadata.refreshCount
     let metadata = core.metadata.snapshot
@@ -669,6 +681,16 @@ public actor Producer {
         batchLeftAccumulator(topicPartition)
       }
     }
+    var earliest: ContinuousClock.Instant?
+    for queue in queues.values {
+      for batch in queue.ready {
+        earliest = min(earliest ?? batch.deliveryDeadline, batch.deliveryDeadline)
+      }
+      if let open = queue.open {
+        earliest = min(earliest ?? open.deliveryDeadline, open.deliveryDeadline)
+      }
+    }
+    queuedExpiryCheckAt = earliest
   }
 
   /// Gives up on requests past their deadline, as if they had timed out: their batches are
@@ -684,22 +706,15 @@ public actor Producer {
             "Produce to \(request.leader): no outcome within requestTimeoutMs \(core.config.requestTimeoutMs)"
           )), requestId: requestId, drainAfter: false)
     }
+    requestExpiryCheckAt = requestsInFlight.values.lazy.map(\.deadline).min()
   }
 
   /// Keeps one timer armed for the earliest deadline of anything not yet complete.
   private func scheduleWakeUp(earliestRetry: ContinuousClock.Instant?) {
-    var earliest = earliestRetry
-    func consider(_ instant: ContinuousClock.Instant) {
-      earliest = min(earliest ?? instant, instant)
-    }
-    for queue in queues.values {
-      // Batches of a partition are queued in creation order; the first one expires first.
-      if let first = queue.ready.first { consider(first.deliveryDeadline) }
-      if let open = queue.open { consider(open.deliveryDeadline) }
-    }
-    for request in requestsInFlight.values {
-      consider(request.deadline)
-    }
+    // The check times are lower bounds: a wake-up for a batch already delivered only
+    // recomputes them.
+    let earliest = [earliestRetry, queuedExpiryCheckAt, requestExpiryCheckAt].lazy
+      .compactMap { $0 }.min()
     guard let earliest else { return }
     if let wakeUp, wakeUp.at <= earliest {
       return
@@ -788,9 +803,10 @@ public actor Producer {
       }
       self.handleOutcome(outcome, requestId: requestId)
     }
+    let deadline = ContinuousClock.now + .clampedMilliseconds(core.config.requestTimeoutMs)
     requestsInFlight[requestId] = InFlightRequest(
-      leader: leader, batchIds: batchIds,
-      deadline: .now + .clampedMilliseconds(core.config.requestTimeoutMs), task: task)
+      leader: leader, batchIds: batchIds, deadline: deadline, task: task)
+    requestExpiryCheckAt = min(requestExpiryCheckAt ?? deadline, deadline)
   }
 
   /// Completes or retries the batches of a request; ignored for a request given up on.
@@ -912,6 +928,10 @@ public actor Producer {
     guard let first = retried.first else { return }
     queues[first.topicPartition, default: PartitionQueue()].ready.insert(
       contentsOf: retried, at: 0)
+    for batch in retried {
+      queuedExpiryCheckAt = min(
+        queuedExpiryCheckAt ?? batch.deliveryDeadline, batch.deliveryDeadline)
+    }
   }
 
   // MARK: - Idempotence

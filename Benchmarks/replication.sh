@@ -71,13 +71,22 @@ for linger in 5 0; do
     --partitions 1 --replication-factor 3 --topic "latency-$linger-$RANDOM" --rate 1000 \
     --linger-ms "$linger" --duration-s "$latency_seconds" --output json | tee -a "$results"
 done
-# Replication lag at half of the throughput just measured (records/s, 1 KiB).
+# Replication lag at half of the throughput just measured (records/s, 1 KiB), with the
+# throughput run's producer settings (256 KiB batches, the default 5 ms linger): three runs,
+# the median p99 is the figure. Then one run with linger 0 and 64 KiB batches (about twice
+# the requests for the same data) for comparison.
 half_rate=$(python3 -c '
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
 tp = [r for r in rows if r.get("benchmark") == "produce.throughput"]
 print(max(1, int((tp[-1].get("recordsPerSecond") or 2000) / 2)) if tp else 1000)' "$results")
-"$bin_dir/sbbench" replication lag --cluster "$cluster_dir" --rate "$half_rate" --partitions "$partitions" \
+for run in 1 2 3; do
+  "$bin_dir/sbbench" replication lag --cluster "$cluster_dir" --rate "$half_rate" \
+    --partitions "$partitions" --linger-ms 5 --batch-bytes 262144 \
+    --duration-s "$latency_seconds" --output json | tee -a "$results"
+done
+"$bin_dir/sbbench" replication lag --cluster "$cluster_dir" --rate "$half_rate" \
+  --partitions "$partitions" --linger-ms 0 --batch-bytes 65536 \
   --duration-s "$latency_seconds" --output json | tee -a "$results"
 "$bin_dir/sbbench" replication failover --cluster "$cluster_dir" --trials "$trials" --output json \
   | tee -a "$results"
@@ -100,7 +109,8 @@ sb_tp = find(lambda r: r.get("benchmark") == "produce.throughput")
 sb_lat = find(lambda r: r.get("benchmark") == "produce.latency" and r["parameters"].get("lingerMs") == "5")
 sb_lat0 = find(lambda r: r.get("benchmark") == "produce.latency" and r["parameters"].get("lingerMs") == "0")
 sb_fail = find(lambda r: r.get("benchmark") == "broker-failover")
-sb_lag = find(lambda r: r.get("benchmark") == "replication-lag")
+sb_lags = [r for r in rows if r.get("benchmark") == "replication-lag" and r["parameters"].get("lingerMs") == "5"]
+sb_lag0 = find(lambda r: r.get("benchmark") == "replication-lag" and r["parameters"].get("lingerMs") == "0")
 nats_tp = find(lambda r: r.get("system") == "nats-jetstream" and r.get("measure") == "throughput")
 nats_lat = find(lambda r: r.get("system") == "nats-jetstream" and r.get("measure") == "paced_latency_ms")
 nats_fail = find(lambda r: r.get("system") == "nats-jetstream" and r.get("measure") == "failover_s")
@@ -122,10 +132,15 @@ if sb_lat0:
     p50, p99 = sb_lat0["latency"]["p50Ms"], sb_lat0["latency"]["p99Ms"]
     print(f"| latency p50 at 1,000/s, linger 0 | {fmt(p50,'ms')} | - | - | - |")
     print(f"| latency p99 at 1,000/s, linger 0 | {fmt(p99,'ms')} | - | ≤ 8 ms | {met(p99 <= 8)} |")
-if sb_lag:
-    p99 = sb_lag["latency"]["p99Ms"]
-    rate = sb_lag["parameters"]["rate"]
-    print(f"| replication lag p99 at {rate} records/s (half of max) | {fmt(p99,'ms')} | - | ≤ 10 ms | {met(p99 <= 10)} |")
+if sb_lags:
+    p99s = sorted(r["latency"]["p99Ms"] for r in sb_lags)
+    p99 = p99s[len(p99s) // 2]
+    rate = sb_lags[0]["parameters"]["rate"]
+    runs = " / ".join(f"{v:.2f}" for v in p99s)
+    print(f"| replication lag p99 at {rate} records/s (half of max), median of runs {runs} ms | {fmt(p99,'ms')} | - | ≤ 10 ms | {met(p99 <= 10)} |")
+if sb_lag0:
+    p99 = sb_lag0["latency"]["p99Ms"]
+    print(f"| replication lag p99, same rate, linger 0 and 64 KiB batches | {fmt(p99,'ms')} | - | - | - |")
 if sb_fail:
     median, worst = sb_fail["latency"]["p50Ms"] / 1000, sb_fail["latency"]["maxMs"] / 1000
     print(f"| failover median | {fmt(median,'s')} | {fmt(nats_fail and nats_fail['median'],'s')} | ≤ 2.0 s | {met(median <= 2.0)} |")

@@ -190,8 +190,8 @@ public actor PartitionReplica {
   private var ackWaiters: [AckWaiter] = []
   private var durableWaiters: [DurableWaiter] = []
   private var fetchWakeups: [ObjectIdentifier: FetchWakeup] = [:]
-  /// The subset of `fetchWakeups` that are followers' fetches: also woken when the log end
-  /// offset grows (consumers only care about the high watermark).
+  /// The subset of `fetchWakeups` that are followers' fetches: woken when the log end
+  /// offset grows, not when the high watermark moves (consumers only care about that).
   private var followerFetchWakeups: [ObjectIdentifier: FetchWakeup] = [:]
   /// Callers waiting for the in-flight flush to finish (close, truncation).
   private var flushIdleWaiters: [CheckedContinuation<Void, Never>] = []
@@ -773,7 +773,10 @@ public actor PartitionReplica {
       completed += 1
     }
     ackWaiters.removeFirst(completed)
-    for wakeup in fetchWakeups.values {
+    // Consumers wait for the high watermark; a follower's long-poll waits for data (its
+    // answer carries the high watermark), else every report of one follower would make the
+    // leader re-read all partitions of the other's waiting fetch for nothing.
+    for (id, wakeup) in fetchWakeups where followerFetchWakeups[id] == nil {
       wakeup.signal()
     }
   }

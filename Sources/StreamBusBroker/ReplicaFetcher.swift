@@ -78,7 +78,13 @@ final class ReplicaFetcher: Sendable {
   private let logger: Logger
 
   private struct State {
-    var partitions: Set<TopicPartition> = []
+    var partitions: Set<TopicPartition> = [] {
+      // Sorted once per change, not per fetch round: the round walks every partition.
+      didSet {
+        sortedPartitions = partitions.sorted { ($0.topic, $0.partition) < ($1.topic, $1.partition) }
+      }
+    }
+    var sortedPartitions: [TopicPartition] = []
     var task: Task<Void, Never>?
     var connection: FrameConnection?
     var isStopped = false
@@ -165,6 +171,10 @@ final class ReplicaFetcher: Sendable {
     var correlationID: Int32 = 0
     var lastFailure: String?
     var pausedForFullDisk = false
+    /// The high watermark each partition last applied from an answer: an idle partition's
+    /// answer that repeats it needs no work (a broker follows many idle partitions).
+    var appliedHighWatermarks: [TopicPartition: Int64] = [:]
+    var lastPartitions: [TopicPartition] = []
     while !Task.isCancelled && !isStopped {
       // Nothing fetched could be appended: stop advancing (the leader drops this replica
       // from the ISR by the lag rule) until the disk monitor's probe finds space again.
@@ -181,11 +191,16 @@ final class ReplicaFetcher: Sendable {
         logger.info("data disk has space again: replica fetching resumed")
         pausedForFullDisk = false
       }
-      let partitions = state.withLockedValue { $0.partitions }
+      let partitions = state.withLockedValue { $0.sortedPartitions }
+      if partitions != lastPartitions {
+        let followed = Set(partitions)
+        appliedHighWatermarks = appliedHighWatermarks.filter { followed.contains($0.key) }
+        lastPartitions = partitions
+      }
       let nowMs = MonotonicClock.nowMs()
       var entries: [Entry] = []
       var nextWakeMs: Int64?
-      for topicPartition in partitions.sorted(by: { $0.description < $1.description }) {
+      for topicPartition in partitions {
         guard let replica = context.replicaManager.replica(topicPartition) else { continue }
         guard let fetchState = await replica.followerFetchState() else {
           // A follower of this source still flushing what it wrote as leader: ask again
@@ -259,7 +274,8 @@ final class ReplicaFetcher: Sendable {
         backoffMs = min(backoffMs * 2, Self.backoffMaxMs)
         continue
       }
-      let refused = await handle(response, entries: entries)
+      let refused = await handle(
+        response, entries: entries, appliedHighWatermarks: &appliedHighWatermarks)
       let restUntil = MonotonicClock.nowMs() + Self.refusedPartitionRestMs
       for (topicPartition, epoch) in refused {
         resting[topicPartition] = (epoch, restUntil)
@@ -365,10 +381,12 @@ final class ReplicaFetcher: Sendable {
   // MARK: Answers
 
   /// Applies each partition's answer (concurrently: partitions are independent); returns
-  /// the partitions the leader refused, with the epoch they were fetched at.
-  private func handle(_ response: FetchResponse, entries: [Entry]) async -> [(
-    TopicPartition, Int32
-  )] {
+  /// the partitions the leader refused, with the epoch they were fetched at. An answer with
+  /// nothing but an unchanged high watermark is skipped without a task or an actor call.
+  private func handle(
+    _ response: FetchResponse, entries: [Entry],
+    appliedHighWatermarks: inout [TopicPartition: Int64]
+  ) async -> [(TopicPartition, Int32)] {
     var byPartition: [TopicPartition: Entry] = [:]
     for entry in entries {
       byPartition[entry.topicPartition] = entry
@@ -377,9 +395,22 @@ final class ReplicaFetcher: Sendable {
     for topic in response.topics {
       for partition in topic.partitions {
         let topicPartition = TopicPartition(topic: topic.name, partition: partition.partition)
-        if let entry = byPartition.removeValue(forKey: topicPartition) {
-          answered.append((entry, partition))
+        guard let entry = byPartition.removeValue(forKey: topicPartition) else { continue }
+        if partition.errorCode == .none && partition.divergingEpoch == .none
+          && partition.records.isEmpty
+        {
+          // Only the high watermark, applied when it moved and the leadership the fetch was
+          // made under still holds.
+          if appliedHighWatermarks[topicPartition] != partition.highWatermark
+            && entry.replica.leaderEpoch == entry.fetchState.leaderEpoch
+          {
+            await entry.replica.updateFollowerHighWatermark(partition.highWatermark)
+            appliedHighWatermarks[topicPartition] = partition.highWatermark
+          }
+          continue
         }
+        appliedHighWatermarks[topicPartition] = nil
+        answered.append((entry, partition))
       }
     }
     return await withTaskGroup(of: (TopicPartition, Int32)?.self) { group in

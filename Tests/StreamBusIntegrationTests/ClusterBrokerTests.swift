@@ -357,12 +357,24 @@ import Testing
       for id in cluster.meta.allIDs {
         cluster.meta.signal(id, SIGCONT)
       }
-      // With the quorum back the session recovers and a leader takes writes again.
-      try await cluster.produce(
-        to: Int(
-          try await cluster.waitForLeaders(topic: "island", partitions: 1, asking: leader)
-            .topics[0].partitions[0].leaderId),
-        topic: "island", batches: 5, log: log, retryUntil: .seconds(10))
+      // With the quorum back the session recovers and a leader takes writes again. The
+      // controller saw every session expire while it was stopped, so leadership may move
+      // once the brokers heartbeat again: each attempt asks for the current leader.
+      var lastFailure = "no attempt"
+      let recovered = try await eventually(timeoutMs: 15_000) {
+        let current = try await cluster.waitForLeaders(
+          topic: "island", partitions: 1, asking: leader
+        ).topics[0].partitions[0].leaderId
+        do {
+          try await cluster.produce(
+            to: Int(current), topic: "island", batches: 5, log: log, retryUntil: .seconds(2))
+          return true
+        } catch {
+          lastFailure = "\(error)"
+          return false
+        }
+      }
+      #expect(recovered, "no leader took writes after the quorum returned: \(lastFailure)")
       await client.close()
     }
   }

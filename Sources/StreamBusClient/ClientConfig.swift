@@ -22,6 +22,10 @@ public struct ClientConfig: Sendable {
   /// How long `Producer.send` waits for a topic that metadata does not know yet (it may have
   /// just been created).
   public var metadataWaitMs: Int64 = 3_000
+  /// How long one broker may take to answer a metadata request before the next known broker
+  /// is asked (at most `requestTimeoutMs`): a broker cut off by a network partition must not
+  /// hold up learning who leads in its place.
+  public var metadataAttemptTimeoutMs: Int64 = 1_000
   public var logger: Logger = Logger(label: "streambus.client") { _ in SwiftLogNoOpLogHandler() }
 
   public init(bootstrapBrokers: [HostPort], clientId: String = "streambus-client") {

@@ -109,7 +109,8 @@ struct MetadataSender: Sendable {
 
   func send(_ request: Request, to broker: HostPort) async throws -> Response {
     try await ClientCore.send(
-      request, to: broker, timeoutMs: nil, pool: pool, config: config,
-      correlationIds: correlationIds)
+      request, to: broker,
+      timeoutMs: min(config.metadataAttemptTimeoutMs, config.requestTimeoutMs), pool: pool,
+      config: config, correlationIds: correlationIds)
   }
 }

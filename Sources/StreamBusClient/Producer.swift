@@ -180,9 +180,19 @@ public actor Producer {
   private struct InFlightRequest {
     let leader: HostPort
     let batchIds: [(TopicPartition, [UInt64])]
+    let sentAt: ContinuousClock.Instant
     let deadline: ContinuousClock.Instant
     let task: Task<Void, Never>
   }
+
+  /// A request without an answer for this long makes the producer look up the partitions'
+  /// leaders (refreshing metadata every `retryBackoffMs` while it waits); once the metadata
+  /// names another leader, the request is given up on and its batches go to the new one.
+  /// A leader cut off by a network partition never answers, and its requests would
+  /// otherwise wait out `requestTimeoutMs` although the controller elected a new leader
+  /// after its session timeout. Safe with idempotence: a batch the old leader appended after
+  /// all is recognised by its sequence number on the new leader.
+  static let leaderCheckAfter = Duration.milliseconds(1_000)
 
   private struct SpaceWaiter {
     var bytes: Int
@@ -210,6 +220,8 @@ public actor Producer {
   /// Lowered whenever a batch is queued or a request sent, recomputed by each scan.
   private var queuedExpiryCheckAt: ContinuousClock.Instant?
   private var requestExpiryCheckAt: ContinuousClock.Instant?
+  /// When a request in flight may next need its leaders checked (`leaderCheckAfter`).
+  private var requestLeaderCheckAt: ContinuousClock.Instant?
   private var nextRequestId: UInt64 = 0
   /// The one timer that runs `drain()` at the next deadline (delivery timeout, request
   /// deadline or retry backoff), so batches expire even when nothing else happens.
@@ -510,6 +522,9 @@ public actor Producer {
     if let checkAt = requestExpiryCheckAt, checkAt <= now {
       expireRequests(now: now)
     }
+    if let checkAt = requestLeaderCheckAt, checkAt <= now {
+      abandonRequestsToFormerLeaders(now: now)
+    }
     if let checkAt = queuedExpiryCheckAt, checkAt <= now {
       expireQueuedBatches(now: now)
     }
@@ -709,12 +724,54 @@ public actor Producer {
     requestExpiryCheckAt = requestsInFlight.values.lazy.map(\.deadline).min()
   }
 
+  /// Gives up on the requests unanswered for `leaderCheckAfter` whose partitions the
+  /// metadata now places on another leader; while such requests wait for a leader that has
+  /// not moved (or not yet), refreshes the metadata every `retryBackoffMs`.
+  private func abandonRequestsToFormerLeaders(now: ContinuousClock.Instant) {
+    let metadata = core.metadata.snapshot
+    var moved: [(UInt64, InFlightRequest, String)] = []
+    var waiting = false
+    var nextCheck: ContinuousClock.Instant?
+    for (requestId, request) in requestsInFlight {
+      let checkAt = request.sentAt + Self.leaderCheckAfter
+      guard checkAt <= now else {
+        nextCheck = min(nextCheck ?? checkAt, checkAt)
+        continue
+      }
+      let newLeader = request.batchIds.lazy.compactMap { topicPartition, _ in
+        metadata.leader(of: topicPartition).map { (topicPartition, $0.broker.address) }
+      }.first { $0.1 != request.leader }
+      if let (topicPartition, address) = newLeader {
+        moved.append(
+          (requestId, request, "the metadata names \(address) as leader of \(topicPartition)"))
+      } else {
+        waiting = true
+      }
+    }
+    for (requestId, request, reason) in moved.sorted(by: { $0.0 < $1.0 }) {
+      request.task.cancel()
+      handleOutcome(
+        .failure(
+          StreamBusError(
+            .timeout,
+            "Produce to \(request.leader): no answer after \(Self.leaderCheckAfter) and \(reason); retried there"
+          )), requestId: requestId, drainAfter: false)
+    }
+    if waiting {
+      let recheck = now + .clampedMilliseconds(core.config.retryBackoffMs)
+      nextCheck = min(nextCheck ?? recheck, recheck)
+      refreshMetadataThenDrain()
+    }
+    requestLeaderCheckAt = nextCheck
+  }
+
   /// Keeps one timer armed for the earliest deadline of anything not yet complete.
   private func scheduleWakeUp(earliestRetry: ContinuousClock.Instant?) {
     // The check times are lower bounds: a wake-up for a batch already delivered only
     // recomputes them.
-    let earliest = [earliestRetry, queuedExpiryCheckAt, requestExpiryCheckAt].lazy
-      .compactMap { $0 }.min()
+    let earliest = [
+      earliestRetry, queuedExpiryCheckAt, requestExpiryCheckAt, requestLeaderCheckAt,
+    ].lazy.compactMap { $0 }.min()
     guard let earliest else { return }
     if let wakeUp, wakeUp.at <= earliest {
       return
@@ -803,10 +860,13 @@ public actor Producer {
       }
       self.handleOutcome(outcome, requestId: requestId)
     }
-    let deadline = ContinuousClock.now + .clampedMilliseconds(core.config.requestTimeoutMs)
+    let sentAt = ContinuousClock.now
+    let deadline = sentAt + .clampedMilliseconds(core.config.requestTimeoutMs)
     requestsInFlight[requestId] = InFlightRequest(
-      leader: leader, batchIds: batchIds, deadline: deadline, task: task)
+      leader: leader, batchIds: batchIds, sentAt: sentAt, deadline: deadline, task: task)
     requestExpiryCheckAt = min(requestExpiryCheckAt ?? deadline, deadline)
+    let leaderCheck = sentAt + Self.leaderCheckAfter
+    requestLeaderCheckAt = min(requestLeaderCheckAt ?? leaderCheck, leaderCheck)
   }
 
   /// Completes or retries the batches of a request; ignored for a request given up on.

@@ -52,6 +52,9 @@ final class FakeCluster: Sendable {
     var fetchConnectionDrops = 0
     /// Produce requests wait until this is false.
     var holdProduce = false
+    /// Produce requests to these brokers wait, never answered while they are listed (a
+    /// leader cut off from the client).
+    var holdProduceOnBrokers: Set<Int32> = []
     /// Every request waits until this is false (a broker that stopped responding).
     var holdAll = false
     /// Metadata requests wait until this is false.
@@ -235,7 +238,7 @@ final class FakeBroker: FrameRequestHandler, Sendable {
         state.produceInFlight += 1
         state.produceInFlightMax = max(state.produceInFlightMax, state.produceInFlight)
       }
-      while cluster.withState({ $0.holdProduce }) {
+      while cluster.withState({ $0.holdProduce || $0.holdProduceOnBrokers.contains(id) }) {
         try? await Task.sleep(for: .milliseconds(5))
       }
       let answer = self.produce(produce)

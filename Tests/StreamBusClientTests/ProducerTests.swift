@@ -220,6 +220,42 @@ import Testing
     }
   }
 
+  @Test func requestToACutOffLeaderIsGivenUpOnceMetadataNamesItsSuccessor() async throws {
+    try await withFakeCluster(brokers: 2) { harness in
+      harness.cluster.createTopic("cutoff", partitions: 1, leaders: [1])
+      var config = harness.clientConfig()
+      // Far beyond the test's own bound: only leaving the old leader can finish the send.
+      config.requestTimeoutMs = 600_000
+      let producer = Producer(config: config)
+      #expect(try await producer.send(topic: "cutoff", value: Array("a".utf8)).offset == 0)
+      // Broker 1 stops answering produce requests; the controller moves the leadership.
+      harness.cluster.withState { $0.holdProduceOnBrokers = [1] }
+      let sending = Task { try await producer.send(topic: "cutoff", value: Array("b".utf8)) }
+      #expect(await eventually { harness.cluster.produceRequests(broker: 1).count == 2 })
+      harness.cluster.moveLeader(topic: "cutoff", partition: 0, to: 2)
+      let delivered = try await withThrowingTaskGroup(of: RecordMetadata?.self) { group in
+        group.addTask { try await sending.value }
+        group.addTask {
+          // Well inside the suite's time limit; the send takes about a second when it works.
+          try await Task.sleep(for: .seconds(20))
+          // Lets the send finish, so the failing test does not hang waiting for it.
+          harness.cluster.withState { $0.holdProduceOnBrokers = [] }
+          return nil
+        }
+        let first = try await group.next() ?? nil
+        group.cancelAll()
+        return first
+      }
+      harness.cluster.withState { $0.holdProduceOnBrokers = [] }
+      // Closed before any check can throw: the fake cluster stops only once its clients left.
+      await producer.close()
+      let metadata = try #require(delivered, "the send still waited for the cut-off leader")
+      #expect(metadata.offset == 1)
+      #expect(harness.cluster.produceRequests(broker: 2).count == 1)
+      #expect(try harness.cluster.records(topic: "cutoff", partition: 0).count == 2)
+    }
+  }
+
   @Test func acksZeroGetsNoResponseAndNoOffsets() async throws {
     try await withFakeCluster { harness in
       harness.cluster.createTopic("fire", partitions: 1, leaders: [1])

@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import StreamBusProtocol
 import StreamBusRecords
 import StreamBusTransport
@@ -175,16 +176,9 @@ public actor Consumer {
         let request = fetchRequest(entries, maxWaitMs: waitMs)
         let core = core
         group.addTask {
-          do {
-            let response = try await core.send(
-              .fetch(request), to: leader, timeoutMs: core.config.requestTimeoutMs + Int64(waitMs))
-            guard case .fetch(let body) = response else {
-              throw StreamBusError(.protocolViolation, "Fetch to \(leader): wrong response type")
-            }
-            return (leader, .success(body))
-          } catch {
-            return (leader, .failure(StreamBusError.wrapping(error, context: "Fetch to \(leader)")))
-          }
+          let result = await Self.fetchLeavingAReplacedLeader(
+            request, to: leader, partitions: entries.map(\.0), waitMs: Int64(waitMs), core: core)
+          return (leader, result)
         }
       }
       var results: [(HostPort, Result<FetchResponse, StreamBusError>)] = []
@@ -232,6 +226,63 @@ public actor Consumer {
     }
     retriableFailureStreak = 0
     return records
+  }
+
+  /// Sends one fetch. A leader cut off by a network partition never answers, and the fetch
+  /// would wait out `requestTimeoutMs` although the controller elected a new leader after
+  /// its session timeout: once the answer is `Producer.leaderCheckAfter` late (past the
+  /// long-poll), metadata is refreshed every `retryBackoffMs`, and when it names another
+  /// leader for one of `partitions` the fetch is given up as a retriable timeout (its late
+  /// answer is dropped) and the next poll goes to the new leader.
+  private static func fetchLeavingAReplacedLeader(
+    _ request: FetchRequest, to leader: HostPort, partitions: [TopicPartition], waitMs: Int64,
+    core: ClientCore
+  ) async -> Result<FetchResponse, StreamBusError> {
+    let settled = NIOLockedValueBox(false)
+    return await withCheckedContinuation { continuation in
+      @Sendable func settle(_ result: Result<FetchResponse, StreamBusError>) -> Bool {
+        let first = settled.withLockedValue { done -> Bool in
+          defer { done = true }
+          return !done
+        }
+        if first { continuation.resume(returning: result) }
+        return first
+      }
+      let watcher = Task {
+        try? await Task.sleep(for: .milliseconds(waitMs) + Producer.leaderCheckAfter)
+        while !Task.isCancelled && !settled.withLockedValue({ $0 }) {
+          if let fresh = try? await core.metadata.refresh(),
+            let moved = partitions.first(where: { partition in
+              fresh.leader(of: partition).map { $0.broker.address != leader } ?? false
+            })
+          {
+            _ = settle(
+              .failure(
+                StreamBusError(
+                  .timeout,
+                  "Fetch to \(leader): no answer after the long-poll and \(Producer.leaderCheckAfter); the metadata names another leader of \(moved)"
+                )))
+            return
+          }
+          try? await Task.sleep(for: .milliseconds(core.config.retryBackoffMs))
+        }
+      }
+      Task {
+        let result: Result<FetchResponse, StreamBusError>
+        do {
+          let response = try await core.send(
+            .fetch(request), to: leader, timeoutMs: core.config.requestTimeoutMs + waitMs)
+          guard case .fetch(let body) = response else {
+            throw StreamBusError(.protocolViolation, "Fetch to \(leader): wrong response type")
+          }
+          result = .success(body)
+        } catch {
+          result = .failure(StreamBusError.wrapping(error, context: "Fetch to \(leader)"))
+        }
+        watcher.cancel()
+        _ = settle(result)
+      }
+    }
   }
 
   /// Refreshes metadata; true when an assigned partition now has another leader or a newer

@@ -192,6 +192,7 @@ public actor Producer {
   /// otherwise wait out `requestTimeoutMs` although the controller elected a new leader
   /// after its session timeout. Safe with idempotence: a batch the old leader appended after
   /// all is recognised by its sequence number on the new leader.
+  /// The consumer's fetches use the same bound, counted after their long-poll.
   static let leaderCheckAfter = Duration.milliseconds(1_000)
 
   private struct SpaceWaiter {

@@ -5,6 +5,51 @@ import Testing
 @testable import StreamBusClient
 
 @Suite(.timeLimit(.minutes(1))) struct ConsumerFailoverTests {
+  @Test func fetchFromACutOffLeaderIsGivenUpOnceMetadataNamesItsSuccessor() async throws {
+    try await withFakeCluster(brokers: 2) { harness in
+      harness.cluster.createTopic("cutoff", partitions: 1, leaders: [1])
+      let producer = Producer(config: harness.clientConfig())
+      try await producer.send(topic: "cutoff", value: Array("a".utf8), partition: 0)
+      var config = harness.clientConfig()
+      // Far beyond the test's own bound: only leaving the old leader can end the fetch.
+      config.requestTimeoutMs = 600_000
+      let consumer = Consumer(config: config)
+      let partition = TopicPartition(topic: "cutoff", partition: 0)
+      await consumer.assign([partition])
+      #expect(try await consumer.poll(maxWaitMs: 200).map(\.offset) == [0])
+
+      // Broker 1 stops answering fetches; the controller moves the leadership.
+      harness.cluster.withState { $0.holdFetchOnBrokers = [1] }
+      harness.cluster.moveLeader(topic: "cutoff", partition: 0, to: 2)
+      try await producer.send(topic: "cutoff", value: Array("b".utf8), partition: 0)
+      let polled = try await withThrowingTaskGroup(of: [ConsumerRecord]?.self) { group in
+        group.addTask {
+          var records: [ConsumerRecord] = []
+          for _ in 0..<100 where records.isEmpty {
+            records = try await consumer.poll(maxWaitMs: 100)
+          }
+          return records
+        }
+        group.addTask {
+          // Well inside the suite's time limit; leaving broker 1 takes about a second.
+          try await Task.sleep(for: .seconds(20))
+          // Lets the fetch finish, so the failing test does not hang waiting for it.
+          harness.cluster.withState { $0.holdFetchOnBrokers = [] }
+          return nil
+        }
+        let first = try await group.next() ?? nil
+        group.cancelAll()
+        return first
+      }
+      harness.cluster.withState { $0.holdFetchOnBrokers = [] }
+      await consumer.close()
+      await producer.close()
+      let records = try #require(polled, "the poll still waited for the cut-off leader")
+      #expect(records.map(\.offset) == [1])
+      #expect(records.map(\.value) == [Array("b".utf8)])
+    }
+  }
+
   @Test func pollRidesOutAClusterThatAnswersNothingThenFollowsTheNewLeader() async throws {
     try await withFakeCluster(brokers: 2) { harness in
       harness.cluster.createTopic("outage", partitions: 1, leaders: [1])

@@ -50,6 +50,9 @@ final class FakeCluster: Sendable {
     var nextProduceDelayMs: Int64 = 0
     /// Close the connection instead of answering this many upcoming fetch requests.
     var fetchConnectionDrops = 0
+    /// Fetch requests to these brokers wait, never answered while they are listed (a
+    /// leader cut off from the client).
+    var holdFetchOnBrokers: Set<Int32> = []
     /// Produce requests wait until this is false.
     var holdProduce = false
     /// Produce requests to these brokers wait, never answered while they are listed (a
@@ -264,6 +267,9 @@ final class FakeBroker: FrameRequestHandler, Sendable {
         return true
       }) {
         return .close(reason: "test drops the connection")
+      }
+      while cluster.withState({ $0.holdFetchOnBrokers.contains(id) }) {
+        try? await Task.sleep(for: .milliseconds(5))
       }
       response = .fetch(await self.fetch(fetch))
     case .listOffsets(let list):

@@ -22,24 +22,15 @@ import Testing
       harness.cluster.withState { $0.holdFetchOnBrokers = [1] }
       harness.cluster.moveLeader(topic: "cutoff", partition: 0, to: 2)
       try await producer.send(topic: "cutoff", value: Array("b".utf8), partition: 0)
-      let polled = try await withThrowingTaskGroup(of: [ConsumerRecord]?.self) { group in
-        group.addTask {
-          var records: [ConsumerRecord] = []
-          for _ in 0..<100 where records.isEmpty {
-            records = try await consumer.poll(maxWaitMs: 100)
-          }
-          return records
+      // Leaving broker 1 takes about a second when it works.
+      let polled = try await resultWithin(
+        seconds: 20, release: { harness.cluster.withState { $0.holdFetchOnBrokers = [] } }
+      ) {
+        var records: [ConsumerRecord] = []
+        for _ in 0..<100 where records.isEmpty {
+          records = try await consumer.poll(maxWaitMs: 100)
         }
-        group.addTask {
-          // Well inside the suite's time limit; leaving broker 1 takes about a second.
-          try await Task.sleep(for: .seconds(20))
-          // Lets the fetch finish, so the failing test does not hang waiting for it.
-          harness.cluster.withState { $0.holdFetchOnBrokers = [] }
-          return nil
-        }
-        let first = try await group.next() ?? nil
-        group.cancelAll()
-        return first
+        return records
       }
       harness.cluster.withState { $0.holdFetchOnBrokers = [] }
       await consumer.close()

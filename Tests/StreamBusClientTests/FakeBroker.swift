@@ -609,6 +609,26 @@ func withFakeCluster(
 }
 
 /// Polls until `condition` holds or `timeoutMs` passes.
+/// `body`'s result, or nil when it has not finished after `seconds` (kept well inside the
+/// suites' one-minute limit, which cannot end a hung await). `release` then runs first, to
+/// let `body` finish so the failing test does not hang waiting for it.
+func resultWithin<T: Sendable>(
+  seconds: Int, release: @escaping @Sendable () -> Void,
+  _ body: @escaping @Sendable () async throws -> T
+) async throws -> T? {
+  try await withThrowingTaskGroup(of: T?.self) { group in
+    group.addTask { try await body() }
+    group.addTask {
+      try await Task.sleep(for: .seconds(seconds))
+      release()
+      return nil
+    }
+    let first = try await group.next() ?? nil
+    group.cancelAll()
+    return first
+  }
+}
+
 func eventually(timeoutMs: Int64 = 3_000, _ condition: () async -> Bool) async -> Bool {
   let deadline = ContinuousClock.now + .milliseconds(timeoutMs)
   while ContinuousClock.now < deadline {

@@ -233,19 +233,10 @@ import Testing
       let sending = Task { try await producer.send(topic: "cutoff", value: Array("b".utf8)) }
       #expect(await eventually { harness.cluster.produceRequests(broker: 1).count == 2 })
       harness.cluster.moveLeader(topic: "cutoff", partition: 0, to: 2)
-      let delivered = try await withThrowingTaskGroup(of: RecordMetadata?.self) { group in
-        group.addTask { try await sending.value }
-        group.addTask {
-          // Well inside the suite's time limit; the send takes about a second when it works.
-          try await Task.sleep(for: .seconds(20))
-          // Lets the send finish, so the failing test does not hang waiting for it.
-          harness.cluster.withState { $0.holdProduceOnBrokers = [] }
-          return nil
-        }
-        let first = try await group.next() ?? nil
-        group.cancelAll()
-        return first
-      }
+      // The send takes about a second when it works.
+      let delivered = try await resultWithin(
+        seconds: 20, release: { harness.cluster.withState { $0.holdProduceOnBrokers = [] } }
+      ) { try await sending.value }
       harness.cluster.withState { $0.holdProduceOnBrokers = [] }
       // Closed before any check can throw: the fake cluster stops only once its clients left.
       await producer.close()

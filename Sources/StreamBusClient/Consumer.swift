@@ -252,9 +252,7 @@ public actor Consumer {
         try? await Task.sleep(for: .milliseconds(waitMs) + Producer.leaderCheckAfter)
         while !Task.isCancelled && !settled.withLockedValue({ $0 }) {
           if let fresh = try? await core.metadata.refresh(),
-            let moved = partitions.first(where: { partition in
-              fresh.leader(of: partition).map { $0.broker.address != leader } ?? false
-            })
+            let moved = fresh.partitionLedElsewhere(among: partitions, than: leader)?.partition
           {
             _ = settle(
               .failure(

@@ -75,6 +75,20 @@ struct ClusterMetadata: Sendable {
     return (broker, partition.leaderEpoch)
   }
 
+  /// The first of `partitions` whose known leader is not at `address`, with that leader's
+  /// address: a request sent to `address` for it went to a replaced leader. A partition
+  /// without a known leader does not count.
+  func partitionLedElsewhere(
+    among partitions: some Sequence<TopicPartition>, than address: HostPort
+  ) -> (partition: TopicPartition, leader: HostPort)? {
+    for partition in partitions {
+      if let leader = leader(of: partition)?.broker.address, leader != address {
+        return (partition, leader)
+      }
+    }
+    return nil
+  }
+
   init() {}
 
   /// This answer, except for partitions where `cached` knows a newer leader epoch whose

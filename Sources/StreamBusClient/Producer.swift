@@ -739,10 +739,9 @@ public actor Producer {
         nextCheck = min(nextCheck ?? checkAt, checkAt)
         continue
       }
-      let newLeader = request.batchIds.lazy.compactMap { topicPartition, _ in
-        metadata.leader(of: topicPartition).map { (topicPartition, $0.broker.address) }
-      }.first { $0.1 != request.leader }
-      if let (topicPartition, address) = newLeader {
+      if let (topicPartition, address) = metadata.partitionLedElsewhere(
+        among: request.batchIds.lazy.map(\.0), than: request.leader)
+      {
         moved.append(
           (requestId, request, "the metadata names \(address) as leader of \(topicPartition)"))
       } else {

@@ -61,20 +61,28 @@ import json, sys
 cluster = json.load(open(sys.argv[1] + "/cluster.json"))
 print(",".join(b["clientAddress"] for b in cluster["brokers"]))' "$cluster_dir")
 
+# Each measurement runs on a cluster that hosts only its own topic: every partition a broker
+# hosts, idle or not, costs it work in each replica fetch round (docs/benchmarks.md), so a
+# topic left behind would make the runs after it measure more than their own load.
+drop_topic() { "$bin_dir/sbctl" topic delete "$1" --cluster-dir "$cluster_dir" >/dev/null; }
+topic="throughput-$RANDOM"
 "$bin_dir/sbbench" produce --brokers "$brokers" --driver client --acks all --record-bytes 1024 \
-  --partitions "$partitions" --replication-factor 3 --topic "throughput-$RANDOM" \
+  --partitions "$partitions" --replication-factor 3 --topic "$topic" \
   --batch-bytes 262144 --records "$records" --output json | tee -a "$results"
+drop_topic "$topic"
 # Latency at 1,000 records/s: the producer's default linger (5 ms) and linger 0 (a
 # latency-sensitive producer's setting).
 for linger in 5 0; do
+  topic="latency-$linger-$RANDOM"
   "$bin_dir/sbbench" produce --brokers "$brokers" --driver client --acks all --record-bytes 1024 \
-    --partitions 1 --replication-factor 3 --topic "latency-$linger-$RANDOM" --rate 1000 \
+    --partitions 1 --replication-factor 3 --topic "$topic" --rate 1000 \
     --linger-ms "$linger" --duration-s "$latency_seconds" --output json | tee -a "$results"
+  drop_topic "$topic"
 done
 # Replication lag at half of the throughput just measured (records/s, 1 KiB), with the
 # throughput run's producer settings (256 KiB batches, the default 5 ms linger): three runs,
 # the median p99 is the figure. Then one run with linger 0 and 64 KiB batches (about twice
-# the requests for the same data) for comparison.
+# the requests for the same data) for comparison. Each run deletes its topic when done.
 half_rate=$(python3 -c '
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]

@@ -5,10 +5,21 @@ import NIOConcurrencyHelpers
 ///
 /// Signals are sticky: a signal that arrives while nobody waits is remembered, so a fetch
 /// that registers, reads, and then waits cannot miss an advance that happened in between.
+/// A partition's signal names the partition, so the fetch re-reads only the partitions
+/// with news (a follower's long-poll names every partition it follows, most of them idle).
 final class FetchWakeup: Sendable {
+  /// What woke a wait: named partitions, or `everything` (the deadline, a cancellation, a
+  /// signal without a partition), after which all partitions are read again.
+  struct News: Sendable {
+    var everything = false
+    var partitions: Set<TopicPartition> = []
+
+    var isEmpty: Bool { !everything && partitions.isEmpty }
+  }
+
   private struct State {
-    var isSignalled = false
-    var waiter: CheckedContinuation<Void, Never>?
+    var news = News()
+    var waiter: CheckedContinuation<News, Never>?
   }
 
   private let state = NIOLockedValueBox(State())
@@ -17,40 +28,124 @@ final class FetchWakeup: Sendable {
   var id: ObjectIdentifier { ObjectIdentifier(self) }
 
   /// Whether a signal arrived that no wait has taken yet.
-  var isSignalled: Bool { state.withLockedValue { $0.isSignalled } }
+  var isSignalled: Bool { state.withLockedValue { !$0.news.isEmpty } }
 
+  /// Wakes the wait for everything: the fetch reads all its partitions again.
   func signal() {
-    let waiter = state.withLockedValue { state -> CheckedContinuation<Void, Never>? in
-      if let waiter = state.waiter {
-        state.waiter = nil
-        return waiter
-      }
-      state.isSignalled = true
-      return nil
-    }
-    waiter?.resume()
+    deliver { $0.everything = true }
   }
 
-  /// Returns at the next signal, or at once if one arrived since the last wait. Task
-  /// cancellation (the client's connection closed) counts as a signal.
-  func wait() async {
+  /// Wakes the wait for news of one partition.
+  func signal(_ topicPartition: TopicPartition) {
+    deliver { $0.partitions.insert(topicPartition) }
+  }
+
+  private func deliver(_ add: (inout News) -> Void) {
+    let resumed = state.withLockedValue { state -> (CheckedContinuation<News, Never>, News)? in
+      add(&state.news)
+      guard let waiter = state.waiter else { return nil }
+      state.waiter = nil
+      defer { state.news = News() }
+      return (waiter, state.news)
+    }
+    if let (waiter, news) = resumed {
+      waiter.resume(returning: news)
+    }
+  }
+
+  /// Returns the news of the next signal, or at once the news gathered since the last
+  /// wait. Task cancellation (the client's connection closed) counts as news of everything.
+  @discardableResult
+  func wait() async -> News {
     await withTaskCancellationHandler {
-      await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        let resumeNow = state.withLockedValue { state -> Bool in
+      await withCheckedContinuation { (continuation: CheckedContinuation<News, Never>) in
+        let gathered = state.withLockedValue { state -> News? in
           precondition(state.waiter == nil, "one waiter at a time")
-          if state.isSignalled {
-            state.isSignalled = false
-            return true
+          if !state.news.isEmpty {
+            defer { state.news = News() }
+            return state.news
           }
           state.waiter = continuation
-          return false
+          return nil
         }
-        if resumeNow {
-          continuation.resume()
+        if let gathered {
+          continuation.resume(returning: gathered)
         }
       }
     } onCancel: {
       signal()
+    }
+  }
+}
+
+/// The fetches waiting on one partition. Kept outside the replica's actor so that a
+/// long-poll registers and unregisters on each partition it names without an actor hop
+/// per partition, twice per fetch round.
+final class FetchWaiters: Sendable {
+  private struct State {
+    var wakeups: [ObjectIdentifier: FetchWakeup] = [:]
+    /// The subset of `wakeups` that are followers' fetches: woken when the log end offset
+    /// grows, not when the high watermark moves (consumers only care about that).
+    var followerFetches: Set<ObjectIdentifier> = []
+    var isClosed = false
+  }
+
+  private let topicPartition: TopicPartition
+  private let state = NIOLockedValueBox(State())
+
+  init(_ topicPartition: TopicPartition) {
+    self.topicPartition = topicPartition
+  }
+
+  /// Registers a fetch; once the partition closed, it is woken at once instead.
+  func add(_ wakeup: FetchWakeup, isFollowerFetch: Bool) {
+    let closed = state.withLockedValue { state -> Bool in
+      guard !state.isClosed else { return true }
+      state.wakeups[wakeup.id] = wakeup
+      if isFollowerFetch {
+        state.followerFetches.insert(wakeup.id)
+      }
+      return false
+    }
+    if closed {
+      wakeup.signal(topicPartition)
+    }
+  }
+
+  func remove(_ wakeup: FetchWakeup) {
+    state.withLockedValue { state in
+      state.wakeups.removeValue(forKey: wakeup.id)
+      state.followerFetches.remove(wakeup.id)
+    }
+  }
+
+  /// New data on a leader: followers' long-polls wait for it.
+  func signalFollowerFetches() {
+    signal { state, id in state.followerFetches.contains(id) }
+  }
+
+  /// The high watermark moved: consumers' fetches wait for it.
+  func signalConsumerFetches() {
+    signal { state, id in !state.followerFetches.contains(id) }
+  }
+
+  func signalAll() {
+    signal { _, _ in true }
+  }
+
+  /// The partition closes: every waiting fetch and every later one is woken.
+  func close() {
+    state.withLockedValue { $0.isClosed = true }
+    signalAll()
+  }
+
+  private func signal(where selected: (State, ObjectIdentifier) -> Bool) {
+    // Signalled under the lock: a wakeup's own lock is never held while taking this one,
+    // and a resumed continuation only schedules its task.
+    state.withLockedValue { state in
+      for (id, wakeup) in state.wakeups where selected(state, id) {
+        wakeup.signal(topicPartition)
+      }
     }
   }
 }

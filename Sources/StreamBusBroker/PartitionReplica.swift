@@ -189,10 +189,8 @@ public actor PartitionReplica {
   /// acks=all producers waiting for the high watermark, in offset order.
   private var ackWaiters: [AckWaiter] = []
   private var durableWaiters: [DurableWaiter] = []
-  private var fetchWakeups: [ObjectIdentifier: FetchWakeup] = [:]
-  /// The subset of `fetchWakeups` that are followers' fetches: woken when the log end
-  /// offset grows, not when the high watermark moves (consumers only care about that).
-  private var followerFetchWakeups: [ObjectIdentifier: FetchWakeup] = [:]
+  /// Fetches waiting for news of this partition (registered without an actor hop).
+  nonisolated let fetchWaiters: FetchWaiters
   /// Callers waiting for the in-flight flush to finish (close, truncation).
   private var flushIdleWaiters: [CheckedContinuation<Void, Never>] = []
   /// Retention requested while a flush held the log's descriptors; runs after it.
@@ -222,6 +220,7 @@ public actor PartitionReplica {
     }
     self.producerState = producerState
     self.topicPartition = topicPartition
+    self.fetchWaiters = FetchWaiters(topicPartition)
     self.localBrokerID = localBrokerID
     self.minInsyncReplicas = minInsyncReplicas
     self.log = log
@@ -469,9 +468,7 @@ public actor PartitionReplica {
     if case .leader = role {
       replicationLag.recordAppend(endOffset: result.lastOffset + 1, nowNs: MonotonicClock.nowNs())
       // Followers long-poll for new data, not for a high watermark move.
-      for wakeup in followerFetchWakeups.values {
-        wakeup.signal()
-      }
+      fetchWaiters.signalFollowerFetches()
     }
     let written = AppendOutcome(
       errorCode: .none, errorMessage: nil, baseOffset: result.baseOffset,
@@ -776,9 +773,7 @@ public actor PartitionReplica {
     // Consumers wait for the high watermark; a follower's long-poll waits for data (its
     // answer carries the high watermark), else every report of one follower would make the
     // leader re-read all partitions of the other's waiting fetch for nothing.
-    for (id, wakeup) in fetchWakeups where followerFetchWakeups[id] == nil {
-      wakeup.signal()
-    }
+    fetchWaiters.signalConsumerFetches()
   }
 
   /// Fails the acks=all waiters whose batches end at or below `offset`.
@@ -1302,26 +1297,17 @@ public actor PartitionReplica {
   /// Registers a fetch to be woken when the high watermark advances, the log end offset
   /// of a leader grows (followers long-poll for it), the role changes or the partition
   /// closes. Remove it with `removeFetchWakeup` when the fetch is answered.
-  func addFetchWakeup(_ wakeup: FetchWakeup, isFollowerFetch: Bool = false) {
-    fetchWakeups[wakeup.id] = wakeup
-    if isFollowerFetch {
-      followerFetchWakeups[wakeup.id] = wakeup
-    }
-    if log == nil || isClosing {
-      wakeup.signal()
-    }
+  nonisolated func addFetchWakeup(_ wakeup: FetchWakeup, isFollowerFetch: Bool = false) {
+    fetchWaiters.add(wakeup, isFollowerFetch: isFollowerFetch)
   }
 
-  func removeFetchWakeup(_ wakeup: FetchWakeup) {
-    fetchWakeups.removeValue(forKey: wakeup.id)
-    followerFetchWakeups.removeValue(forKey: wakeup.id)
+  nonisolated func removeFetchWakeup(_ wakeup: FetchWakeup) {
+    fetchWaiters.remove(wakeup)
   }
 
   /// Wakes every waiting fetch (shutdown: they answer with what they have).
-  func wakeAllFetches() {
-    for wakeup in fetchWakeups.values {
-      wakeup.signal()
-    }
+  nonisolated func wakeAllFetches() {
+    fetchWaiters.signalAll()
   }
 
   // MARK: Offsets
@@ -1441,9 +1427,7 @@ public actor PartitionReplica {
   public func close(_ reason: ReplicaCloseReason) async {
     guard !isClosing else { return }
     closeReason = reason
-    for wakeup in fetchWakeups.values {
-      wakeup.signal()
-    }
+    fetchWaiters.close()
     await waitForFlushIdle()
     guard let log else { return }
     switch reason {

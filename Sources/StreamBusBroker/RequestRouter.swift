@@ -54,7 +54,7 @@ public final class RequestRouter: FrameRequestHandler {
   public func beginShutdown() async {
     isShuttingDown.withLockedValue { $0 = true }
     for replica in replicaManager.allReplicas() {
-      await replica.wakeAllFetches()
+      replica.wakeAllFetches()
     }
   }
 
@@ -305,7 +305,8 @@ public final class RequestRouter: FrameRequestHandler {
   /// Answers once at least `minBytes` are available, a partition has an error, the
   /// deadline passes, the broker shuts down or the task is cancelled (connection closed);
   /// in between it sleeps until a partition's high watermark moves (or, for a follower's
-  /// fetch, its log end offset).
+  /// fetch, its log end offset) and then reads again only the partitions with news: the
+  /// answers of the others, which had nothing, still hold.
   func finishFetch(_ longPoll: FetchLongPoll) async -> FetchAnswer {
     let request = longPoll.request
     let minBytes = Int(request.minBytes)
@@ -317,7 +318,7 @@ public final class RequestRouter: FrameRequestHandler {
           TopicPartition(topic: topic.name, partition: partition.partition))
         {
           replicas.append(replica)
-          await replica.addFetchWakeup(wakeup, isFollowerFetch: request.replicaId >= 0)
+          replica.addFetchWakeup(wakeup, isFollowerFetch: request.replicaId >= 0)
         }
       }
     }
@@ -325,19 +326,17 @@ public final class RequestRouter: FrameRequestHandler {
       try? await Task.sleep(until: longPoll.deadline, clock: ContinuousClock())
       wakeup.signal()
     }
-    var result: FetchResult
-    while true {
-      result = await readAll(request)
-      if result.isComplete(minBytes: minBytes) || ContinuousClock.now >= longPoll.deadline
-        || isShuttingDown.withLockedValue({ $0 }) || Task.isCancelled
-      {
-        break
-      }
-      await wakeup.wait()
+    var result = await readAll(request)
+    while !result.isComplete(minBytes: minBytes) && ContinuousClock.now < longPoll.deadline
+      && !isShuttingDown.withLockedValue({ $0 }) && !Task.isCancelled
+    {
+      let news = await wakeup.wait()
+      result = await readAll(
+        request, keepingIdleAnswersOf: news.everything ? nil : result, except: news.partitions)
     }
     timer.cancel()
     for replica in replicas {
-      await replica.removeFetchWakeup(wakeup)
+      replica.removeFetchWakeup(wakeup)
     }
     return result.response
   }
@@ -346,13 +345,21 @@ public final class RequestRouter: FrameRequestHandler {
     var response: FetchAnswer
     var recordBytes: Int
     var hasError: Bool
+    /// Record bytes of each partition's answer, by topic and partition index.
+    var partitionBytes: [[Int]]
 
     func isComplete(minBytes: Int) -> Bool {
       hasError || recordBytes >= minBytes
     }
   }
 
-  private func readAll(_ request: FetchRequest) async -> FetchResult {
+  /// Reads every partition of the fetch, in request order. With `previous`, a partition
+  /// that is not in `changed` and had neither records nor an error there keeps its answer
+  /// instead of being read again.
+  private func readAll(
+    _ request: FetchRequest, keepingIdleAnswersOf previous: FetchResult? = nil,
+    except changed: Set<TopicPartition> = []
+  ) async -> FetchResult {
     // The response must fit in one frame the client accepts; leave room for the headers.
     let responseRecordBytesMax = max(configuration.frameBytesMax - 64 * 1024, 0)
     var remainingBytes = min(max(Int(request.maxBytes), 0), responseRecordBytesMax)
@@ -362,18 +369,29 @@ public final class RequestRouter: FrameRequestHandler {
     topics.reserveCapacity(request.topics.count)
     var recordsFiles: [[LogFileSlice?]] = []
     recordsFiles.reserveCapacity(request.topics.count)
-    for topic in request.topics {
+    var partitionBytes: [[Int]] = []
+    partitionBytes.reserveCapacity(request.topics.count)
+    for (topicIndex, topic) in request.topics.enumerated() {
       var partitions: [FetchResponse.Partition] = []
       partitions.reserveCapacity(topic.partitions.count)
       var topicFiles: [LogFileSlice?] = []
       topicFiles.reserveCapacity(topic.partitions.count)
-      for partition in topic.partitions {
+      var topicBytes: [Int] = []
+      topicBytes.reserveCapacity(topic.partitions.count)
+      for (partitionIndex, partition) in topic.partitions.enumerated() {
         let topicPartition = TopicPartition(topic: topic.name, partition: partition.partition)
         let maxBytes = min(max(Int(partition.partitionMaxBytes), 0), remainingBytes)
         let answer: FetchResponse.Partition
         let recordsFile: LogFileSlice?
         let byteCount: Int
-        if let replica = replicaManager.replica(topicPartition) {
+        if let previous, previous.partitionBytes[topicIndex][partitionIndex] == 0,
+          !changed.contains(topicPartition)
+        {
+          // The loop waits only while no answer has an error, so this one had nothing.
+          answer = previous.response.response.topics[topicIndex].partitions[partitionIndex]
+          recordsFile = nil
+          byteCount = 0
+        } else if let replica = replicaManager.replica(topicPartition) {
           if request.replicaId >= 0 {
             let outcome = await replica.readForFollower(
               FollowerFetch(
@@ -437,14 +455,16 @@ public final class RequestRouter: FrameRequestHandler {
         remainingBytes -= byteCount
         recordBytes += byteCount
         topicFiles.append(recordsFile)
+        topicBytes.append(byteCount)
         partitions.append(answer)
       }
       topics.append(FetchResponse.Topic(name: topic.name, partitions: partitions))
       recordsFiles.append(topicFiles)
+      partitionBytes.append(topicBytes)
     }
     return FetchResult(
       response: FetchAnswer(response: FetchResponse(topics: topics), recordsFiles: recordsFiles),
-      recordBytes: recordBytes, hasError: hasError)
+      recordBytes: recordBytes, hasError: hasError, partitionBytes: partitionBytes)
   }
 
   // MARK: ListOffsets

@@ -153,7 +153,9 @@ struct ReplicationLagCommand: AsyncParsableCommand {
       records/s for --duration-s with a StreamBusClient producer, then reads each leader's \
       measurement through ReplicaStatus: for every batch and follower, the time from the \
       leader's append to the fetch in which that follower reports the batch fsynced. The \
-      partition with the worst p99 is reported.
+      partition with the worst p99 is reported. The topic is deleted afterwards (unless \
+      --keep-topic): every partition a broker hosts costs it work in each replica fetch \
+      round, so topics left behind by earlier runs would make later runs measure more.
       """)
 
   @Option(help: "Directory of a cluster started with `sbctl local up` (reads cluster.json).")
@@ -186,6 +188,9 @@ struct ReplicationLagCommand: AsyncParsableCommand {
   @Option(help: "Output format: text or json.")
   var output: OutputFormat = .text
 
+  @Flag(help: "Keep the topic after the run (it is deleted by default).")
+  var keepTopic = false
+
   func validate() throws {
     guard partitions >= 1 else { throw ValidationError("--partitions must be at least 1") }
     guard rate > 0, durationS > 0, recordBytes > 0 else {
@@ -215,7 +220,6 @@ struct ReplicationLagCommand: AsyncParsableCommand {
 
     // Each partition's leader measured its own followers; the worst partition is reported.
     let description = try await admin.describeTopic(topic)
-    await admin.close()
     var worst: ReplicaStatusResponse.ReplicationLag?
     var samples: Int64 = 0
     for assignment in description.partitions {
@@ -241,6 +245,14 @@ struct ReplicationLagCommand: AsyncParsableCommand {
       }
     }
     let lag = worst ?? .none
+    if !keepTopic {
+      do {
+        try await admin.deleteTopic(topic)
+      } catch {
+        logger.warning("could not delete the benchmark topic \(topic): \(error)")
+      }
+    }
+    await admin.close()
 
     var result = BenchResult(
       benchmark: "replication-lag",

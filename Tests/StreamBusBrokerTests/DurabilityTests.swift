@@ -30,6 +30,59 @@ import Testing
     try await broker.stop()
   }
 
+  /// A long-poll over several partitions re-reads only those with news when it wakes; the
+  /// answers of the others (nothing yet) are kept. News on a partition that already had
+  /// records must not be lost, nor must the idle partition's answer go stale or wrong.
+  @Test func multiPartitionLongPollCollectsNewsFromEachPartition() async throws {
+    let directory = try TemporaryDirectory()
+    defer { directory.remove() }
+    let broker = try await TestBroker.start(dataDirectory: directory.path)
+    let consumer = try await broker.connect()
+    let producer = try await broker.connect()
+    _ = try await producer.createTopic("news", partitions: 3)
+    let first = makeBatch(records: 2, seed: 1)
+    let second = makeBatch(records: 3, seed: 2)
+    _ = try await producer.produce(topic: "news", partition: 0, records: makeBatch(seed: 0))
+    let request = FetchRequest(
+      maxWaitMs: 20_000, minBytes: Int32(first.count + second.count), maxBytes: 1 << 20,
+      topics: [
+        FetchRequest.Topic(
+          name: "news",
+          partitions: (0..<3).map {
+            FetchRequest.Partition(
+              partition: $0, fetchOffset: $0 == 0 ? 3 : 0, partitionMaxBytes: 1 << 20)
+          })
+      ])
+    let started = ContinuousClock.now
+    async let answer = consumer.send(.fetch(request))
+    try await Task.sleep(for: .milliseconds(100))
+    // Too little for minBytes: the fetch wakes, reads partition 1 and waits on.
+    #expect(
+      try await producer.produce(topic: "news", partition: 1, records: first).errorCode == .none)
+    try await Task.sleep(for: .milliseconds(100))
+    #expect(
+      try await producer.produce(topic: "news", partition: 2, records: second).errorCode == .none)
+    let (_, response) = try await answer
+    let elapsed = ContinuousClock.now - started
+    guard case .fetch(let body)? = response, body.topics.count == 1 else {
+      Issue.record("bad response \(String(describing: response))")
+      return
+    }
+    let partitions = body.topics[0].partitions
+    #expect(partitions.map(\.partition) == [0, 1, 2])
+    #expect(partitions.map(\.errorCode) == [.none, .none, .none])
+    #expect(partitions[0].records.isEmpty)
+    #expect(partitions[0].highWatermark == 3)
+    #expect(partitions[1].records == stored(first, baseOffset: 0))
+    #expect(partitions[1].highWatermark == 2)
+    #expect(partitions[2].records == stored(second, baseOffset: 0))
+    #expect(partitions[2].highWatermark == 3)
+    #expect(elapsed < .seconds(10), "answered after \(elapsed), not at the second produce")
+    await consumer.close()
+    await producer.close()
+    try await broker.stop()
+  }
+
   @Test func fetchLongPollTimesOutAtMaxWait() async throws {
     let directory = try TemporaryDirectory()
     defer { directory.remove() }

@@ -10,7 +10,8 @@
 # Prints JSON lines (results file) and a markdown table with the issue targets.
 #
 #   Benchmarks/replication.sh [--records 200000] [--latency-seconds 10] [--trials 10]
-#                             [--partitions 3] [--skip-build] [--work-dir DIR] [--no-nats]
+#                             [--partitions 3] [--settle-seconds 15] [--skip-build]
+#                             [--work-dir DIR] [--no-nats]
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,12 +24,14 @@ partitions=6
 skip_build=0
 work_dir="$repo_root/.bench-work"
 with_nats=1
+settle_seconds=15
 while [ $# -gt 0 ]; do
   case "$1" in
     --records) records=$2; shift 2 ;;
     --latency-seconds) latency_seconds=$2; shift 2 ;;
     --trials) trials=$2; shift 2 ;;
     --partitions) partitions=$2; shift 2 ;;
+    --settle-seconds) settle_seconds=$2; shift 2 ;;
     --skip-build) skip_build=1; shift ;;
     --work-dir) work_dir=$2; shift 2 ;;
     --no-nats) with_nats=0; shift ;;
@@ -63,8 +66,14 @@ print(",".join(b["clientAddress"] for b in cluster["brokers"]))' "$cluster_dir")
 
 # Each measurement runs on a cluster that hosts only its own topic: every partition a broker
 # hosts, idle or not, costs it work in each replica fetch round (docs/benchmarks.md), so a
-# topic left behind would make the runs after it measure more than their own load.
-drop_topic() { "$bin_dir/sbctl" topic delete "$1" --cluster-dir "$cluster_dir" >/dev/null; }
+# topic left behind would make the runs after it measure more than their own load. And each
+# starts on a settled machine: right after a topic's gigabyte or so of segments is deleted,
+# fsyncs on this disk are slower for several seconds (measured: the next lag run's p99 doubles
+# without the pause).
+drop_topic() {
+  "$bin_dir/sbctl" topic delete "$1" --cluster-dir "$cluster_dir" >/dev/null
+  sleep "$settle_seconds"
+}
 topic="throughput-$RANDOM"
 "$bin_dir/sbbench" produce --brokers "$brokers" --driver client --acks all --record-bytes 1024 \
   --partitions "$partitions" --replication-factor 3 --topic "$topic" \
@@ -92,10 +101,12 @@ for run in 1 2 3; do
   "$bin_dir/sbbench" replication lag --cluster "$cluster_dir" --rate "$half_rate" \
     --partitions "$partitions" --linger-ms 5 --batch-bytes 262144 \
     --duration-s "$latency_seconds" --output json | tee -a "$results"
+  sleep "$settle_seconds"
 done
 "$bin_dir/sbbench" replication lag --cluster "$cluster_dir" --rate "$half_rate" \
   --partitions "$partitions" --linger-ms 0 --batch-bytes 65536 \
   --duration-s "$latency_seconds" --output json | tee -a "$results"
+sleep "$settle_seconds"
 "$bin_dir/sbbench" replication failover --cluster "$cluster_dir" --trials "$trials" --output json \
   | tee -a "$results"
 cleanup

@@ -93,6 +93,8 @@ public final class ClusterBroker: Service, Sendable {
     logger[metadataKey: "broker"] = "\(settings.brokerID)"
     let (directoryLock, threadPool) = try prepareDataDirectory(configuration)
     do {
+      let directoryID = try DataDirectoryIdentity.loadOrCreate(
+        directory: configuration.dataDirectory, fileSystem: configuration.fileSystem)
       let replicaManager = try await ReplicaManager.openForCluster(
         configuration: configuration, threadPool: threadPool, logger: logger)
       var clientConfiguration = MetaClientConfiguration(
@@ -158,7 +160,8 @@ public final class ClusterBroker: Service, Sendable {
           ],
           rack: settings.rack,
           capacity: MetaBrokerCapacity(
-            diskBytes: diskCapacityBytes(configuration.dataDirectory))),
+            diskBytes: diskCapacityBytes(configuration.dataDirectory)),
+          directoryID: directoryID),
         heartbeatIntervalMs: settings.brokerHeartbeatIntervalMs,
         appliedOffset: { follower.appliedOffset }, logger: logger)
       sessionBox.withLockedValue { $0 = session }

@@ -35,6 +35,7 @@ public struct TopicPartition: Hashable, Sendable, CustomStringConvertible {
 ///
 /// ```
 /// <data-dir>/.lock                    held (flock) while a broker uses the directory
+/// <data-dir>/directory.id             the directory's identity (cluster brokers)
 /// <data-dir>/topics/<name>            one metadata file per topic (AtomicFile)
 /// <data-dir>/<name>-<partition>/      one PartitionLog per partition
 /// ```

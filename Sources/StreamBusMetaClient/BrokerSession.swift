@@ -15,16 +15,19 @@ public actor BrokerSession {
     public var endpoints: [MetaEndpoint]
     public var rack: String?
     public var capacity: MetaBrokerCapacity
+    /// The identity of the broker's data directory (0: not said).
+    public var directoryID: Int64
 
     public init(
       brokerID: Int32, incarnationID: Int64, endpoints: [MetaEndpoint], rack: String? = nil,
-      capacity: MetaBrokerCapacity
+      capacity: MetaBrokerCapacity, directoryID: Int64 = 0
     ) {
       self.brokerID = brokerID
       self.incarnationID = incarnationID
       self.endpoints = endpoints
       self.rack = rack
       self.capacity = capacity
+      self.directoryID = directoryID
     }
   }
 
@@ -135,7 +138,7 @@ public actor BrokerSession {
       BrokerRegisterRequest(
         brokerID: registration.brokerID, incarnationID: incarnationID,
         endpoints: registration.endpoints, rack: registration.rack,
-        capacity: registration.capacity))
+        capacity: registration.capacity, directoryID: registration.directoryID))
     brokerEpoch = response.brokerEpoch
     isFenced = true
     lastSuccessfulHeartbeat = .now

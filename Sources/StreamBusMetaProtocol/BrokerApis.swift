@@ -26,16 +26,20 @@ public struct BrokerRegisterRequest: MetaRequestBody {
   public var endpoints: [MetaEndpoint]
   public var rack: String?
   public var capacity: MetaBrokerCapacity
+  /// Random per data directory, kept in it (version 1; 0 = not said): a broker that comes
+  /// back with another one has lost its data, and the controller takes it out of its ISRs.
+  public var directoryID: Int64
 
   public init(
     brokerID: Int32, incarnationID: Int64, endpoints: [MetaEndpoint], rack: String?,
-    capacity: MetaBrokerCapacity
+    capacity: MetaBrokerCapacity, directoryID: Int64 = 0
   ) {
     self.brokerID = brokerID
     self.incarnationID = incarnationID
     self.endpoints = endpoints
     self.rack = rack
     self.capacity = capacity
+    self.directoryID = directoryID
   }
 
   public init(from reader: inout WireReader, version: Int16) throws {
@@ -46,6 +50,7 @@ public struct BrokerRegisterRequest: MetaRequestBody {
     ) { try MetaEndpoint(from: &$0) }
     rack = try reader.readNullableString("brokerRegister.rack")
     capacity = try MetaBrokerCapacity(from: &reader)
+    directoryID = version >= 1 ? try reader.readInt64("brokerRegister.directoryID") : 0
   }
 
   public func encode(into writer: inout WireWriter, version: Int16) {
@@ -54,6 +59,9 @@ public struct BrokerRegisterRequest: MetaRequestBody {
     writer.writeArray(endpoints) { $1.encode(into: &$0) }
     writer.writeNullableString(rack)
     capacity.encode(into: &writer)
+    if version >= 1 {
+      writer.writeInt64(directoryID)
+    }
   }
 }
 

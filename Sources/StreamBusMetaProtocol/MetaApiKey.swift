@@ -23,7 +23,8 @@ public enum MetaApiKey {
 
   /// Every metaserver API with its name and the versions this build accepts, in key order.
   public static let all: [(apiKey: ApiKey, name: String, versions: ClosedRange<Int16>)] = [
-    (brokerRegister, "BrokerRegister", 0...0),
+    // 1: the data directory's identity.
+    (brokerRegister, "BrokerRegister", 0...1),
     (brokerHeartbeat, "BrokerHeartbeat", 0...0),
     (alterPartition, "AlterPartition", 0...0),
     (allocateProducerIds, "AllocateProducerIds", 0...0),

@@ -42,7 +42,7 @@ extension BrokerRegistrationRequest {
     self.init(
       brokerID: wire.brokerID, incarnationID: wire.incarnationID,
       endpoints: wire.endpoints.map(BrokerEndpoint.init), rack: wire.rack,
-      capacity: BrokerCapacity(diskBytes: wire.capacity.diskBytes))
+      capacity: BrokerCapacity(diskBytes: wire.capacity.diskBytes), directoryID: wire.directoryID)
   }
 }
 

@@ -36,16 +36,19 @@ public struct BrokerRegistrationRequest: Sendable, Hashable {
   public var endpoints: [BrokerEndpoint]
   public var rack: String?
   public var capacity: BrokerCapacity
+  /// The identity of the broker's data directory; a new one means the data is gone.
+  public var directoryID: Int64
 
   public init(
     brokerID: BrokerID, incarnationID: Int64, endpoints: [BrokerEndpoint], rack: String?,
-    capacity: BrokerCapacity
+    capacity: BrokerCapacity, directoryID: Int64 = BrokerRegistrationRecord.unknownDirectoryID
   ) {
     self.brokerID = brokerID
     self.incarnationID = incarnationID
     self.endpoints = endpoints
     self.rack = rack
     self.capacity = capacity
+    self.directoryID = directoryID
   }
 }
 

@@ -10,11 +10,15 @@ public struct BrokerRegistration: Hashable, Sendable {
   public var capacity: BrokerCapacity
   public var fenced: Bool
   public var inControlledShutdown: Bool
+  /// The identity of the data directory the broker registered with
+  /// (``BrokerRegistrationRecord/unknownDirectoryID`` when it did not say).
+  public var directoryID: Int64
 
   public init(
     id: BrokerID, incarnationID: Int64, epoch: BrokerEpoch, registrationOffset: Int64,
     endpoints: [BrokerEndpoint], rack: String?, capacity: BrokerCapacity, fenced: Bool,
-    inControlledShutdown: Bool
+    inControlledShutdown: Bool,
+    directoryID: Int64 = BrokerRegistrationRecord.unknownDirectoryID
   ) {
     self.id = id
     self.incarnationID = incarnationID
@@ -25,6 +29,7 @@ public struct BrokerRegistration: Hashable, Sendable {
     self.capacity = capacity
     self.fenced = fenced
     self.inControlledShutdown = inControlledShutdown
+    self.directoryID = directoryID
   }
 
   /// May lead partitions, join ISRs and receive new replicas.

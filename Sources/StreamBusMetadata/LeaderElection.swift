@@ -20,9 +20,15 @@ enum LeaderElection {
   /// is elected where one of them led, and they leave ISRs, but an ISR never drops below
   /// one member: the last in-sync replica is the only one known to hold every committed
   /// record, so it stays (leaderless) until it returns or unclean election is allowed.
-  static func changesRemoving(_ leaving: Set<BrokerID>, image: MetadataImage)
-    -> [PartitionChange]
-  {
+  ///
+  /// Unless `dataLost`: brokers back without their data (another data directory) leave
+  /// even as the last member. The ISR is then empty and the partition stays leaderless: no
+  /// replica is known to hold every committed record, so only unclean election (where the
+  /// topic allows it, an operator's decision) brings it back, not a silent restart from an
+  /// empty log.
+  static func changesRemoving(
+    _ leaving: Set<BrokerID>, image: MetadataImage, dataLost: Bool = false
+  ) -> [PartitionChange] {
     guard !leaving.isEmpty else { return [] }
     let isEligible = { (broker: BrokerID) in !leaving.contains(broker) && image.isActive(broker) }
     var changes: [PartitionChange] = []
@@ -32,7 +38,7 @@ enum LeaderElection {
         let leaderLeaves = leaving.contains(partition.leader)
         guard leaderLeaves || partition.isr.contains(where: leaving.contains) else { continue }
         var isr = partition.isr.filter { !leaving.contains($0) }
-        if isr.isEmpty, let last = partition.isr.first {
+        if isr.isEmpty && !dataLost, let last = partition.isr.first {
           isr = [partition.isr.contains(partition.leader) ? partition.leader : last]
         }
         var leader = partition.leader

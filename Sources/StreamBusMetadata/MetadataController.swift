@@ -18,7 +18,10 @@ public struct MetadataController: Sendable {
 
   /// Registers a broker, which starts fenced. The same incarnation again is idempotent;
   /// a new incarnation replaces the old registration with a new, higher epoch, moving the
-  /// old one's leaderships away in the same batch (that process is gone).
+  /// old one's leaderships away in the same batch (that process is gone). A new incarnation
+  /// with another data directory than the registered one also leaves every ISR, even as
+  /// the last member: its log no longer holds what its membership vouched for, and were it
+  /// elected, the partition would silently restart from an empty log.
   public func registerBroker(
     _ request: BrokerRegistrationRequest, image: MetadataImage, sessions: inout BrokerSessions,
     nowMs: Int64
@@ -40,18 +43,25 @@ public struct MetadataController: Sendable {
         guard
           existing.endpoints == request.endpoints && existing.rack == request.rack
             && existing.capacity == request.capacity
+            && existing.directoryID == request.directoryID
         else {
           return refuse(
             .duplicateBrokerRegistration,
             "broker \(brokerID) incarnation \(request.incarnationID) is already registered "
-              + "with other endpoints, rack or capacity")
+              + "with other endpoints, rack, capacity or data directory")
         }
         sessions.recordHeartbeat(brokerID, nowMs: nowMs)
         return ControllerResult(
           records: [],
           response: BrokerRegistrationResponse(errorCode: .none, brokerEpoch: existing.epoch))
       }
-      if !existing.fenced {
+      let unknown = BrokerRegistrationRecord.unknownDirectoryID
+      if existing.directoryID != unknown && request.directoryID != unknown
+        && existing.directoryID != request.directoryID
+      {
+        records += LeaderElection.changesRemoving([brokerID], image: image, dataLost: true)
+          .map(MetadataRecord.partitionChanged)
+      } else if !existing.fenced {
         records += LeaderElection.changesRemoving([brokerID], image: image)
           .map(MetadataRecord.partitionChanged)
       }
@@ -64,7 +74,8 @@ public struct MetadataController: Sendable {
       .brokerRegistered(
         BrokerRegistrationRecord(
           brokerID: brokerID, incarnationID: request.incarnationID, brokerEpoch: brokerEpoch,
-          endpoints: request.endpoints, rack: request.rack, capacity: request.capacity)))
+          endpoints: request.endpoints, rack: request.rack, capacity: request.capacity,
+          directoryID: request.directoryID)))
     sessions.recordHeartbeat(brokerID, nowMs: nowMs)
     return ControllerResult(
       records: records,
@@ -73,6 +84,9 @@ public struct MetadataController: Sendable {
 
   private func registrationViolation(_ request: BrokerRegistrationRequest) -> String? {
     if request.brokerID < 0 { return "broker id \(request.brokerID) is negative" }
+    if request.directoryID < 0 {
+      return "data directory id \(request.directoryID) is negative"
+    }
     if request.endpoints.isEmpty { return "a broker needs at least one endpoint" }
     if request.endpoints.count > limits.endpointsMax {
       return "\(request.endpoints.count) endpoints; at most \(limits.endpointsMax)"

@@ -254,7 +254,7 @@ public struct MetadataImage: Hashable, Sendable {
       id: id, incarnationID: registration.incarnationID, epoch: registration.brokerEpoch,
       registrationOffset: registrationOffset, endpoints: registration.endpoints,
       rack: registration.rack, capacity: registration.capacity, fenced: true,
-      inControlledShutdown: false)
+      inControlledShutdown: false, directoryID: registration.directoryID)
     nextBrokerEpoch = max(nextBrokerEpoch, registration.brokerEpoch + 1)
   }
 

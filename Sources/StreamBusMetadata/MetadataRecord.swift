@@ -42,13 +42,18 @@ public struct BrokerRegistrationRecord: Hashable, Sendable {
   public var endpoints: [BrokerEndpoint]
   public var rack: String?
   public var capacity: BrokerCapacity
+  /// The identity of the broker's data directory (record version 1; version 0 records
+  /// read as ``BrokerRegistrationRecord/unknownDirectoryID``).
+  public var directoryID: Int64
 
   public static let offsetOfThisBatch: Int64 = -1
+  /// A registration that did not say which data directory it has (older brokers).
+  public static let unknownDirectoryID: Int64 = 0
 
   public init(
     brokerID: BrokerID, incarnationID: Int64, brokerEpoch: BrokerEpoch,
     registrationOffset: Int64 = offsetOfThisBatch, endpoints: [BrokerEndpoint], rack: String?,
-    capacity: BrokerCapacity
+    capacity: BrokerCapacity, directoryID: Int64 = unknownDirectoryID
   ) {
     self.brokerID = brokerID
     self.incarnationID = incarnationID
@@ -57,6 +62,7 @@ public struct BrokerRegistrationRecord: Hashable, Sendable {
     self.endpoints = endpoints
     self.rack = rack
     self.capacity = capacity
+    self.directoryID = directoryID
   }
 }
 

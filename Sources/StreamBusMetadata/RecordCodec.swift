@@ -21,7 +21,13 @@ extension MetadataRecord {
     case nextIDs = 13
 
     /// The newest body version this build writes; it reads every version up to it.
-    var currentVersion: Int16 { 0 }
+    var currentVersion: Int16 {
+      switch self {
+      // 1: the data directory's identity.
+      case .brokerRegistered: 1
+      default: 0
+      }
+    }
   }
 
   var recordType: RecordType {
@@ -69,6 +75,7 @@ extension MetadataRecord {
       }
       writer.writeNullableString(registration.rack)
       writer.writeInt64(registration.capacity.diskBytes)
+      writer.writeInt64(registration.directoryID)
     case .brokerFenced(let brokerID, let brokerEpoch),
       .brokerUnfenced(let brokerID, let brokerEpoch),
       .brokerUnregistered(let brokerID, let brokerEpoch),
@@ -161,11 +168,15 @@ extension MetadataRecord {
       }
       let rack = try reader.readNullableString("brokerRegistered.rack")
       let diskBytes = try reader.readInt64("brokerRegistered.capacity.diskBytes")
+      let directoryID =
+        version >= 1
+        ? try reader.readInt64("brokerRegistered.directoryID")
+        : BrokerRegistrationRecord.unknownDirectoryID
       return .brokerRegistered(
         BrokerRegistrationRecord(
           brokerID: brokerID, incarnationID: incarnationID, brokerEpoch: brokerEpoch,
           registrationOffset: registrationOffset, endpoints: endpoints, rack: rack,
-          capacity: BrokerCapacity(diskBytes: diskBytes)))
+          capacity: BrokerCapacity(diskBytes: diskBytes), directoryID: directoryID))
     case .brokerFenced, .brokerUnfenced, .brokerUnregistered, .brokerControlledShutdown:
       let brokerID = try reader.readInt32("broker.brokerID")
       let brokerEpoch = try reader.readInt64("broker.brokerEpoch")

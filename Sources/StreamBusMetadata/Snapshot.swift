@@ -17,7 +17,7 @@ extension MetadataImage {
           BrokerRegistrationRecord(
             brokerID: broker.id, incarnationID: broker.incarnationID, brokerEpoch: broker.epoch,
             registrationOffset: broker.registrationOffset, endpoints: broker.endpoints,
-            rack: broker.rack, capacity: broker.capacity)))
+            rack: broker.rack, capacity: broker.capacity, directoryID: broker.directoryID)))
       if !broker.fenced {
         records.append(.brokerUnfenced(brokerID: broker.id, brokerEpoch: broker.epoch))
       }

@@ -433,6 +433,63 @@ struct ReplicationFaultTests {
     }
   }
 
+  // MARK: - A broker back without its data
+
+  /// The last in-sync replica of a partition dies, and its broker comes back under the same id
+  /// with an empty data directory (a replaced disk). Elected, it would restart the partition
+  /// from an empty log and its followers would truncate every acknowledged record to match.
+  /// The new data-directory id in its registration takes it out of the ISR instead: the
+  /// partition stays offline, with the records still on the other replicas.
+  @Test func brokerBackWithAnEmptyDataDirectoryIsElectedNowhere() async throws {
+    try await withReplicationCluster { cluster in
+      let topic = "lost-disk"
+      try await cluster.createTopic(topic, partitions: 1)
+      let history = History(topic: topic)
+      let timeline = Timeline("lost-disk", history: history)
+      let config = try cluster.clientConfig()
+      let producer = Producer(config: config, producerConfig: ProducerConfig(acks: .all))
+      let writer = CheckedWriter(history: history, topic: topic, partition: 0)
+      for index in 0..<5 { try await writer.send("kept-\(index)", with: producer, process: "p") }
+      await producer.close()
+
+      let before = try await cluster.partition(topic, 0)
+      let last = before.leader
+      let followers = before.replicas.filter { $0 != last }
+      timeline.mark("kill -9 followers \(followers), then leader \(last)")
+      for follower in followers { try await cluster.killBroker(follower) }
+      _ = try await cluster.waitForPartition(
+        topic, 0, timeoutMs: 15_000, "ISR of the leader alone"
+      ) { $0.isr == [last] }
+      try await cluster.killBroker(last)
+      _ = try await cluster.waitForPartition(topic, 0, timeoutMs: 15_000, "offline") {
+        $0.leader == -1 && $0.isr == [last]
+      }
+      timeline.mark("offline with broker \(last) as its last ISR member; wiping its directory")
+      let directory = cluster.broker(last).dataDirectory
+      try FileManager.default.removeItem(at: directory)
+      try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+      try await cluster.startBroker(last)
+      timeline.mark("broker \(last) back (unfenced) with an empty directory")
+      let forgotten = try await cluster.waitForPartition(
+        topic, 0, timeoutMs: 15_000, "ISR without the emptied broker"
+      ) { $0.isr.isEmpty }
+      #expect(forgotten.leader == -1)
+      for follower in followers { try await cluster.startBroker(follower) }
+      timeline.mark("followers back")
+      // Every broker is up: nothing may elect the empty one, nor a replica not known to be
+      // in sync (no unclean election by default).
+      let watchUntil = ContinuousClock.now + .seconds(3)
+      while ContinuousClock.now < watchUntil {
+        let now = try await cluster.partition(topic, 0)
+        #expect(now.leader == -1 && now.isr.isEmpty, "\(now)")
+        if now.leader != -1 { break }
+        try await Task.sleep(for: .milliseconds(100))
+      }
+      timeline.mark("still offline with every broker up")
+      print(timeline.text)
+    }
+  }
+
   // MARK: - Metaserver leader lost during a broker failover
 
   @Test func brokerFailoverCompletesWhenTheMetaserverLeaderDiesDuringIt() async throws {

@@ -27,6 +27,22 @@ import Testing
     }
   }
 
+  @Test func brokerRegisterCarriesTheDataDirectoryFromVersionOne() throws {
+    let request = BrokerRegisterRequest(
+      brokerID: 7, incarnationID: 11, endpoints: MetaFixtures.endpoints, rack: nil,
+      capacity: MetaBrokerCapacity(diskBytes: 5), directoryID: 0x0102_0304_0506)
+    #expect(MetaApiKey.supportedVersions(MetaApiKey.brokerRegister) == 0...1)
+    for version: Int16 in [0, 1] {
+      let header = RequestHeader(
+        apiKey: MetaApiKey.brokerRegister, apiVersion: version, correlationId: 1, clientId: "b")
+      let payload = MetaMessage.encodeRequestPayload(request, header: header)
+      let (_, decoded) = try MetaRequest.decode(payload: payload)
+      var expected = request
+      if version == 0 { expected.directoryID = 0 }
+      #expect(decoded == .brokerRegister(expected), "version \(version)")
+    }
+  }
+
   @Test func everyResponseRoundTrips() throws {
     for (name, response) in MetaFixtures.responses {
       let apiKey = try #require(response.apiKey)

@@ -79,6 +79,61 @@ import Testing
     }
   }
 
+  @Test func returningWithAnotherDataDirectoryLeavesEveryIsrEvenAsTheLastMember() throws {
+    var fixture = ClusterFixture()
+    try fixture.addActiveBrokers([1, 2, 3], directories: [1: 101, 2: 102, 3: 103])
+    try fixture.createTopic("t", partitions: 3, replicationFactor: 3, placementStart: 0)
+    try fixture.createTopic("solo", partitions: 1, replicationFactor: 1, placementStart: 0)
+    #expect(fixture.partition("solo", 0)?.replicas == [1])
+    // Broker 1 stops answering: fenced, "solo" goes offline with broker 1 as its last ISR
+    // member, and "t" moves its leaderships away.
+    _ = try fixture.advance(byMs: 2_000, silent: [1])
+    #expect(fixture.image.brokers[1]?.fenced == true)
+    #expect(fixture.partition("solo", 0)?.leader == noLeader)
+    #expect(fixture.partition("solo", 0)?.isr == [1])
+
+    // It returns with an empty directory (a new id): it may lead nothing it held.
+    try fixture.register(1, directoryID: 999)
+    let solo = try #require(fixture.partition("solo", 0))
+    #expect(solo.isr.isEmpty)
+    #expect(solo.leader == noLeader)
+    for index in 0..<3 {
+      #expect(fixture.partition("t", Int32(index))?.isr.contains(1) == false)
+    }
+    // Unfenced again, it is elected nowhere: "solo" stays offline until its data returns
+    // or someone allows unclean election.
+    try fixture.heartbeat(1)
+    #expect(fixture.image.brokers[1]?.fenced == false)
+    #expect(fixture.partition("solo", 0)?.leader == noLeader)
+    #expect(fixture.partition("solo", 0)?.isr.isEmpty == true)
+  }
+
+  @Test func returningWithTheSameDataDirectoryKeepsItsLastMemberships() throws {
+    var fixture = ClusterFixture()
+    try fixture.register(1, directoryID: 7)
+    try fixture.heartbeat(1)
+    try fixture.createTopic("solo", partitions: 1, replicationFactor: 1)
+    _ = try fixture.advance(byMs: 2_000, silent: [1])
+    #expect(fixture.partition("solo", 0)?.leader == noLeader)
+    try fixture.register(1, directoryID: 7)
+    try fixture.heartbeat(1)
+    #expect(fixture.partition("solo", 0)?.isr == [1])
+    #expect(fixture.partition("solo", 0)?.leader == 1)
+  }
+
+  @Test func aQuickRestartWithAnotherDirectoryLeavesTheIsrsAndLeaderships() throws {
+    var fixture = ClusterFixture()
+    try fixture.addActiveBrokers([1, 2, 3], directories: [1: 101, 2: 102, 3: 103])
+    try fixture.createTopic("t", partitions: 3, replicationFactor: 3, placementStart: 0)
+    #expect(fixture.image.allPartitions.contains { $0.leader == 1 })
+    // Still unfenced (the old process died a moment ago) and back without its data.
+    try fixture.register(1, directoryID: 555)
+    for partition in fixture.image.allPartitions {
+      #expect(!partition.isr.contains(1) && partition.leader != 1, "\(partition)")
+      #expect(partition.leader != noLeader)
+    }
+  }
+
   @Test func invalidRegistrationIsRefused() throws {
     var fixture = ClusterFixture()
     let good = BrokerRegistrationRequest(
@@ -98,7 +153,11 @@ import Testing
     repeatedName.endpoints = ClusterFixture.endpoints(1) + ClusterFixture.endpoints(2)
     var emptyRack = good
     emptyRack.rack = ""
-    for request in [negativeID, noEndpoints, badPort, longHost, repeatedName, emptyRack] {
+    var negativeDirectory = good
+    negativeDirectory.directoryID = -1
+    for request in [
+      negativeID, noEndpoints, badPort, longHost, repeatedName, emptyRack, negativeDirectory,
+    ] {
       let result = fixture.controller.registerBroker(
         request, image: fixture.image, sessions: &fixture.sessions, nowMs: 0)
       #expect(result.records.isEmpty)

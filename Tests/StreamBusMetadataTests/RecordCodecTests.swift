@@ -11,7 +11,8 @@ let sampleRecords: [MetadataRecord] = [
       endpoints: [
         BrokerEndpoint(name: "client", host: "10.0.0.3", port: 9092),
         BrokerEndpoint(name: "replication", host: "10.1.0.3", port: 9093),
-      ], rack: "rack-a", capacity: BrokerCapacity(diskBytes: 1 << 40))),
+      ], rack: "rack-a", capacity: BrokerCapacity(diskBytes: 1 << 40),
+      directoryID: 0x1234_5678_9ABC)),
   .brokerRegistered(
     BrokerRegistrationRecord(
       brokerID: 4, incarnationID: 5, brokerEpoch: 13, registrationOffset: 99,
@@ -50,7 +51,8 @@ let sampleRecords: [MetadataRecord] = [
       let bytes = record.encoded()
       #expect(try MetadataRecord(decoding: bytes) == record)
       #expect(Int16(bytes[0]) << 8 | Int16(bytes[1]) == record.recordType.rawValue)
-      #expect(bytes[2] == 0 && bytes[3] == 0, "version 0")
+      let version = Int16(bytes[2]) << 8 | Int16(bytes[3])
+      #expect(version == record.recordType.currentVersion)
     }
   }
 
@@ -113,6 +115,21 @@ let sampleRecords: [MetadataRecord] = [
     let error = #expect(throws: MetadataError.self) { try MetadataRecord(decoding: bytes) }
     #expect(error?.code == .unknownRecordType)
     #expect(error?.message.contains("32519") == true, "\(String(describing: error))")
+  }
+
+  @Test func versionZeroBrokerRegistrationReadsAsUnknownDirectory() throws {
+    let record = BrokerRegistrationRecord(
+      brokerID: 3, incarnationID: 9, brokerEpoch: 12,
+      endpoints: [BrokerEndpoint(name: "client", host: "h", port: 1)], rack: nil,
+      capacity: BrokerCapacity(diskBytes: 7), directoryID: 55)
+    var bytes = MetadataRecord.brokerRegistered(record).encoded()
+    #expect(bytes[2...3] == [0, 1], "brokerRegistered is written as version 1")
+    // Version 0 is the same body without the trailing directory id.
+    bytes.removeLast(8)
+    bytes[3] = 0
+    var expected = record
+    expected.directoryID = BrokerRegistrationRecord.unknownDirectoryID
+    #expect(try MetadataRecord(decoding: bytes) == .brokerRegistered(expected))
   }
 
   @Test func unknownRecordVersionIsRejected() {

@@ -39,13 +39,16 @@ struct ClusterFixture {
 
   /// Registers `id` with a fresh incarnation and returns the response.
   @discardableResult
-  mutating func register(_ id: BrokerID, rack: String? = nil) throws -> BrokerRegistrationResponse {
+  mutating func register(
+    _ id: BrokerID, rack: String? = nil,
+    directoryID: Int64 = BrokerRegistrationRecord.unknownDirectoryID
+  ) throws -> BrokerRegistrationResponse {
     let incarnation = (incarnations[id] ?? 0) + 1
     incarnations[id] = incarnation
     let result = controller.registerBroker(
       BrokerRegistrationRequest(
         brokerID: id, incarnationID: incarnation, endpoints: Self.endpoints(id), rack: rack,
-        capacity: BrokerCapacity(diskBytes: 1 << 30)),
+        capacity: BrokerCapacity(diskBytes: 1 << 30), directoryID: directoryID),
       image: image, sessions: &sessions, nowMs: nowMs)
     try commit(result.records)
     return result.response
@@ -65,10 +68,15 @@ struct ClusterFixture {
     return result.response
   }
 
-  /// Registers and unfences brokers `ids`, with racks from `racks` when given.
-  mutating func addActiveBrokers(_ ids: [BrokerID], racks: [BrokerID: String] = [:]) throws {
+  /// Registers and unfences brokers `ids`, with racks from `racks` when given and data
+  /// directory ids from `directories` (else none said).
+  mutating func addActiveBrokers(
+    _ ids: [BrokerID], racks: [BrokerID: String] = [:], directories: [BrokerID: Int64] = [:]
+  ) throws {
     for id in ids {
-      try register(id, rack: racks[id])
+      try register(
+        id, rack: racks[id],
+        directoryID: directories[id] ?? BrokerRegistrationRecord.unknownDirectoryID)
       let response = try heartbeat(id)
       precondition(!response.isFenced, "broker \(id) should be unfenced after catching up")
     }

@@ -99,6 +99,13 @@ public final class RequestRouter: FrameRequestHandler {
               + "and has no followers"
           ).encodeErrorOnly())
       }
+      if let stale = staleReplicaRefusal(body) {
+        return .respond(
+          ResponseHeader(
+            correlationId: header.correlationId, errorCode: .staleBrokerEpoch,
+            errorMessage: stale
+          ).encodeErrorOnly())
+      }
       switch await startFetch(body) {
       case .answered(let answer):
         return .respondParts(answer.encodeParts(header: responseHeader, version: header.apiVersion))
@@ -274,6 +281,20 @@ public final class RequestRouter: FrameRequestHandler {
           .localBrokerID != nil
       }
     }
+  }
+
+  /// Why a follower's fetch is refused as coming from an incarnation of its broker that has
+  /// since been replaced (a zombie process: its fetch offsets describe a log that is no
+  /// longer the replica's and must not move the high watermark or the ISR), or nil. An
+  /// epoch above the one in this broker's metadata is a newer registration not applied here
+  /// yet; -1 is a fetcher that does not know its epoch.
+  private func staleReplicaRefusal(_ request: FetchRequest) -> String? {
+    guard request.replicaId >= 0, request.replicaBrokerEpoch >= 0,
+      let registered = cluster?.image.brokers[request.replicaId]?.epoch,
+      request.replicaBrokerEpoch < registered
+    else { return nil }
+    return "replica fetch from broker \(request.replicaId) at broker epoch "
+      + "\(request.replicaBrokerEpoch); its registration is at epoch \(registered)"
   }
 
   /// A fetch that found too little data on its first read and waits for more.

@@ -165,6 +165,45 @@ import Testing
     }
   }
 
+  /// A follower's fetch carries its broker epoch; one from an incarnation that has since been
+  /// replaced (a zombie process) must not count as the replica's progress.
+  @Test func replicaFetchFromAReplacedIncarnationIsRefused() async throws {
+    try await ProcessHarness.run { harness in
+      let cluster = try await BrokerCluster.start(harness)
+      let meta = cluster.meta.client()
+      let client = try await RawBrokerClient.connect(to: cluster.address(1))
+      try await client.createTopic("zombie", partitions: 1, replicationFactor: 3)
+      await client.close()
+      let metadata = try await cluster.waitForLeaders(topic: "zombie", partitions: 1)
+      let leader = try #require(metadata.topics.first?.partitions.first?.leaderId)
+      let follower = try #require(([1, 2, 3] as [Int32]).first { $0 != leader })
+      let epoch = try #require(
+        try await meta.describeCluster().brokers.first { $0.brokerID == follower }?.epoch)
+      await meta.close()
+      let toLeader = try await RawBrokerClient.connect(to: cluster.address(Int(leader)))
+      func fetch(atBrokerEpoch brokerEpoch: Int64) async throws -> (ErrorCode, String?) {
+        let (header, _) = try await toLeader.send(
+          .fetch(
+            FetchRequest(
+              replicaId: follower, replicaBrokerEpoch: brokerEpoch, maxWaitMs: 0, minBytes: 1,
+              maxBytes: 1 << 20,
+              topics: [
+                FetchRequest.Topic(
+                  name: "zombie",
+                  partitions: [
+                    FetchRequest.Partition(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20)
+                  ])
+              ])))
+        return (header.errorCode, header.errorMessage)
+      }
+      let (stale, message) = try await fetch(atBrokerEpoch: epoch - 1)
+      #expect(stale == .staleBrokerEpoch)
+      #expect(message?.contains("epoch \(epoch)") == true, "\(String(describing: message))")
+      #expect(try await fetch(atBrokerEpoch: epoch).0 == .none)
+      await toLeader.close()
+    }
+  }
+
   @Test func leaderKillElectsNewLeaderAndLosesNothingAcknowledged() async throws {
     try await ProcessHarness.run { harness in
       let cluster = try await BrokerCluster.start(harness)

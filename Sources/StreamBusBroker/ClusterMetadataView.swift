@@ -27,6 +27,12 @@ public final class ClusterMetadataView: Sendable {
   /// The latest image this broker applied.
   public var image: MetadataImage { current.withLockedValue { $0 } }
 
+  /// The registered epoch of a broker in the image (read without copying the image: the
+  /// replica fetch path asks on every request).
+  func brokerEpoch(of brokerID: Int32) -> Int64? {
+    current.withLockedValue { $0.brokers[brokerID]?.epoch }
+  }
+
   func update(_ image: MetadataImage) {
     current.withLockedValue { $0 = image }
   }

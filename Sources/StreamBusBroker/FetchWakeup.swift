@@ -83,10 +83,10 @@ final class FetchWakeup: Sendable {
 /// per partition, twice per fetch round.
 final class FetchWaiters: Sendable {
   private struct State {
-    var wakeups: [ObjectIdentifier: FetchWakeup] = [:]
-    /// The subset of `wakeups` that are followers' fetches: woken when the log end offset
-    /// grows, not when the high watermark moves (consumers only care about that).
-    var followerFetches: Set<ObjectIdentifier> = []
+    /// Followers' fetches: woken when the log end offset grows, not when the high watermark
+    /// moves (only consumers care about that).
+    var followerFetches: [ObjectIdentifier: FetchWakeup] = [:]
+    var consumerFetches: [ObjectIdentifier: FetchWakeup] = [:]
     var isClosed = false
   }
 
@@ -101,9 +101,10 @@ final class FetchWaiters: Sendable {
   func add(_ wakeup: FetchWakeup, isFollowerFetch: Bool) {
     let closed = state.withLockedValue { state -> Bool in
       guard !state.isClosed else { return true }
-      state.wakeups[wakeup.id] = wakeup
       if isFollowerFetch {
-        state.followerFetches.insert(wakeup.id)
+        state.followerFetches[wakeup.id] = wakeup
+      } else {
+        state.consumerFetches[wakeup.id] = wakeup
       }
       return false
     }
@@ -114,23 +115,24 @@ final class FetchWaiters: Sendable {
 
   func remove(_ wakeup: FetchWakeup) {
     state.withLockedValue { state in
-      state.wakeups.removeValue(forKey: wakeup.id)
-      state.followerFetches.remove(wakeup.id)
+      state.followerFetches.removeValue(forKey: wakeup.id)
+      state.consumerFetches.removeValue(forKey: wakeup.id)
     }
   }
 
   /// New data on a leader: followers' long-polls wait for it.
   func signalFollowerFetches() {
-    signal { state, id in state.followerFetches.contains(id) }
+    signal(followers: true, consumers: false)
   }
 
   /// The high watermark moved: consumers' fetches wait for it.
   func signalConsumerFetches() {
-    signal { state, id in !state.followerFetches.contains(id) }
+    signal(followers: false, consumers: true)
   }
 
+  /// Wakes every waiting fetch (a role change, shutdown: they answer with what they have).
   func signalAll() {
-    signal { _, _ in true }
+    signal(followers: true, consumers: true)
   }
 
   /// The partition closes: every waiting fetch and every later one is woken.
@@ -139,12 +141,15 @@ final class FetchWaiters: Sendable {
     signalAll()
   }
 
-  private func signal(where selected: (State, ObjectIdentifier) -> Bool) {
+  private func signal(followers: Bool, consumers: Bool) {
     // Signalled under the lock: a wakeup's own lock is never held while taking this one,
     // and a resumed continuation only schedules its task.
     state.withLockedValue { state in
-      for (id, wakeup) in state.wakeups where selected(state, id) {
-        wakeup.signal(topicPartition)
+      if followers {
+        for wakeup in state.followerFetches.values { wakeup.signal(topicPartition) }
+      }
+      if consumers {
+        for wakeup in state.consumerFetches.values { wakeup.signal(topicPartition) }
       }
     }
   }

@@ -189,7 +189,9 @@ public actor PartitionReplica {
   /// acks=all producers waiting for the high watermark, in offset order.
   private var ackWaiters: [AckWaiter] = []
   private var durableWaiters: [DurableWaiter] = []
-  /// Fetches waiting for news of this partition (registered without an actor hop).
+  /// Fetches waiting for news of this partition: woken when the high watermark advances,
+  /// the log end offset of a leader grows (followers long-poll for it), the role changes or
+  /// the partition closes. Registered without an actor hop.
   nonisolated let fetchWaiters: FetchWaiters
   /// Callers waiting for the in-flight flush to finish (close, truncation).
   private var flushIdleWaiters: [CheckedContinuation<Void, Never>] = []
@@ -367,7 +369,7 @@ public actor PartitionReplica {
           "leadership of \(topicPartition) moved to broker \(leadership.leader) before the "
             + "batch was committed"))
       // Consumers waiting here get NOT_LEADER_OR_FOLLOWER and go to the new leader.
-      wakeAllFetches()
+      fetchWaiters.signalAll()
       if let failure = await waitUntilDurable(log.logEndOffset) {
         logger.error("flush after stepping down failed: \(failure)")
       }
@@ -1292,22 +1294,6 @@ public actor PartitionReplica {
       return position
     }
     return end == bytes.count ? bytes : Array(bytes[..<end])
-  }
-
-  /// Registers a fetch to be woken when the high watermark advances, the log end offset
-  /// of a leader grows (followers long-poll for it), the role changes or the partition
-  /// closes. Remove it with `removeFetchWakeup` when the fetch is answered.
-  nonisolated func addFetchWakeup(_ wakeup: FetchWakeup, isFollowerFetch: Bool = false) {
-    fetchWaiters.add(wakeup, isFollowerFetch: isFollowerFetch)
-  }
-
-  nonisolated func removeFetchWakeup(_ wakeup: FetchWakeup) {
-    fetchWaiters.remove(wakeup)
-  }
-
-  /// Wakes every waiting fetch (shutdown: they answer with what they have).
-  nonisolated func wakeAllFetches() {
-    fetchWaiters.signalAll()
   }
 
   // MARK: Offsets

@@ -54,7 +54,7 @@ public final class RequestRouter: FrameRequestHandler {
   public func beginShutdown() async {
     isShuttingDown.withLockedValue { $0 = true }
     for replica in replicaManager.allReplicas() {
-      replica.wakeAllFetches()
+      replica.fetchWaiters.signalAll()
     }
   }
 
@@ -290,7 +290,7 @@ public final class RequestRouter: FrameRequestHandler {
   /// yet; -1 is a fetcher that does not know its epoch.
   private func staleReplicaRefusal(_ request: FetchRequest) -> String? {
     guard request.replicaId >= 0, request.replicaBrokerEpoch >= 0,
-      let registered = cluster?.image.brokers[request.replicaId]?.epoch,
+      let registered = cluster?.brokerEpoch(of: request.replicaId),
       request.replicaBrokerEpoch < registered
     else { return nil }
     return "replica fetch from broker \(request.replicaId) at broker epoch "
@@ -339,7 +339,7 @@ public final class RequestRouter: FrameRequestHandler {
           TopicPartition(topic: topic.name, partition: partition.partition))
         {
           replicas.append(replica)
-          replica.addFetchWakeup(wakeup, isFollowerFetch: request.replicaId >= 0)
+          replica.fetchWaiters.add(wakeup, isFollowerFetch: request.replicaId >= 0)
         }
       }
     }
@@ -357,7 +357,7 @@ public final class RequestRouter: FrameRequestHandler {
     }
     timer.cancel()
     for replica in replicas {
-      replica.removeFetchWakeup(wakeup)
+      replica.fetchWaiters.remove(wakeup)
     }
     return result.response
   }
